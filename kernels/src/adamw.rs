@@ -1,0 +1,50 @@
+//! HuggingFace `transformers.AdamW` update, fused over one parameter buffer.
+//!
+//! With t = step (1-based): `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
+//! `p -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)`, then decoupled
+//! decay on the updated value: `p -= lr * wd * p`. (eps sits outside the
+//! bias correction, unlike `torch.optim.AdamW`.)
+
+use rayon::prelude::*;
+
+/// Hyper-parameters of one AdamW update.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamWStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// 1-based step count used for bias correction.
+    pub t: u64,
+}
+
+const CHUNK: usize = 16384;
+
+/// Update `param` in place from `grad`, with moments `m` and `v` (all same length).
+pub fn adamw_update(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], h: AdamWStep) {
+    let n = param.len();
+    assert!(grad.len() == n && m.len() == n && v.len() == n, "adamw_update: length mismatch");
+    param
+        .par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+        .for_each(|((p, g), (m, v))| adamw_update_scalar(p, g, m, v, h));
+}
+
+/// Scalar reference of [`adamw_update`] (bias correction in f64).
+pub fn adamw_update_scalar(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: AdamWStep) {
+    let t = h.t as i32;
+    let bc1 = 1.0 - (h.beta1 as f64).powi(t);
+    let bc2 = 1.0 - (h.beta2 as f64).powi(t);
+    let step_size = (h.lr as f64 * bc2.sqrt() / bc1) as f32;
+    let decay = h.lr * h.weight_decay;
+    for i in 0..p.len() {
+        m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g[i];
+        v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g[i] * g[i];
+        p[i] -= step_size * m[i] / (v[i].sqrt() + h.eps);
+        if decay != 0.0 {
+            p[i] -= decay * p[i];
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! PIXEL model: placeholder until the model issue lands.

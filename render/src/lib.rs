@@ -1,0 +1,1 @@
+//! Text renderer: placeholder until the renderer issue lands.

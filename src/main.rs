@@ -1,0 +1,28 @@
+//! The `pixel` command line.
+
+use clap::{Parser, Subcommand};
+
+/// PIXEL (Pixel-based Encoder of Language) in Rust: render text, pretrain, finetune, benchmark.
+#[derive(Parser)]
+#[command(name = "pixel", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CPU features the kernels will use and the rayon thread count.
+    Info,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info => {
+            println!("avx2+fma: {}", pixel_kernels::has_avx2_fma());
+            println!("rayon threads: {}", rayon::current_num_threads());
+        }
+    }
+    Ok(())
+}
