@@ -1,5 +1,7 @@
 //! The `pixel` command line.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 
 /// PIXEL (Pixel-based Encoder of Language) in Rust: render text, pretrain, finetune, benchmark.
@@ -14,6 +16,10 @@ struct Cli {
 enum Command {
     /// Print the CPU features the kernels will use and the rayon thread count.
     Info,
+    /// Render text into a PIXEL strip (PNG) and print its patch layout.
+    Render(cli::render::RenderArgs),
+    /// Describe a checkpoint: config, parameter counts, missing/unexpected keys.
+    Inspect(cli::inspect::InspectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -22,7 +28,9 @@ fn main() -> anyhow::Result<()> {
         Command::Info => {
             println!("avx2+fma: {}", pixel_kernels::has_avx2_fma());
             println!("rayon threads: {}", rayon::current_num_threads());
+            Ok(())
         }
+        Command::Render(args) => cli::render::run(args),
+        Command::Inspect(args) => cli::inspect::run(args),
     }
-    Ok(())
 }
