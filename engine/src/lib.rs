@@ -1,8 +1,13 @@
 //! pixel-engine: f32 tensors, a tape for reverse-mode autodiff, ops with their
 //! backward passes side by side, and the AdamW optimizer.
 
+pub mod gradcheck;
+pub mod ops;
+pub mod optim;
 pub mod rng;
+pub mod tape;
 pub mod tensor;
 
 pub use rng::Rng;
+pub use tape::{Gradients, Tape, Var};
 pub use tensor::{Device, Tensor};

@@ -142,7 +142,13 @@ impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.data();
         let head: Vec<f32> = d.iter().take(6).copied().collect();
-        write!(f, "Tensor{:?}{:?}{}", self.shape, head, if d.len() > 6 { "..." } else { "" })
+        write!(
+            f,
+            "Tensor{:?}{:?}{}",
+            self.shape,
+            head,
+            if d.len() > 6 { "..." } else { "" }
+        )
     }
 }
 

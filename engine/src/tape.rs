@@ -1,0 +1,239 @@
+//! The tape: a flat list of recorded ops, replayed in reverse for gradients.
+//!
+//! A [`Var`] is a value (`Arc<Tensor>`, cheap to clone) plus an optional id on
+//! the tape. Leaves (parameters, inputs that need a gradient) get an id from
+//! [`Tape::leaf`]; an op records a node only when the tape is enabled and at
+//! least one input has an id, so a disabled tape ([`Tape::no_grad`]) records
+//! nothing and keeps nothing alive: intermediate values are freed as soon as
+//! the caller drops them.
+//!
+//! Each node owns a boxed backward closure that captures exactly what its op
+//! needs (layer_norm: mean and rstd; softmax: its output; dropout: its mask),
+//! receives the gradient of its output by value and returns one optional
+//! gradient per input. The first gradient reaching a var is moved in; later
+//! ones are added in place.
+
+use std::sync::Arc;
+
+use crate::tensor::Tensor;
+
+/// A value on (or off) the tape.
+#[derive(Clone)]
+pub struct Var {
+    value: Arc<Tensor>,
+    id: Option<usize>,
+}
+
+impl Var {
+    /// A value that needs no gradient.
+    pub fn constant(t: Tensor) -> Var {
+        Var {
+            value: Arc::new(t),
+            id: None,
+        }
+    }
+
+    pub fn value(&self) -> &Tensor {
+        &self.value
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
+    pub fn data(&self) -> &[f32] {
+        self.value.data()
+    }
+
+    /// The id on the tape, if this var takes part in gradient computation.
+    pub fn id(&self) -> Option<usize> {
+        self.id
+    }
+
+    pub fn requires_grad(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// The shared value (for saving in a backward closure without a copy).
+    pub fn arc(&self) -> Arc<Tensor> {
+        self.value.clone()
+    }
+}
+
+/// Backward of one node: gradient of the output in, one optional gradient per
+/// input out. `needs[i]` says whether input `i` wants a gradient.
+pub type BackwardFn = Box<dyn FnOnce(Tensor, &[bool]) -> Vec<Option<Tensor>> + Send>;
+
+struct Node {
+    output: usize,
+    inputs: Vec<Option<usize>>,
+    backward: BackwardFn,
+}
+
+/// Records ops for reverse-mode autodiff (or nothing, when disabled).
+pub struct Tape {
+    enabled: bool,
+    next_id: usize,
+    nodes: Vec<Node>,
+}
+
+/// Gradients by var id, produced by [`Tape::backward`].
+pub struct Gradients {
+    grads: Vec<Option<Tensor>>,
+}
+
+impl Gradients {
+    /// The gradient of a var, if any reached it.
+    pub fn get(&self, v: &Var) -> Option<&Tensor> {
+        v.id.and_then(|i| self.grads.get(i))
+            .and_then(|g| g.as_ref())
+    }
+
+    /// Move the gradient of a var out.
+    pub fn take(&mut self, v: &Var) -> Option<Tensor> {
+        v.id.and_then(|i| self.grads.get_mut(i))
+            .and_then(|g| g.take())
+    }
+}
+
+impl Default for Tape {
+    fn default() -> Self {
+        Tape::new()
+    }
+}
+
+impl Tape {
+    /// A recording tape.
+    pub fn new() -> Tape {
+        Tape {
+            enabled: true,
+            next_id: 0,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// A tape that records nothing: inference mode, no per-op cost.
+    pub fn no_grad() -> Tape {
+        Tape {
+            enabled: false,
+            next_id: 0,
+            nodes: Vec::new(),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Number of recorded nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// A var that wants a gradient (a parameter or a differentiated input).
+    /// On a disabled tape it is a constant.
+    pub fn leaf(&mut self, value: Arc<Tensor>) -> Var {
+        let id = if self.enabled {
+            self.next_id += 1;
+            Some(self.next_id - 1)
+        } else {
+            None
+        };
+        Var { value, id }
+    }
+
+    /// Shorthand for [`Tape::leaf`] on an owned tensor.
+    pub fn leaf_tensor(&mut self, t: Tensor) -> Var {
+        self.leaf(Arc::new(t))
+    }
+
+    /// True when an op on these inputs must record a node.
+    pub fn needs_grad(&self, inputs: &[&Var]) -> bool {
+        self.enabled && inputs.iter().any(|v| v.id.is_some())
+    }
+
+    /// Record an op's output. If no input needs a gradient the closure is
+    /// dropped and the output is a constant.
+    pub fn record(&mut self, value: Tensor, inputs: &[&Var], backward: BackwardFn) -> Var {
+        if !self.needs_grad(inputs) {
+            return Var::constant(value);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.nodes.push(Node {
+            output: id,
+            inputs: inputs.iter().map(|v| v.id).collect(),
+            backward,
+        });
+        Var {
+            value: Arc::new(value),
+            id: Some(id),
+        }
+    }
+
+    /// Reverse pass from a scalar `loss` (seed gradient 1). Consumes the tape's
+    /// nodes, freeing saved tensors as it goes.
+    pub fn backward(&mut self, loss: &Var) -> Gradients {
+        assert_eq!(
+            loss.value.numel(),
+            1,
+            "backward: loss must have one element, got shape {:?}",
+            loss.shape()
+        );
+        let seed = Tensor::full(loss.shape(), 1.0);
+        self.backward_with(loss, seed)
+    }
+
+    /// Reverse pass from `out` with an explicit output gradient.
+    pub fn backward_with(&mut self, out: &Var, dout: Tensor) -> Gradients {
+        assert_eq!(
+            out.shape(),
+            dout.shape(),
+            "backward_with: gradient shape {:?} does not match output shape {:?}",
+            dout.shape(),
+            out.shape()
+        );
+        let mut grads: Vec<Option<Tensor>> = (0..self.next_id).map(|_| None).collect();
+        let Some(out_id) = out.id else {
+            return Gradients { grads };
+        };
+        grads[out_id] = Some(dout);
+        while let Some(node) = self.nodes.pop() {
+            let Some(dy) = grads[node.output].take() else {
+                continue; // this node does not reach the output
+            };
+            let needs: Vec<bool> = node.inputs.iter().map(|i| i.is_some()).collect();
+            let dinputs = (node.backward)(dy, &needs);
+            assert_eq!(
+                dinputs.len(),
+                node.inputs.len(),
+                "backward returned wrong arity"
+            );
+            for (input, dx) in node.inputs.iter().zip(dinputs) {
+                if let (Some(i), Some(dx)) = (input, dx) {
+                    accumulate(&mut grads[*i], dx);
+                }
+            }
+        }
+        Gradients { grads }
+    }
+}
+
+/// First gradient moved in, later ones added in place.
+fn accumulate(slot: &mut Option<Tensor>, dx: Tensor) {
+    match slot {
+        None => *slot = Some(dx),
+        Some(g) => {
+            assert_eq!(
+                g.shape(),
+                dx.shape(),
+                "gradient shape mismatch in accumulate"
+            );
+            pixel_kernels::elementwise::add_assign(g.data_mut(), dx.data());
+        }
+    }
+}
