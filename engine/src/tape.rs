@@ -33,6 +33,11 @@ impl Var {
         }
     }
 
+    /// A shared value that needs no gradient (no copy).
+    pub fn constant_arc(value: Arc<Tensor>) -> Var {
+        Var { value, id: None }
+    }
+
     pub fn value(&self) -> &Tensor {
         &self.value
     }

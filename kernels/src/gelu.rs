@@ -1,4 +1,7 @@
 //! Exact (erf) GELU, as HuggingFace's "gelu": `x * 0.5 * (1 + erf(x / sqrt(2)))`.
+//!
+//! The AVX2 path evaluates the normal CDF with [`crate::simd::normal_cdf`]
+//! (absolute error ~1e-7); the scalar references use `libm::erf` in f64.
 
 use rayon::prelude::*;
 
@@ -9,10 +12,22 @@ const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
 /// `out = gelu(inp)`, elementwise.
 pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
-    assert_eq!(out.len(), inp.len());
+    assert_eq!(
+        out.len(),
+        inp.len(),
+        "gelu_forward: out and inp lengths differ"
+    );
     out.par_chunks_mut(CHUNK)
         .zip(inp.par_chunks(CHUNK))
-        .for_each(|(o, x)| gelu_forward_scalar(o, x));
+        .for_each(|(o, x)| {
+            #[cfg(target_arch = "x86_64")]
+            if crate::has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { avx2::forward(o, x) };
+                return;
+            }
+            gelu_forward_scalar(o, x)
+        });
 }
 
 /// Scalar reference of [`gelu_forward`].
@@ -26,11 +41,25 @@ pub fn gelu_forward_scalar(out: &mut [f32], inp: &[f32]) {
 /// `dinp = dout * gelu'(inp)` (overwrites `dinp`), where
 /// `gelu'(x) = 0.5 (1 + erf(x / sqrt 2)) + x * phi(x)`.
 pub fn gelu_backward(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
-    assert!(dinp.len() == inp.len() && dout.len() == inp.len());
+    assert!(
+        dinp.len() == inp.len() && dout.len() == inp.len(),
+        "gelu_backward: lengths differ: dinp {}, dout {}, inp {}",
+        dinp.len(),
+        dout.len(),
+        inp.len()
+    );
     dinp.par_chunks_mut(CHUNK)
         .zip(dout.par_chunks(CHUNK))
         .zip(inp.par_chunks(CHUNK))
-        .for_each(|((dx, dy), x)| gelu_backward_scalar(dx, dy, x));
+        .for_each(|((dx, dy), x)| {
+            #[cfg(target_arch = "x86_64")]
+            if crate::has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { avx2::backward(dx, dy, x) };
+                return;
+            }
+            gelu_backward_scalar(dx, dy, x)
+        });
 }
 
 /// Scalar reference of [`gelu_backward`].
@@ -40,5 +69,63 @@ pub fn gelu_backward_scalar(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
         let cdf = 0.5 * (1.0 + libm::erf(x * INV_SQRT2));
         let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
         *dx = (dy as f64 * (cdf + x * pdf)) as f32;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use crate::simd::{load_tail, normal_cdf, store_tail, LANES};
+    use std::arch::x86_64::*;
+
+    /// `out = x * Phi(x)`; `out`, `inp` same length.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn forward(out: &mut [f32], inp: &[f32]) {
+        let n = inp.len().min(out.len());
+        let body = n - n % LANES;
+        let (xp, op) = (inp.as_ptr(), out.as_mut_ptr());
+        // SAFETY (pointer reads/writes below): i + LANES <= body <= n, and
+        // the tail covers exactly [body, n).
+        let mut i = 0;
+        while i < body {
+            let x = _mm256_loadu_ps(xp.add(i));
+            let (cdf, _) = normal_cdf(x, false);
+            _mm256_storeu_ps(op.add(i), _mm256_mul_ps(x, cdf));
+            i += LANES;
+        }
+        if n > body {
+            let x = load_tail(xp.add(body), n - body);
+            let (cdf, _) = normal_cdf(x, false);
+            store_tail(op.add(body), n - body, _mm256_mul_ps(x, cdf));
+        }
+    }
+
+    /// `dinp = dout * (Phi(x) + x * phi(x))`; all three the same length.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn backward(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
+        let n = inp.len().min(dout.len()).min(dinp.len());
+        let body = n - n % LANES;
+        let (xp, dyp, dxp) = (inp.as_ptr(), dout.as_ptr(), dinp.as_mut_ptr());
+        let inv_sqrt_2pi = _mm256_set1_ps(super::INV_SQRT_2PI as f32);
+        let grad = |x: __m256, dy: __m256| {
+            // gauss = exp(-x^2 / 2); pdf = gauss / sqrt(2 pi).
+            let (cdf, gauss) = normal_cdf(x, true);
+            let pdf = _mm256_mul_ps(gauss, inv_sqrt_2pi);
+            _mm256_mul_ps(dy, _mm256_fmadd_ps(x, pdf, cdf))
+        };
+        // SAFETY (pointer reads/writes below): i + LANES <= body <= n, and
+        // the tail covers exactly [body, n).
+        let mut i = 0;
+        while i < body {
+            let g = grad(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(dyp.add(i)));
+            _mm256_storeu_ps(dxp.add(i), g);
+            i += LANES;
+        }
+        if n > body {
+            let g = grad(
+                load_tail(xp.add(body), n - body),
+                load_tail(dyp.add(body), n - body),
+            );
+            store_tail(dxp.add(body), n - body, g);
+        }
     }
 }

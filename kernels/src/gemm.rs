@@ -28,36 +28,84 @@ impl GemmShape {
     }
 }
 
-/// Minimum rows in a parallel block: below this, splitting costs more than it saves.
+/// Minimum rows (or columns) in a parallel block: below this, splitting costs
+/// more than it saves.
 const MIN_ROWS_PER_TASK: usize = 64;
 
+/// Products under this many flops run on the calling thread.
+const MIN_PARALLEL_FLOPS: f64 = 4.0e6;
+
 /// `C = alpha * op(A) @ op(B) + beta * C` for one product.
-/// Large products are split into row blocks of C that run on the rayon pool.
+///
+/// Large products are split into one block of C per rayon thread, each a
+/// single-threaded `matrixmultiply` call on strided views (no copies): row
+/// blocks when C has enough rows, else column blocks. (Measured on the 2-core
+/// Zen 3 box: as fast as matrixmultiply's own `threading` feature on every
+/// PIXEL shape and layout, without a second thread pool; see kernels/README.md.)
 pub fn sgemm(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
     check_lengths(&s, a, b, c);
     if s.m == 0 || s.n == 0 {
         return;
     }
     let threads = rayon::current_num_threads().max(1);
-    let work = s.flops();
-    let tasks = if work < 4.0e6 || s.m < 2 * MIN_ROWS_PER_TASK {
-        1
-    } else {
-        threads.min(s.m / MIN_ROWS_PER_TASK).max(1)
-    };
-    if tasks == 1 {
+    if threads == 1 || s.flops() < MIN_PARALLEL_FLOPS {
         sgemm_serial(s, alpha, a, b, beta, c);
-        return;
+    } else if s.m >= 2 * MIN_ROWS_PER_TASK {
+        let tasks = threads.min(s.m / MIN_ROWS_PER_TASK);
+        // Split C (and the matching rows of op(A)) into `tasks` row blocks.
+        let rows_per_task = s.m.div_ceil(tasks);
+        c[..s.m * s.n]
+            .par_chunks_mut(rows_per_task * s.n)
+            .enumerate()
+            .for_each(|(t, c_block)| {
+                let rows = c_block.len() / s.n;
+                let block = Block {
+                    row0: t * rows_per_task,
+                    rows,
+                    col0: 0,
+                    cols: s.n,
+                };
+                // SAFETY: `c_block` is exactly rows [row0, row0 + rows) of C.
+                unsafe { sgemm_block(s, alpha, a, b, beta, c_block.as_mut_ptr(), block) };
+            });
+    } else if s.n >= 2 * MIN_ROWS_PER_TASK {
+        // Few rows (e.g. a CLS head): split the columns of C and op(B) instead.
+        // Column blocks are multiples of 16 so the 8-wide kernel tiles stay whole.
+        let tasks = threads.min(s.n / MIN_ROWS_PER_TASK);
+        let cols_per_task = s.n.div_ceil(tasks).next_multiple_of(16);
+        let c_ptr = SharedMutPtr(c.as_mut_ptr());
+        (0..s.n.div_ceil(cols_per_task))
+            .into_par_iter()
+            .for_each(|t| {
+                let col0 = t * cols_per_task;
+                let block = Block {
+                    row0: 0,
+                    rows: s.m,
+                    col0,
+                    cols: cols_per_task.min(s.n - col0),
+                };
+                // SAFETY: each task writes only columns [col0, col0 + cols) of C,
+                // disjoint from every other task's; C outlives the parallel loop.
+                unsafe { sgemm_block(s, alpha, a, b, beta, c_ptr.get(), block) };
+            });
+    } else {
+        sgemm_serial(s, alpha, a, b, beta, c);
     }
-    // Split C (and the matching rows of op(A)) into `tasks` row blocks.
-    let rows_per_task = s.m.div_ceil(tasks);
-    c.par_chunks_mut(rows_per_task * s.n)
-        .enumerate()
-        .for_each(|(t, c_block)| {
-            let row0 = t * rows_per_task;
-            let rows = c_block.len() / s.n;
-            sgemm_rows(s, alpha, a, b, beta, c_block, row0, rows);
-        });
+}
+
+/// A raw pointer into C that rayon tasks may share; each task writes a
+/// disjoint column range.
+#[derive(Clone, Copy)]
+struct SharedMutPtr(*mut f32);
+// SAFETY: only used for disjoint writes from `sgemm`'s column split.
+unsafe impl Send for SharedMutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMutPtr {}
+
+impl SharedMutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// `batch` independent products; A, B and C advance by their strides per batch
@@ -80,9 +128,27 @@ pub fn sgemm_batched(
         return;
     }
     if batch == 1 {
-        sgemm(s, alpha, &a[..s.m * s.k], &b[..s.k * s.n], beta, &mut c[..c_stride]);
+        sgemm(
+            s,
+            alpha,
+            &a[..s.m * s.k],
+            &b[..s.k * s.n],
+            beta,
+            &mut c[..c_stride],
+        );
         return;
     }
+    let threads = rayon::current_num_threads().max(1);
+    if batch < threads && s.flops() >= MIN_PARALLEL_FLOPS {
+        // Fewer items than threads: parallelise inside each product instead.
+        for (i, c_i) in c[..batch * c_stride].chunks_mut(c_stride).enumerate() {
+            let a_i = &a[i * a_stride..i * a_stride + s.m * s.k];
+            let b_i = &b[i * b_stride..i * b_stride + s.k * s.n];
+            sgemm(s, alpha, a_i, b_i, beta, c_i);
+        }
+        return;
+    }
+    // One whole product per task: the small attention GEMMs (B * H of them).
     c[..batch * c_stride]
         .par_chunks_mut(c_stride)
         .enumerate()
@@ -106,42 +172,62 @@ fn check_lengths(s: &GemmShape, a: &[f32], b: &[f32], c: &[f32]) {
 /// One product on the calling thread.
 pub fn sgemm_serial(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
     check_lengths(&s, a, b, c);
-    sgemm_rows(s, alpha, a, b, beta, c, 0, s.m);
+    let block = Block {
+        row0: 0,
+        rows: s.m,
+        col0: 0,
+        cols: s.n,
+    };
+    // SAFETY: `c` holds all m x n values of C (checked above).
+    unsafe { sgemm_block(s, alpha, a, b, beta, c.as_mut_ptr(), block) };
 }
 
-/// Rows `[row0, row0 + rows)` of C into `c_block` (rows x n, row-major).
-#[allow(clippy::too_many_arguments)]
-fn sgemm_rows(
+/// A rectangle of C: rows [row0, row0 + rows), columns [col0, col0 + cols).
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    row0: usize,
+    rows: usize,
+    col0: usize,
+    cols: usize,
+}
+
+/// Computes `block` of C on the calling thread.
+///
+/// `c_rows` points at row `block.row0`, column 0 of C (row stride `s.n`).
+///
+/// # Safety
+/// `a` and `b` hold op(A) and op(B) for `s` (checked by `check_lengths`);
+/// `c_rows` must be valid for writes over the whole block, and no other
+/// thread may touch that block during the call.
+unsafe fn sgemm_block(
     s: GemmShape,
     alpha: f32,
     a: &[f32],
     b: &[f32],
     beta: f32,
-    c_block: &mut [f32],
-    row0: usize,
-    rows: usize,
+    c_rows: *mut f32,
+    block: Block,
 ) {
     // Strides of op(A) (m, k) and op(B) (k, n) in elements.
     let (rsa, csa) = if s.trans_a { (1, s.m) } else { (s.k, 1) };
     let (rsb, csb) = if s.trans_b { (1, s.k) } else { (s.n, 1) };
-    let a_off = row0 * rsa;
-    assert!(c_block.len() >= rows * s.n);
-    // SAFETY: the strides and sizes describe in-bounds views of `a`, `b` and
-    // `c_block` (checked by `check_lengths` and the assert above); C does not alias.
+    debug_assert!(block.row0 + block.rows <= s.m && block.col0 + block.cols <= s.n);
+    // SAFETY: the offsets stay inside the views described by the strides
+    // (block within m x n, lengths checked), and the caller owns the C block.
     unsafe {
         matrixmultiply::sgemm(
-            rows,
+            block.rows,
             s.k,
-            s.n,
+            block.cols,
             alpha,
-            a.as_ptr().add(a_off),
+            a.as_ptr().add(block.row0 * rsa),
             rsa as isize,
             csa as isize,
-            b.as_ptr(),
+            b.as_ptr().add(block.col0 * csb),
             rsb as isize,
             csb as isize,
             beta,
-            c_block.as_mut_ptr(),
+            c_rows.add(block.col0),
             s.n as isize,
             1,
         );
@@ -154,11 +240,23 @@ pub fn sgemm_reference(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32
         for j in 0..s.n {
             let mut acc = 0.0f64;
             for p in 0..s.k {
-                let av = if s.trans_a { a[p * s.m + i] } else { a[i * s.k + p] };
-                let bv = if s.trans_b { b[j * s.k + p] } else { b[p * s.n + j] };
+                let av = if s.trans_a {
+                    a[p * s.m + i]
+                } else {
+                    a[i * s.k + p]
+                };
+                let bv = if s.trans_b {
+                    b[j * s.k + p]
+                } else {
+                    b[p * s.n + j]
+                };
                 acc += av as f64 * bv as f64;
             }
-            let prev = if beta == 0.0 { 0.0 } else { beta * c[i * s.n + j] };
+            let prev = if beta == 0.0 {
+                0.0
+            } else {
+                beta * c[i * s.n + j]
+            };
             c[i * s.n + j] = alpha * acc as f32 + prev;
         }
     }

@@ -10,6 +10,8 @@ pub mod elementwise;
 pub mod gelu;
 pub mod gemm;
 pub mod layer_norm;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd;
 pub mod softmax;
 
 /// Rows per rayon task for row-parallel kernels: enough work per task to hide

@@ -15,12 +15,34 @@ pub fn softmax_forward(
     rows_per_mask_row: usize,
     cols: usize,
 ) {
-    assert_eq!(out.len(), inp.len());
+    assert_eq!(
+        out.len(),
+        inp.len(),
+        "softmax_forward: out and inp lengths differ"
+    );
+    assert_eq!(
+        inp.len() % cols,
+        0,
+        "softmax_forward: length not a multiple of cols"
+    );
+    if let Some(m) = mask {
+        let rows = inp.len() / cols;
+        assert!(
+            rows_per_mask_row > 0 && m.len() >= rows.div_ceil(rows_per_mask_row) * cols,
+            "softmax_forward: mask too short"
+        );
+    }
     let chunk = crate::rows_per_task(cols);
     out.par_chunks_mut(chunk * cols)
         .zip(inp.par_chunks(chunk * cols))
         .enumerate()
         .for_each(|(t, (o, x))| {
+            #[cfg(target_arch = "x86_64")]
+            if crate::has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { avx2::forward_rows(o, x, mask, rows_per_mask_row, cols, t * chunk) };
+                return;
+            }
             softmax_forward_scalar(o, x, mask, rows_per_mask_row, cols, t * chunk)
         });
 }
@@ -66,7 +88,15 @@ pub fn softmax_backward(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize
     dinp.par_chunks_mut(chunk * cols)
         .zip(dout.par_chunks(chunk * cols))
         .zip(out.par_chunks(chunk * cols))
-        .for_each(|((dx, dy), y)| softmax_backward_scalar(dx, dy, y, cols));
+        .for_each(|((dx, dy), y)| {
+            #[cfg(target_arch = "x86_64")]
+            if crate::has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { avx2::backward_rows(dx, dy, y, cols) };
+                return;
+            }
+            softmax_backward_scalar(dx, dy, y, cols)
+        });
 }
 
 /// Scalar reference of [`softmax_backward`].
@@ -79,6 +109,135 @@ pub fn softmax_backward_scalar(dinp: &mut [f32], dout: &[f32], out: &[f32], cols
         let dot: f32 = dy.iter().zip(y).map(|(a, b)| a * b).sum();
         for j in 0..cols {
             dx[j] = y[j] * (dy[j] - dot);
+        }
+    }
+}
+
+/// AVX2+FMA row kernels. Tail lanes past `cols` are loaded as 0 and then kept
+/// out of the max (set to -inf) and the sums (exp(-inf) = 0, 0 * y = 0).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use crate::simd::{exp, hmax, hsum, load_tail, store_tail, tail_mask, LANES};
+    use std::arch::x86_64::*;
+
+    /// Forward over whole rows; `row0` is the global index of the first row.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn forward_rows(
+        out: &mut [f32],
+        inp: &[f32],
+        mask: Option<&[f32]>,
+        rows_per_mask_row: usize,
+        cols: usize,
+        row0: usize,
+    ) {
+        let body = cols - cols % LANES;
+        let tail = cols - body;
+        let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+        let tail_lanes = _mm256_castsi256_ps(tail_mask(tail));
+        for (i, (o, x)) in out
+            .chunks_exact_mut(cols)
+            .zip(inp.chunks_exact(cols))
+            .enumerate()
+        {
+            let (xp, op) = (x.as_ptr(), o.as_mut_ptr());
+            let mp = mask.map(|m| {
+                let mr = (row0 + i) / rows_per_mask_row;
+                m[mr * cols..(mr + 1) * cols].as_ptr()
+            });
+            // SAFETY (all pointer reads/writes below): the row of out, inp and
+            // the mask row each hold `cols` values; j + LANES <= body, and the
+            // tail touches `tail` values past `body`.
+            // Pass 1: v = x + mask into out, running max.
+            let mut maxv = neg_inf;
+            let mut j = 0;
+            while j < body {
+                let mut v = _mm256_loadu_ps(xp.add(j));
+                if let Some(mp) = mp {
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(mp.add(j)));
+                }
+                _mm256_storeu_ps(op.add(j), v);
+                maxv = _mm256_max_ps(maxv, v);
+                j += LANES;
+            }
+            if tail > 0 {
+                let mut v = load_tail(xp.add(body), tail);
+                if let Some(mp) = mp {
+                    v = _mm256_add_ps(v, load_tail(mp.add(body), tail));
+                }
+                store_tail(op.add(body), tail, v);
+                maxv = _mm256_max_ps(maxv, _mm256_blendv_ps(neg_inf, v, tail_lanes));
+            }
+            let maxv = _mm256_set1_ps(hmax(maxv));
+            // Pass 2: e = exp(v - max), running sum.
+            let mut sum = _mm256_setzero_ps();
+            let mut j = 0;
+            while j < body {
+                let e = exp(_mm256_sub_ps(_mm256_loadu_ps(op.add(j)), maxv));
+                _mm256_storeu_ps(op.add(j), e);
+                sum = _mm256_add_ps(sum, e);
+                j += LANES;
+            }
+            if tail > 0 {
+                let e = exp(_mm256_sub_ps(load_tail(op.add(body), tail), maxv));
+                let e = _mm256_and_ps(e, tail_lanes);
+                store_tail(op.add(body), tail, e);
+                sum = _mm256_add_ps(sum, e);
+            }
+            // Pass 3: normalise.
+            let inv = _mm256_set1_ps(1.0 / hsum(sum));
+            let mut j = 0;
+            while j < body {
+                _mm256_storeu_ps(op.add(j), _mm256_mul_ps(_mm256_loadu_ps(op.add(j)), inv));
+                j += LANES;
+            }
+            if tail > 0 {
+                let v = _mm256_mul_ps(load_tail(op.add(body), tail), inv);
+                store_tail(op.add(body), tail, v);
+            }
+        }
+    }
+
+    /// Backward over whole rows: `dinp = out * (dout - sum(dout * out))`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn backward_rows(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize) {
+        let body = cols - cols % LANES;
+        let tail = cols - body;
+        for ((dx, dy), y) in dinp
+            .chunks_exact_mut(cols)
+            .zip(dout.chunks_exact(cols))
+            .zip(out.chunks_exact(cols))
+        {
+            let (dxp, dyp, yp) = (dx.as_mut_ptr(), dy.as_ptr(), y.as_ptr());
+            // SAFETY (all pointer reads/writes below): each row holds `cols`
+            // values; j + LANES <= body, and the tail stays inside the row.
+            let mut dot = _mm256_setzero_ps();
+            let mut j = 0;
+            while j < body {
+                dot = _mm256_fmadd_ps(_mm256_loadu_ps(dyp.add(j)), _mm256_loadu_ps(yp.add(j)), dot);
+                j += LANES;
+            }
+            if tail > 0 {
+                let (g, yv) = (
+                    load_tail(dyp.add(body), tail),
+                    load_tail(yp.add(body), tail),
+                );
+                dot = _mm256_fmadd_ps(g, yv, dot);
+            }
+            let dot = _mm256_set1_ps(hsum(dot));
+            let mut j = 0;
+            while j < body {
+                let g = _mm256_sub_ps(_mm256_loadu_ps(dyp.add(j)), dot);
+                _mm256_storeu_ps(dxp.add(j), _mm256_mul_ps(_mm256_loadu_ps(yp.add(j)), g));
+                j += LANES;
+            }
+            if tail > 0 {
+                let g = _mm256_sub_ps(load_tail(dyp.add(body), tail), dot);
+                store_tail(
+                    dxp.add(body),
+                    tail,
+                    _mm256_mul_ps(load_tail(yp.add(body), tail), g),
+                );
+            }
         }
     }
 }

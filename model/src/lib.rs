@@ -1,1 +1,15 @@
-//! PIXEL model: placeholder until the model issue lands.
+//! pixel-model: PIXEL (config, position tables, span masking, encoder, decoder,
+//! loss, checkpoints) on pixel-engine.
+
+pub mod blocks;
+pub mod checkpoint;
+pub mod config;
+pub mod masking;
+pub mod params;
+pub mod pos_embed;
+pub mod pretraining;
+
+pub use config::PixelConfig;
+pub use masking::PatchMasking;
+pub use params::ParamStore;
+pub use pretraining::{ForwardMode, PixelForPreTraining, PretrainOutput};

@@ -1,0 +1,120 @@
+//! GEMM against the f64 triple-loop reference: all transpose layouts, shapes
+//! that split by rows, by columns or not at all, alpha/beta, and batches.
+
+use pixel_kernels::gemm::{sgemm, sgemm_batched, sgemm_reference, sgemm_serial, GemmShape};
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(747_796_405).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], k: usize) {
+    // f32 accumulation over k terms of size <= 1.
+    let tol = 1e-5 * (k as f32).sqrt().max(1.0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol + 1e-5 * w.abs(),
+            "{what}: C[{i}] = {g}, want {w}"
+        );
+    }
+}
+
+const LAYOUTS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+
+#[test]
+fn sgemm_matches_reference_all_layouts() {
+    // (m, k, n): tiny, odd, row-split (m >= 128), column-split (m < 128, n >= 128).
+    let shapes = [
+        (1, 1, 1),
+        (7, 9, 5),
+        (33, 17, 65),
+        (300, 70, 130),
+        (20, 300, 700),
+        (129, 200, 257),
+    ];
+    for &(m, k, n) in &shapes {
+        for &(trans_a, trans_b) in &LAYOUTS {
+            let s = GemmShape {
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+            };
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let c0 = values(m * n, 3);
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
+                let (mut got, mut want) = (c0.clone(), c0.clone());
+                sgemm(s, alpha, &a, &b, beta, &mut got);
+                sgemm_reference(s, alpha, &a, &b, beta, &mut want);
+                assert_close(
+                    &format!("sgemm {s:?} alpha={alpha} beta={beta}"),
+                    &got,
+                    &want,
+                    k,
+                );
+                let mut serial = c0.clone();
+                sgemm_serial(s, alpha, &a, &b, beta, &mut serial);
+                assert_close(&format!("sgemm_serial {s:?}"), &serial, &want, k);
+            }
+        }
+    }
+}
+
+#[test]
+fn sgemm_beta_zero_ignores_nan_in_c() {
+    // beta = 0 must overwrite C, even where C holds garbage.
+    let s = GemmShape {
+        m: 200,
+        n: 150,
+        k: 40,
+        trans_a: false,
+        trans_b: true,
+    };
+    let (a, b) = (values(s.m * s.k, 4), values(s.k * s.n, 5));
+    let mut got = vec![f32::NAN; s.m * s.n];
+    sgemm(s, 1.0, &a, &b, 0.0, &mut got);
+    let mut want = vec![0.0; s.m * s.n];
+    sgemm_reference(s, 1.0, &a, &b, 0.0, &mut want);
+    assert_close("sgemm beta=0", &got, &want, s.k);
+}
+
+#[test]
+fn sgemm_batched_matches_reference() {
+    // Attention-like items (small), a shared operand (stride 0), and a batch
+    // smaller than the thread count with big items.
+    let cases = [
+        (96, 13, 8, 13, false, true),
+        (4, 37, 29, 11, true, false),
+        (1, 300, 64, 300, false, false),
+    ];
+    for &(batch, m, k, n, trans_a, trans_b) in &cases {
+        let s = GemmShape {
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+        };
+        for share_b in [false, true] {
+            let a = values(batch * m * k, 6);
+            let b_stride = if share_b { 0 } else { k * n };
+            let b = values(if share_b { k * n } else { batch * k * n }, 7);
+            let c0 = values(batch * m * n, 8);
+            let mut got = c0.clone();
+            sgemm_batched(s, batch, 1.5, &a, m * k, &b, b_stride, 0.5, &mut got);
+            for i in 0..batch {
+                let mut want = c0[i * m * n..(i + 1) * m * n].to_vec();
+                let b_i = &b[i * b_stride..i * b_stride + k * n];
+                sgemm_reference(s, 1.5, &a[i * m * k..(i + 1) * m * k], b_i, 0.5, &mut want);
+                let what = format!("sgemm_batched {s:?} item {i} share_b={share_b}");
+                assert_close(&what, &got[i * m * n..(i + 1) * m * n], &want, k);
+            }
+        }
+    }
+}

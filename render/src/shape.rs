@@ -1,0 +1,276 @@
+//! One line of text to positioned glyphs: cleaning, font fallback, bidi, rustybuzz shaping and
+//! Pango-style whole-pixel advances.
+
+use rustybuzz::{Direction, Feature, UnicodeBuffer};
+use unicode_bidi::{Level, ParagraphBidiInfo};
+
+use crate::fonts::FontSet;
+
+/// A glyph ready to draw: its pen position is whole pixels from the line start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PlacedGlyph {
+    pub face: u16,
+    pub glyph: u16,
+    /// Pixels from the line origin to the glyph origin (advance sum plus x offset).
+    pub x: i32,
+    /// Pixels below the baseline (negated y offset; marks stacked above are negative).
+    pub dy: i32,
+}
+
+/// A shaped line in visual order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ShapedLine {
+    pub glyphs: Vec<PlacedGlyph>,
+    /// Logical width: the sum of the rounded advances, whole pixels.
+    pub width: i32,
+    /// Per character of the input (logical order): x of the start of the cluster it belongs to.
+    pub char_x: Vec<i32>,
+    /// Characters no face has, drawn as the main font's .notdef.
+    pub missing: usize,
+}
+
+/// How the line is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ShapeOptions {
+    /// Force a right-to-left paragraph (RTL pairs); otherwise the first strong character decides.
+    pub force_rtl: bool,
+    /// Apply kerning and ligatures (Pango does; pygame.freetype does not).
+    pub kerning: bool,
+}
+
+/// Replaces what Pango turns into spaces (newlines) and drops other control characters, which
+/// have no glyph and would otherwise be drawn as .notdef boxes.
+pub(crate) fn clean_text(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\n' | '\r' | '\u{2028}' | '\u{2029}' | '\u{85}' => Some(' '),
+            '\t' => Some('\t'),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// Characters HarfBuzz hides when no font has them (they take no width and are not "unknown").
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
+}
+
+/// Combining marks that must stay in their base character's face.
+fn is_combining_mark(c: char) -> bool {
+    matches!(c as u32,
+        0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05C7 | 0x0610..=0x061A | 0x064B..=0x065F
+        | 0x0670 | 0x06D6..=0x06ED | 0x0900..=0x0903 | 0x093A..=0x094F | 0x0951..=0x0957
+        | 0x0962..=0x0963 | 0x0B82 | 0x0BBE..=0x0BCD | 0x0BD7 | 0x1AB0..=0x1AFF
+        | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0x302A..=0x302F | 0x3099..=0x309A | 0xFE20..=0xFE2F)
+}
+
+/// Code points that can start a right-to-left run; text without them skips the bidi pass.
+fn may_be_rtl(c: char) -> bool {
+    matches!(c as u32,
+        0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x10800..=0x10FFF
+        | 0x1E800..=0x1EFFF | 0x200F | 0x202B | 0x202E | 0x2067)
+}
+
+/// Picks a face per character: letters take the first face that has them (so Latin after CJK
+/// goes back to the main font), everything else (spaces, punctuation, digits, marks) stays in
+/// the current face when it can. Returns (face per char, missing count).
+fn assign_faces(fonts: &FontSet, chars: &[(usize, char)]) -> (Vec<u16>, usize) {
+    let mut faces = Vec::with_capacity(chars.len());
+    let mut missing = 0;
+    let mut current: Option<usize> = None;
+    for &(_, c) in chars {
+        let sticky = !c.is_alphabetic() || is_combining_mark(c);
+        let chosen = match current {
+            Some(f) if sticky && fonts.has_char(f, c) => Some(f),
+            _ => fonts.face_for_char(c),
+        };
+        let face = match chosen {
+            Some(f) => f,
+            // Tabs and hidden characters take no glyph of their own; keep the run together.
+            None if c == '\t' || is_default_ignorable(c) => current.unwrap_or(0),
+            None => {
+                missing += 1;
+                0
+            }
+        };
+        current = Some(face);
+        faces.push(face as u16);
+    }
+    (faces, missing)
+}
+
+/// Reusable shaping state (one per renderer; not shared between threads).
+#[derive(Default)]
+pub(crate) struct Shaper {
+    buffer: Option<UnicodeBuffer>,
+}
+
+impl Shaper {
+    /// Shapes `text` (already cleaned) into one line.
+    pub fn shape_line(&mut self, fonts: &FontSet, text: &str, opts: ShapeOptions) -> ShapedLine {
+        let chars: Vec<(usize, char)> = text.char_indices().collect();
+        let (faces, missing) = assign_faces(fonts, &chars);
+        // Byte index -> char index, to turn cluster byte offsets into characters.
+        let mut char_at_byte = vec![usize::MAX; text.len() + 1];
+        for (i, &(b, _)) in chars.iter().enumerate() {
+            char_at_byte[b] = i;
+        }
+
+        let runs = visual_runs(text, &chars, opts.force_rtl);
+        let features = if opts.kerning {
+            Vec::new()
+        } else {
+            ["kern", "liga", "clig"]
+                .iter()
+                .map(|t| Feature::new(rustybuzz::ttf_parser::Tag::from_bytes_lossy(t.as_bytes()), 0, ..))
+                .collect()
+        };
+        let tab_stop = 8 * self.space_advance(fonts);
+
+        let mut line = ShapedLine {
+            char_x: vec![i32::MIN; chars.len()],
+            missing,
+            ..Default::default()
+        };
+        let mut pen = 0i32;
+        for (range, rtl) in runs {
+            // Face segments of this bidi run, in visual order.
+            let first = char_at_byte[range.start];
+            let last = char_at_byte_end(&char_at_byte, range.end, chars.len());
+            let mut segments = Vec::new();
+            let mut seg_start = first;
+            for i in first + 1..=last {
+                if i == last || faces[i] != faces[seg_start] {
+                    segments.push((seg_start, i));
+                    seg_start = i;
+                }
+            }
+            if rtl {
+                segments.reverse();
+            }
+            for (c0, c1) in segments {
+                let face = faces[c0] as usize;
+                let b0 = chars[c0].0;
+                let b1 = if c1 < chars.len() { chars[c1].0 } else { text.len() };
+                pen = self.shape_segment(
+                    fonts, text, b0..b1, face, rtl, &features, tab_stop, pen, &char_at_byte,
+                    &mut line,
+                );
+            }
+        }
+        line.width = pen;
+        // Characters inside a cluster share the cluster's start (filled in logical order).
+        let mut last_x = 0;
+        for x in line.char_x.iter_mut() {
+            if *x == i32::MIN {
+                *x = last_x;
+            }
+            last_x = *x;
+        }
+        line
+    }
+
+    /// Shapes bytes `bytes` of `text` with face `face`, appending glyphs at `pen`; returns the new pen.
+    #[allow(clippy::too_many_arguments)]
+    fn shape_segment(
+        &mut self,
+        fonts: &FontSet,
+        text: &str,
+        bytes: std::ops::Range<usize>,
+        face: usize,
+        rtl: bool,
+        features: &[Feature],
+        tab_stop: i32,
+        mut pen: i32,
+        char_at_byte: &[usize],
+        line: &mut ShapedLine,
+    ) -> i32 {
+        let mut buffer = self.buffer.take().unwrap_or_default();
+        buffer.push_str(&text[bytes.clone()]);
+        buffer.set_direction(if rtl {
+            Direction::RightToLeft
+        } else {
+            Direction::LeftToRight
+        });
+        buffer.guess_segment_properties();
+        let shaped = rustybuzz::shape(&fonts.faces[face].shaper, features, buffer);
+        let scale = fonts.scale(face);
+        for (info, pos) in shaped.glyph_infos().iter().zip(shaped.glyph_positions()) {
+            let byte = bytes.start + info.cluster as usize;
+            let ch = text[byte..].chars().next().unwrap_or(' ');
+            let advance = if ch == '\t' && tab_stop > 0 {
+                // Pango's default tab stops: every 8 space widths from the line start.
+                (pen / tab_stop + 1) * tab_stop - pen
+            } else {
+                round_px(pos.x_advance as f32 * scale)
+            };
+            let char_index = char_at_byte[byte];
+            if char_index < line.char_x.len() {
+                let slot = &mut line.char_x[char_index];
+                *slot = if *slot == i32::MIN { pen } else { (*slot).min(pen) };
+            }
+            if ch != '\t' {
+                line.glyphs.push(PlacedGlyph {
+                    face: face as u16,
+                    glyph: info.glyph_id as u16,
+                    x: pen + round_px(pos.x_offset as f32 * scale),
+                    dy: -round_px(pos.y_offset as f32 * scale),
+                });
+            }
+            pen += advance;
+        }
+        self.buffer = Some(shaped.clear());
+        pen
+    }
+
+    /// Whole-pixel advance of the main font's space.
+    fn space_advance(&self, fonts: &FontSet) -> i32 {
+        let face = &fonts.faces[0].shaper;
+        face.glyph_index(' ')
+            .and_then(|g| face.glyph_hor_advance(g))
+            .map(|a| round_px(a as f32 * fonts.scale(0)))
+            .unwrap_or(0)
+    }
+}
+
+/// Index of the char that starts at byte `end` (or `n_chars` at the end of the text).
+fn char_at_byte_end(char_at_byte: &[usize], end: usize, n_chars: usize) -> usize {
+    if end >= char_at_byte.len() - 1 {
+        n_chars
+    } else {
+        char_at_byte[end]
+    }
+}
+
+/// Pixel rounding of Pango units: halves go up.
+fn round_px(v: f32) -> i32 {
+    (v + 0.5).floor() as i32
+}
+
+/// Bidi runs in visual order as (byte range, right-to-left).
+fn visual_runs(
+    text: &str,
+    chars: &[(usize, char)],
+    force_rtl: bool,
+) -> Vec<(std::ops::Range<usize>, bool)> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    if !force_rtl && !chars.iter().any(|&(_, c)| may_be_rtl(c)) {
+        return vec![(0..text.len(), false)];
+    }
+    let level = force_rtl.then(Level::rtl);
+    let info = ParagraphBidiInfo::new(text, level);
+    let (levels, runs) = info.visual_runs(0..text.len());
+    runs.into_iter()
+        .map(|r| {
+            let rtl = levels[r.start].is_rtl();
+            (r, rtl)
+        })
+        .collect()
+}
