@@ -33,7 +33,9 @@ fn sentences() -> Vec<String> {
         "Does anyone know whether the store on Main Street opens on Sundays?",
         "Thanks again for your help, I will call you tomorrow morning.",
     ];
-    (0..2000).map(|i| base[i % base.len()].to_string()).collect()
+    (0..2000)
+        .map(|i| base[i % base.len()].to_string())
+        .collect()
 }
 
 fn bench_render(c: &mut Criterion) {

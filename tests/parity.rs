@@ -13,7 +13,11 @@ fn fixture_dir() -> Option<PathBuf> {
     match std::env::var("PIXEL_FIXTURES") {
         Ok(d) => {
             let p = PathBuf::from(d);
-            assert!(p.is_dir(), "PIXEL_FIXTURES={} is not a directory", p.display());
+            assert!(
+                p.is_dir(),
+                "PIXEL_FIXTURES={} is not a directory",
+                p.display()
+            );
             Some(p)
         }
         Err(_) => {
@@ -21,7 +25,10 @@ fn fixture_dir() -> Option<PathBuf> {
             if p.is_dir() {
                 Some(p)
             } else {
-                eprintln!("skipping parity: no fixture at {} and PIXEL_FIXTURES unset", p.display());
+                eprintln!(
+                    "skipping parity: no fixture at {} and PIXEL_FIXTURES unset",
+                    p.display()
+                );
                 None
             }
         }
@@ -55,7 +62,8 @@ impl Tally {
             self.worst_name = format!("{name} (max abs err {err:.3e}, max |ref| {scale:.3e})");
         }
         if err > tol || err.is_nan() {
-            self.failures.push(format!("{name}: max abs err {err:.3e} > tol {tol:.3e}"));
+            self.failures
+                .push(format!("{name}: max abs err {err:.3e} > tol {tol:.3e}"));
         }
     }
 }
@@ -66,10 +74,19 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
     let config = PixelConfig::from_file(dir.join("config.json")).expect("fixture config");
     let weights = read_npy_dir(&dir, None).expect("fixture weights");
     let mut model = PixelForPreTraining::new(config.clone(), &mut Rng::new(0));
-    let report = model.params.load_state_dict(&weights).expect("load weights");
-    assert!(report.missing.is_empty(), "fixture lacks weights: {:?}", report.missing);
+    let report = model
+        .params
+        .load_state_dict(&weights)
+        .expect("load weights");
+    assert!(
+        report.missing.is_empty(),
+        "fixture lacks weights: {:?}",
+        report.missing
+    );
 
-    let npy = |name: &str| read_npy(dir.join(format!("{name}.npy"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let npy = |name: &str| {
+        read_npy(dir.join(format!("{name}.npy"))).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
     let pixel_values = npy("pixel_values");
     let attention_mask = npy("attention_mask");
     let patch_mask = npy("patch_mask");
@@ -81,18 +98,42 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
     let pv = model.params.vars(&mut tape);
     let pixels = tape.leaf(Arc::new(pixel_values.clone()));
     let mut rng = Rng::new(0);
-    let mode = ForwardMode { training: false, rng: &mut rng };
-    let out = model.forward(&mut tape, &pv, &pixels, attention_mask.data(), &masking, mode);
+    let mode = ForwardMode {
+        training: false,
+        rng: &mut rng,
+    };
+    let out = model.forward(
+        &mut tape,
+        &pv,
+        &pixels,
+        attention_mask.data(),
+        &masking,
+        mode,
+    );
 
-    let mut tally = Tally { worst_name: String::new(), worst_ratio: 0.0, failures: vec![] };
-    tally.check("last_hidden_state", out.last_hidden_state.data(), &npy("last_hidden_state"), 1e-7);
+    let mut tally = Tally {
+        worst_name: String::new(),
+        worst_ratio: 0.0,
+        failures: vec![],
+    };
+    tally.check(
+        "last_hidden_state",
+        out.last_hidden_state.data(),
+        &npy("last_hidden_state"),
+        1e-7,
+    );
     tally.check("logits", out.logits.data(), &npy("logits"), 1e-7);
     tally.check("loss", out.loss.data(), &npy("loss"), 1e-7);
     assert_eq!(out.loss_mask, npy("loss_mask").data(), "loss_mask differs");
 
     let mut grads = tape.backward(&out.loss);
     let dpixels = grads.take(&pixels).expect("gradient for pixel_values");
-    tally.check("grad.pixel_values", dpixels.data(), &npy("grad.pixel_values"), 1e-7);
+    tally.check(
+        "grad.pixel_values",
+        dpixels.data(),
+        &npy("grad.pixel_values"),
+        1e-7,
+    );
     let param_grads = model.params.take_grads(&pv, &mut grads);
     let mut checked = 0;
     for (p, g) in model.params.iter().zip(&param_grads) {
@@ -100,7 +141,9 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
             continue;
         }
         let reference = npy(&format!("grad.{}", p.name));
-        let g = g.as_ref().unwrap_or_else(|| panic!("no gradient reached {}", p.name));
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|| panic!("no gradient reached {}", p.name));
         // Gradients that are exactly zero in exact arithmetic (attention key
         // bias) are rounding noise in the fixture: an absolute floor covers them.
         tally.check(&format!("grad.{}", p.name), g.data(), &reference, 1e-7);
@@ -112,13 +155,31 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
     let mut t2 = Tape::no_grad();
     let pv2 = model.params.vars(&mut t2);
     let mut rng = Rng::new(0);
-    let mode = ForwardMode { training: false, rng: &mut rng };
-    let hidden = model.encode_unmasked(&mut t2, &pv2, &Var::constant(pixel_values), attention_mask.data(), mode);
-    tally.check("unmasked_last_hidden_state", hidden.data(), &npy("unmasked_last_hidden_state"), 1e-7);
+    let mode = ForwardMode {
+        training: false,
+        rng: &mut rng,
+    };
+    let hidden = model.encode_unmasked(
+        &mut t2,
+        &pv2,
+        &Var::constant(pixel_values),
+        attention_mask.data(),
+        mode,
+    );
+    tally.check(
+        "unmasked_last_hidden_state",
+        hidden.data(),
+        &npy("unmasked_last_hidden_state"),
+        1e-7,
+    );
 
     eprintln!(
         "parity: {checked} parameter gradients + 6 outputs checked; worst {} at {:.3} of tolerance",
         tally.worst_name, tally.worst_ratio
     );
-    assert!(tally.failures.is_empty(), "parity failures:\n{}", tally.failures.join("\n"));
+    assert!(
+        tally.failures.is_empty(),
+        "parity failures:\n{}",
+        tally.failures.join("\n")
+    );
 }

@@ -8,6 +8,8 @@ pub mod rng;
 pub mod tape;
 pub mod tensor;
 
+/// The raw kernels the ops call, for code that works on gradient buffers directly.
+pub use pixel_kernels as kernels;
 pub use rng::Rng;
 pub use tape::{Gradients, Tape, Var};
 pub use tensor::{Device, Tensor};

@@ -20,7 +20,10 @@ pub struct BlockSettings {
 /// not (transformers 4.17's `get_extended_attention_mask`, not -inf).
 pub fn additive_key_mask(mask: &[f32], batch: usize, len: usize) -> Tensor {
     assert_eq!(mask.len(), batch * len, "additive_key_mask: mask length");
-    Tensor::new(&[batch, len], mask.iter().map(|m| (1.0 - m) * -10000.0).collect())
+    Tensor::new(
+        &[batch, len],
+        mask.iter().map(|m| (1.0 - m) * -10000.0).collect(),
+    )
 }
 
 /// One block on x (B, N, C). `prefix` is the state-dict prefix of the layer,
@@ -36,10 +39,31 @@ pub fn transformer_block(
 ) -> Var {
     let p = |name: &str| pv.get(&format!("{prefix}.{name}"));
     // Attention half.
-    let h = ops::layer_norm(t, x, p("layernorm_before.weight"), p("layernorm_before.bias"), s.layer_norm_eps);
-    let q = ops::linear(t, &h, p("attention.attention.query.weight"), Some(p("attention.attention.query.bias")));
-    let k = ops::linear(t, &h, p("attention.attention.key.weight"), Some(p("attention.attention.key.bias")));
-    let v = ops::linear(t, &h, p("attention.attention.value.weight"), Some(p("attention.attention.value.bias")));
+    let h = ops::layer_norm(
+        t,
+        x,
+        p("layernorm_before.weight"),
+        p("layernorm_before.bias"),
+        s.layer_norm_eps,
+    );
+    let q = ops::linear(
+        t,
+        &h,
+        p("attention.attention.query.weight"),
+        Some(p("attention.attention.query.bias")),
+    );
+    let k = ops::linear(
+        t,
+        &h,
+        p("attention.attention.key.weight"),
+        Some(p("attention.attention.key.bias")),
+    );
+    let v = ops::linear(
+        t,
+        &h,
+        p("attention.attention.value.weight"),
+        Some(p("attention.attention.value.bias")),
+    );
     drop(h);
     let cfg = AttentionConfig {
         num_heads: s.num_heads,
@@ -47,30 +71,76 @@ pub fn transformer_block(
         training: s.training,
     };
     let ctx = ops::attention(t, &q, &k, &v, key_mask, cfg, rng);
-    let a = ops::linear(t, &ctx, p("attention.output.dense.weight"), Some(p("attention.output.dense.bias")));
+    let a = ops::linear(
+        t,
+        &ctx,
+        p("attention.output.dense.weight"),
+        Some(p("attention.output.dense.bias")),
+    );
     let a = ops::dropout(t, &a, s.hidden_dropout, s.training, rng);
     let x1 = ops::add(t, x, &a);
     // MLP half.
-    let h = ops::layer_norm(t, &x1, p("layernorm_after.weight"), p("layernorm_after.bias"), s.layer_norm_eps);
-    let h = ops::linear(t, &h, p("intermediate.dense.weight"), Some(p("intermediate.dense.bias")));
+    let h = ops::layer_norm(
+        t,
+        &x1,
+        p("layernorm_after.weight"),
+        p("layernorm_after.bias"),
+        s.layer_norm_eps,
+    );
+    let h = ops::linear(
+        t,
+        &h,
+        p("intermediate.dense.weight"),
+        Some(p("intermediate.dense.bias")),
+    );
     let h = ops::gelu(t, &h);
-    let y = ops::linear(t, &h, p("output.dense.weight"), Some(p("output.dense.bias")));
+    let y = ops::linear(
+        t,
+        &h,
+        p("output.dense.weight"),
+        Some(p("output.dense.bias")),
+    );
     let y = ops::dropout(t, &y, s.hidden_dropout, s.training, rng);
     ops::add(t, &x1, &y)
 }
 
 /// Names and shapes of one block's parameters (for construction and init).
-pub fn block_param_shapes(prefix: &str, hidden: usize, intermediate: usize) -> Vec<(String, Vec<usize>)> {
+pub fn block_param_shapes(
+    prefix: &str,
+    hidden: usize,
+    intermediate: usize,
+) -> Vec<(String, Vec<usize>)> {
     let mut v = Vec::new();
     for proj in ["query", "key", "value"] {
-        v.push((format!("{prefix}.attention.attention.{proj}.weight"), vec![hidden, hidden]));
-        v.push((format!("{prefix}.attention.attention.{proj}.bias"), vec![hidden]));
+        v.push((
+            format!("{prefix}.attention.attention.{proj}.weight"),
+            vec![hidden, hidden],
+        ));
+        v.push((
+            format!("{prefix}.attention.attention.{proj}.bias"),
+            vec![hidden],
+        ));
     }
-    v.push((format!("{prefix}.attention.output.dense.weight"), vec![hidden, hidden]));
-    v.push((format!("{prefix}.attention.output.dense.bias"), vec![hidden]));
-    v.push((format!("{prefix}.intermediate.dense.weight"), vec![intermediate, hidden]));
-    v.push((format!("{prefix}.intermediate.dense.bias"), vec![intermediate]));
-    v.push((format!("{prefix}.output.dense.weight"), vec![hidden, intermediate]));
+    v.push((
+        format!("{prefix}.attention.output.dense.weight"),
+        vec![hidden, hidden],
+    ));
+    v.push((
+        format!("{prefix}.attention.output.dense.bias"),
+        vec![hidden],
+    ));
+    v.push((
+        format!("{prefix}.intermediate.dense.weight"),
+        vec![intermediate, hidden],
+    ));
+    v.push((
+        format!("{prefix}.intermediate.dense.bias"),
+        vec![intermediate],
+    ));
+    v.push((
+        format!("{prefix}.output.dense.weight"),
+        vec![hidden, intermediate],
+    ));
     v.push((format!("{prefix}.output.dense.bias"), vec![hidden]));
     for ln in ["layernorm_before", "layernorm_after"] {
         v.push((format!("{prefix}.{ln}.weight"), vec![hidden]));

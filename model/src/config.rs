@@ -265,7 +265,10 @@ impl PixelConfig {
             ("patch_size", self.patch_size),
             ("num_channels", self.num_channels),
             ("decoder_hidden_size", self.decoder_hidden_size),
-            ("decoder_num_attention_heads", self.decoder_num_attention_heads),
+            (
+                "decoder_num_attention_heads",
+                self.decoder_num_attention_heads,
+            ),
             ("decoder_intermediate_size", self.decoder_intermediate_size),
         ] {
             if value == 0 {
@@ -313,7 +316,10 @@ impl PixelConfig {
         }
         for (name, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return bad(format!("{name} {p} must be in [0, 1)"));
@@ -379,7 +385,9 @@ fn field_with_bad_value(text: &str) -> Option<String> {
     fields.into_iter().find_map(|(key, value)| {
         let mut probe = valid.clone();
         probe[key.as_str()] = value;
-        serde_json::from_value::<PixelConfig>(probe).is_err().then_some(key)
+        serde_json::from_value::<PixelConfig>(probe)
+            .is_err()
+            .then_some(key)
     })
 }
 

@@ -8,6 +8,7 @@ pub mod masking;
 pub mod params;
 pub mod pos_embed;
 pub mod pretraining;
+pub mod train;
 
 pub use config::PixelConfig;
 pub use masking::PatchMasking;

@@ -190,7 +190,10 @@ impl PatchMasking {
             len_keep,
             keep,
             removed,
-            mask: removed_flags.iter().map(|&r| f32::from(u8::from(r))).collect(),
+            mask: removed_flags
+                .iter()
+                .map(|&r| f32::from(u8::from(r)))
+                .collect(),
         }
     }
 
@@ -282,10 +285,7 @@ impl PatchMasking {
                 num_patches,
             });
         }
-        if let Some((index, &value)) = mask
-            .iter()
-            .enumerate()
-            .find(|(_, &v)| v != 0.0 && v != 1.0)
+        if let Some((index, &value)) = mask.iter().enumerate().find(|(_, &v)| v != 0.0 && v != 1.0)
         {
             return Err(MaskingError::NotBinary { index, value });
         }

@@ -32,7 +32,8 @@ pub struct LoadReport {
 
 /// HF weight-decay grouping: no decay for biases and LayerNorm parameters.
 pub fn is_decayed(name: &str) -> bool {
-    let layer_norm = name.contains("layernorm") || name.contains("decoder_norm") || name.contains(".ln.");
+    let layer_norm =
+        name.contains("layernorm") || name.contains("decoder_norm") || name.contains(".ln.");
     !(name.ends_with(".bias") || layer_norm)
 }
 
@@ -170,7 +171,11 @@ impl ParamStore {
     /// Parameters without a gradient get a zero gradient (their moments still
     /// decay, as in PyTorch when the gradient is zero rather than None).
     pub fn adamw_update(&mut self, opt: &mut AdamW, grads: &[Option<Tensor>], lr: f32) {
-        assert_eq!(grads.len(), self.params.len(), "adamw_update: one gradient slot per parameter");
+        assert_eq!(
+            grads.len(),
+            self.params.len(),
+            "adamw_update: one gradient slot per parameter"
+        );
         let zeros: Vec<Option<Tensor>> = self
             .params
             .iter()

@@ -42,20 +42,40 @@ pub fn pretraining_param_shapes(cfg: &PixelConfig) -> Vec<(String, Vec<usize>, b
     let (p, c) = (cfg.patch_size, cfg.num_channels);
     let mut v: Vec<(String, Vec<usize>, bool)> = vec![
         ("vit.embeddings.cls_token".into(), vec![1, 1, d], true),
-        ("vit.embeddings.position_embeddings".into(), vec![1, l + 1, d], false),
-        ("vit.embeddings.patch_embeddings.projection.weight".into(), vec![d, c, p, p], true),
-        ("vit.embeddings.patch_embeddings.projection.bias".into(), vec![d], true),
+        (
+            "vit.embeddings.position_embeddings".into(),
+            vec![1, l + 1, d],
+            false,
+        ),
+        (
+            "vit.embeddings.patch_embeddings.projection.weight".into(),
+            vec![d, c, p, p],
+            true,
+        ),
+        (
+            "vit.embeddings.patch_embeddings.projection.bias".into(),
+            vec![d],
+            true,
+        ),
     ];
     for i in 0..cfg.num_hidden_layers {
         let prefix = format!("vit.encoder.layer.{i}");
-        v.extend(block_param_shapes(&prefix, d, cfg.intermediate_size).into_iter().map(|(n, s)| (n, s, true)));
+        v.extend(
+            block_param_shapes(&prefix, d, cfg.intermediate_size)
+                .into_iter()
+                .map(|(n, s)| (n, s, true)),
+        );
     }
     v.push(("vit.layernorm.weight".into(), vec![d], true));
     v.push(("vit.layernorm.bias".into(), vec![d], true));
     v.push(("decoder.decoder_embed.weight".into(), vec![dd, d], true));
     v.push(("decoder.decoder_embed.bias".into(), vec![dd], true));
     v.push(("decoder.mask_token".into(), vec![1, 1, dd], true));
-    v.push(("decoder.decoder_pos_embed".into(), vec![1, l + 1, dd], false));
+    v.push((
+        "decoder.decoder_pos_embed".into(),
+        vec![1, l + 1, dd],
+        false,
+    ));
     for j in 0..cfg.decoder_num_hidden_layers {
         let prefix = format!("decoder.decoder_layers.{j}");
         v.extend(
@@ -66,7 +86,11 @@ pub fn pretraining_param_shapes(cfg: &PixelConfig) -> Vec<(String, Vec<usize>, b
     }
     v.push(("decoder.decoder_norm.weight".into(), vec![dd], true));
     v.push(("decoder.decoder_norm.bias".into(), vec![dd], true));
-    v.push(("decoder.decoder_pred.weight".into(), vec![p * p * c, dd], true));
+    v.push((
+        "decoder.decoder_pred.weight".into(),
+        vec![p * p * c, dd],
+        true,
+    ));
     v.push(("decoder.decoder_pred.bias".into(), vec![p * p * c], true));
     v
 }
@@ -150,7 +174,15 @@ impl PixelForPreTraining {
         let enc_mask = additive_key_mask(&with_cls(&kept_mask, b, k), b, k + 1);
         let enc = encoder_settings(cfg, training);
         for i in 0..cfg.num_hidden_layers {
-            x = transformer_block(t, pv, &format!("vit.encoder.layer.{i}"), &x, Some(&enc_mask), enc, rng);
+            x = transformer_block(
+                t,
+                pv,
+                &format!("vit.encoder.layer.{i}"),
+                &x,
+                Some(&enc_mask),
+                enc,
+                rng,
+            );
         }
         let last_hidden_state = ops::layer_norm(
             t,
@@ -171,8 +203,12 @@ impl PixelForPreTraining {
         let y_kept = ops::narrow(t, &y, 1, 1, k);
         let mask_token = ops::expand_first(t, pv.get("decoder.mask_token"), b); // (B, 1, Dd)
         let pool = ops::concat(t, &[&y_kept, &mask_token], 1); // (B, K+1, Dd)
-        // Patch i takes its encoder row if kept, else the one mask token (row K).
-        let restore: Vec<usize> = masking.ids_restore().into_iter().map(|r| r.min(k)).collect();
+                                                               // Patch i takes its encoder row if kept, else the one mask token (row K).
+        let restore: Vec<usize> = masking
+            .ids_restore()
+            .into_iter()
+            .map(|r| r.min(k))
+            .collect();
         let y_patches = ops::gather_rows(t, &pool, &restore, l); // (B, L, Dd)
         let y = ops::concat(t, &[&y_cls, &y_patches], 1); // (B, 1+L, Dd)
         let y = ops::add(t, &y, pv.get("decoder.decoder_pos_embed"));
@@ -183,7 +219,15 @@ impl PixelForPreTraining {
         };
         let mut y = y;
         for j in 0..cfg.decoder_num_hidden_layers {
-            y = transformer_block(t, pv, &format!("decoder.decoder_layers.{j}"), &y, Some(&dec_mask), dec, rng);
+            y = transformer_block(
+                t,
+                pv,
+                &format!("decoder.decoder_layers.{j}"),
+                &y,
+                Some(&dec_mask),
+                dec,
+                rng,
+            );
         }
         let y = ops::layer_norm(
             t,
@@ -261,7 +305,15 @@ pub fn encode_all_patches(
     let mask = additive_key_mask(&with_cls(attention_mask, b, l), b, l + 1);
     let s = encoder_settings(cfg, training);
     for i in 0..cfg.num_hidden_layers {
-        x = transformer_block(t, pv, &format!("vit.encoder.layer.{i}"), &x, Some(&mask), s, rng);
+        x = transformer_block(
+            t,
+            pv,
+            &format!("vit.encoder.layer.{i}"),
+            &x,
+            Some(&mask),
+            s,
+            rng,
+        );
     }
     ops::layer_norm(
         t,
@@ -321,7 +373,12 @@ fn patch_embed(t: &mut Tape, pv: &ParamVars<'_>, cfg: &PixelConfig, pixel_values
     let x = ops::reshape(t, &x, &[b, l, c * p * p]);
     let w = pv.get("vit.embeddings.patch_embeddings.projection.weight");
     let w = ops::reshape(t, w, &[cfg.hidden_size, c * p * p]);
-    ops::linear(t, &x, &w, Some(pv.get("vit.embeddings.patch_embeddings.projection.bias")))
+    ops::linear(
+        t,
+        &x,
+        &w,
+        Some(pv.get("vit.embeddings.patch_embeddings.projection.bias")),
+    )
 }
 
 /// Loss target: patches in (row, col, channel) order, normalised per patch

@@ -66,11 +66,22 @@ fn missing_and_invalid_fields_are_named() {
     let err = PixelConfig::from_json_str(missing, "cfg.json").unwrap_err();
     assert!(matches!(err, ConfigError::Parse { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("hidden_size") && msg.contains("cfg.json"), "{msg}");
+    assert!(
+        msg.contains("hidden_size") && msg.contains("cfg.json"),
+        "{msg}"
+    );
 
     let cases = [
-        ("num_attention_heads", serde_json::json!(5), "not divisible by num_attention_heads"),
-        ("image_size", serde_json::json!([16, 70]), "not divisible by patch_size"),
+        (
+            "num_attention_heads",
+            serde_json::json!(5),
+            "not divisible by num_attention_heads",
+        ),
+        (
+            "image_size",
+            serde_json::json!([16, 70]),
+            "not divisible by patch_size",
+        ),
         ("hidden_act", serde_json::json!("gelu_new"), "hidden_act"),
         ("model_type", serde_json::json!("bert"), "model_type"),
         ("mask_ratio", serde_json::json!(1.5), "mask_ratio"),
@@ -85,7 +96,10 @@ fn missing_and_invalid_fields_are_named() {
         let msg = PixelConfig::from_json_str(&json.to_string(), "cfg.json")
             .unwrap_err()
             .to_string();
-        assert!(msg.contains(needle) && msg.contains("cfg.json"), "{field}: {msg}");
+        assert!(
+            msg.contains(needle) && msg.contains("cfg.json"),
+            "{field}: {msg}"
+        );
     }
     let io = PixelConfig::from_file("/nonexistent/config.json").unwrap_err();
     assert!(io.to_string().contains("/nonexistent/config.json"));
@@ -93,7 +107,11 @@ fn missing_and_invalid_fields_are_named() {
 
 #[test]
 fn presets_validate_and_resize() {
-    for cfg in [PixelConfig::base(256), PixelConfig::small(100), PixelConfig::tiny(7)] {
+    for cfg in [
+        PixelConfig::base(256),
+        PixelConfig::small(100),
+        PixelConfig::tiny(7),
+    ] {
         cfg.validate().unwrap();
     }
     let cfg = PixelConfig::small(10).with_num_patches(196);
@@ -120,7 +138,10 @@ fn position_tables_match_the_fixture_within_one_ulp() {
     let dir = common::fixture_dir();
     let cfg = PixelConfig::from_file(dir.join("config.json")).unwrap();
     let cases = [
-        (encoder_pos_embed(&cfg), "vit.embeddings.position_embeddings.npy"),
+        (
+            encoder_pos_embed(&cfg),
+            "vit.embeddings.position_embeddings.npy",
+        ),
         (decoder_pos_embed(&cfg), "decoder.decoder_pos_embed.npy"),
     ];
     for (ours, file) in cases {
@@ -135,7 +156,10 @@ fn position_tables_match_the_fixture_within_one_ulp() {
         }
         assert!(worst <= 1, "{file}: worst difference {worst} ulp");
         // Nearly every value is bit-exact; a 1-ulp difference comes only from libm sin/cos.
-        assert!(exact * 100 >= ours.numel() * 99, "{file}: only {exact} exact");
+        assert!(
+            exact * 100 >= ours.numel() * 99,
+            "{file}: only {exact} exact"
+        );
     }
 }
 

@@ -90,7 +90,10 @@ fn pretraining_masks_have_133_patches_in_runs_of_at_most_6() {
         full += usize::from(c == 133);
         // The first span lies in text + EOS: an attended patch is always masked.
         let first_window = text.max(6).min(529);
-        assert!(mask[..first_window].contains(&1.0), "nothing masked in text");
+        assert!(
+            mask[..first_window].contains(&1.0),
+            "nothing masked in text"
+        );
         let r = runs(&mask);
         assert!(r.iter().all(|&len| (1..=6).contains(&len)), "{r:?}");
         total_runs += r.len();
@@ -98,10 +101,11 @@ fn pretraining_masks_have_133_patches_in_runs_of_at_most_6() {
     }
     // The spacing rule rarely blocks a 529-patch strip: nearly every mask is complete.
     assert!(full >= 290, "only {full} of 300 masks reached 133");
-    // Mean run length: near the mean span 3.1 (shorter spans succeed more often near
-    // the end of the budget), far from the 3.5 of uniform lengths.
+    // Mean run length: 2.79 with these weights (short spans pass the spacing check and
+    // fit the end of the budget more often); uniform lengths 1-6 give 3.14.
     let mean = total_len as f64 / total_runs as f64;
-    assert!((2.6..3.3).contains(&mean), "mean run length {mean}");
+    eprintln!("complete masks {full}/300, mean run length {mean:.3}");
+    assert!((2.65..2.95).contains(&mean), "mean run length {mean}");
 }
 
 #[test]
@@ -112,7 +116,10 @@ fn placements_respect_spacing_and_the_first_span_is_inside_the_text() {
         let text = 1 + trial % 30;
         let (mask, spans) = generator.generate_with_spans(text, &mut rng);
         let (left0, len0) = spans[0];
-        assert!(left0 + len0 <= text.max(len0), "first span {spans:?} outside text {text}");
+        assert!(
+            left0 + len0 <= text.max(len0),
+            "first span {spans:?} outside text {text}"
+        );
         // Replay: every placement had clear space of its own length on both sides.
         let mut replay = vec![false; 100];
         for &(left, span) in &spans {
@@ -120,7 +127,10 @@ fn placements_respect_spacing_and_the_first_span_is_inside_the_text() {
             let after = (left + span).min(100)..(left + 2 * span).min(100);
             assert!(replay[before].iter().all(|&m| !m), "spacing before {left}");
             assert!(replay[after].iter().all(|&m| !m), "spacing after {left}");
-            assert!(replay[left..left + span].iter().any(|&m| !m), "adds nothing");
+            assert!(
+                replay[left..left + span].iter().any(|&m| !m),
+                "adds nothing"
+            );
             replay[left..left + span].iter_mut().for_each(|m| *m = true);
         }
         let replayed: Vec<f32> = replay.iter().map(|&m| f32::from(u8::from(m))).collect();
@@ -188,7 +198,11 @@ fn controlled_top_up_is_uniform_over_unmasked_patches() {
             assert_eq!(h, trials);
         } else {
             let dev = (h as f64 - trials as f64 * p).abs();
-            assert!(dev < 5.0 * sd, "patch {patch}: {h} hits, expected ~{}", trials as f64 * p);
+            assert!(
+                dev < 5.0 * sd,
+                "patch {patch}: {h} hits, expected ~{}",
+                trials as f64 * p
+            );
         }
     }
 }
@@ -215,7 +229,10 @@ fn random_masking_always_removes_an_attended_patch_and_is_uniform() {
     let p = 6.0 / 24.0;
     let sd = (trials as f64 * p * (1.0 - p)).sqrt();
     for (patch, &h) in hits.iter().enumerate() {
-        assert!((h as f64 - trials as f64 * p).abs() < 5.0 * sd, "patch {patch}: {h}");
+        assert!(
+            (h as f64 - trials as f64 * p).abs() < 5.0 * sd,
+            "patch {patch}: {h}"
+        );
     }
 }
 
@@ -237,7 +254,11 @@ fn explicit_masks_match_the_fixture_and_reject_bad_input() {
 
     assert!(matches!(
         PatchMasking::explicit(&[1.0, 0.0, 0.0, 0.0], 2, 2),
-        Err(MaskingError::UnequalRows { row: 1, found: 0, expected: 1 })
+        Err(MaskingError::UnequalRows {
+            row: 1,
+            found: 0,
+            expected: 1
+        })
     ));
     assert!(matches!(
         PatchMasking::explicit(&[0.5, 0.0], 1, 2),

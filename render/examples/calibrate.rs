@@ -13,12 +13,20 @@ fn read_png(path: &str) -> (usize, usize, Vec<u8>) {
     (info.width as usize, info.height as usize, gray)
 }
 
-fn ink_bbox(w: usize, h: usize, px: impl Fn(usize, usize) -> u8, limit: usize) -> (usize, usize, usize, usize) {
+fn ink_bbox(
+    w: usize,
+    h: usize,
+    px: impl Fn(usize, usize) -> u8,
+    limit: usize,
+) -> (usize, usize, usize, usize) {
     let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
     for y in 0..h {
         for x in 0..limit.min(w) {
             if px(y, x) < 255 {
-                r0 = r0.min(y); r1 = r1.max(y); c0 = c0.min(x); c1 = c1.max(x);
+                r0 = r0.min(y);
+                r1 = r1.max(y);
+                c0 = c0.min(x);
+                c1 = c1.max(x);
             }
         }
     }
@@ -26,16 +34,29 @@ fn ink_bbox(w: usize, h: usize, px: impl Fn(usize, usize) -> u8, limit: usize) -
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).unwrap_or("../shared/anchors/render".into());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or("../shared/anchors/render".into());
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/reference.json")).unwrap())
+            .unwrap();
     let mut r = Renderer::new(RenderConfig::default()).unwrap();
     for inp in json["inputs"].as_array().unwrap() {
         let key = inp["key"].as_str().unwrap();
         let input = match inp["kind"].as_str().unwrap() {
             "sentence" => Input::Text(inp["text"].as_str().unwrap().into()),
-            "pair" => Input::Pair(inp["text"][0].as_str().unwrap().into(), inp["text"][1].as_str().unwrap().into()),
-            _ => Input::Words(inp["text"].as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_string()).collect()),
+            "pair" => Input::Pair(
+                inp["text"][0].as_str().unwrap().into(),
+                inp["text"][1].as_str().unwrap().into(),
+            ),
+            _ => Input::Words(
+                inp["text"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w.as_str().unwrap().to_string())
+                    .collect(),
+            ),
         };
         let out = r.render(&input);
         let want = inp["num_text_patches"].as_u64().unwrap() as usize;
@@ -45,9 +66,19 @@ fn main() {
         let ours = ink_bbox(w, h, |y, x| out.pixel(y, x), limit);
         let theirs = ink_bbox(w, h, |y, x| ref_px[y * w + x], limit);
         let mut diff = 0u64;
-        for y in 0..h { for x in 0..w { diff += (out.pixel(y, x) as i64 - ref_px[y * w + x] as i64).unsigned_abs(); } }
+        for y in 0..h {
+            for x in 0..w {
+                diff += (out.pixel(y, x) as i64 - ref_px[y * w + x] as i64).unsigned_abs();
+            }
+        }
         let ws_ok = match (&out.word_starts, inp.get("word_starts")) {
-            (Some(a), Some(b)) => (a.iter().map(|&v| v as u64).collect::<Vec<_>>() == b.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>()).to_string(),
+            (Some(a), Some(b)) => (a.iter().map(|&v| v as u64).collect::<Vec<_>>()
+                == b.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect::<Vec<_>>())
+            .to_string(),
             _ => "-".into(),
         };
         println!("{key:18} patches {:4}/{:4} {} ws_eq {ws_ok:5} missing {:2} ink ours {:?} ref {:?} mad {:.1}",

@@ -47,7 +47,9 @@ impl std::str::FromStr for Layout {
         match s.to_ascii_lowercase().as_str() {
             "pango" | "pangocairo" => Ok(Layout::Pango),
             "pygame" => Ok(Layout::Pygame),
-            other => Err(format!("unknown layout {other:?} (expected pango or pygame)")),
+            other => Err(format!(
+                "unknown layout {other:?} (expected pango or pygame)"
+            )),
         }
     }
 }
@@ -150,7 +152,9 @@ impl Renderer {
     /// Loads the fonts and prepares a renderer.
     pub fn new(config: RenderConfig) -> Result<Self, RenderError> {
         if config.max_seq_length == 0 {
-            return Err(RenderError::Config("max_seq_length must be at least 1".into()));
+            return Err(RenderError::Config(
+                "max_seq_length must be at least 1".into(),
+            ));
         }
         let px = config.px_per_em();
         if !(px.is_finite() && px > 0.0 && px < 1000.0) {
@@ -160,7 +164,11 @@ impl Renderer {
             )));
         }
         let fonts = Arc::new(FontSet::load(&config.fonts, px)?);
-        Ok(Self::with_fonts(fonts, config.max_seq_length, config.layout))
+        Ok(Self::with_fonts(
+            fonts,
+            config.max_seq_length,
+            config.layout,
+        ))
     }
 
     fn with_fonts(fonts: Arc<FontSet>, max_seq_length: usize, layout: Layout) -> Self {
@@ -218,9 +226,16 @@ impl Renderer {
 
     /// Renders `inputs` in parallel (rayon); results are in input order.
     pub fn render_batch(&self, inputs: &[Input]) -> Vec<Rendering> {
-        inputs
-            .par_iter()
-            .map_init(|| self.fork(), |r, input| r.render(input))
-            .collect()
+        // Chunks big enough that each worker's fresh glyph cache and strip buffer are reused.
+        let workers = rayon::current_num_threads().max(1);
+        let chunk = inputs.len().div_ceil(4 * workers).max(16);
+        let per_chunk: Vec<Vec<Rendering>> = inputs
+            .par_chunks(chunk)
+            .map(|chunk| {
+                let mut r = self.fork();
+                chunk.iter().map(|input| r.render(input)).collect()
+            })
+            .collect();
+        per_chunk.into_iter().flatten().collect()
     }
 }

@@ -67,7 +67,10 @@ pub(crate) fn text_offset_mapping(t: &MappedText, strip_width: i32) -> Vec<(i32,
 }
 
 /// Truncates to L entries (the last one (0, 0)) or pads with (0, 0).
-pub(crate) fn pad_or_truncate(mut mapping: Vec<(i32, i32)>, max_seq_length: usize) -> Vec<(i32, i32)> {
+pub(crate) fn pad_or_truncate(
+    mut mapping: Vec<(i32, i32)>,
+    max_seq_length: usize,
+) -> Vec<(i32, i32)> {
     if mapping.len() >= max_seq_length {
         mapping.truncate(max_seq_length.saturating_sub(1));
         mapping.push((0, 0));

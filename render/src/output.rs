@@ -102,7 +102,11 @@ impl Rendering {
     /// grayscale replicated into three channels (PyTorch's ToTensor of the RGB image).
     pub fn write_pixel_values(&self, out: &mut [f32]) {
         let w = self.width();
-        assert_eq!(out.len(), 3 * PATCH * w, "pixel_values buffer must be 3 * 16 * W");
+        assert_eq!(
+            out.len(),
+            3 * PATCH * w,
+            "pixel_values buffer must be 3 * 16 * W"
+        );
         let (first, rest) = out.split_at_mut(PATCH * w);
         for y in 0..PATCH {
             let row = &mut first[y * w..][..w];
@@ -165,9 +169,7 @@ pub fn write_gray_png(
     let mut encoder = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder
-        .write_header()
-        .map_err(|e| io_err(e.to_string()))?;
+    let mut writer = encoder.write_header().map_err(|e| io_err(e.to_string()))?;
     writer
         .write_image_data(pixels)
         .map_err(|e| io_err(e.to_string()))?;

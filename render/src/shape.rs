@@ -1,7 +1,9 @@
 //! One line of text to positioned glyphs: cleaning, font fallback, bidi, rustybuzz shaping and
 //! Pango-style whole-pixel advances.
 
-use rustybuzz::{Direction, Feature, UnicodeBuffer};
+use std::collections::HashMap;
+
+use rustybuzz::{Direction, Feature, Script, ShapePlan, UnicodeBuffer};
 use unicode_bidi::{Level, ParagraphBidiInfo};
 
 use crate::fonts::FontSet;
@@ -108,6 +110,9 @@ fn assign_faces(fonts: &FontSet, chars: &[(usize, char)]) -> (Vec<u16>, usize) {
 #[derive(Default)]
 pub(crate) struct Shaper {
     buffer: Option<UnicodeBuffer>,
+    /// Compiled lookups per (face, right-to-left, script, kerning): building a plan costs more
+    /// than shaping a sentence, so plans are made once.
+    plans: HashMap<(usize, bool, Script, bool), ShapePlan>,
 }
 
 impl Shaper {
@@ -127,7 +132,13 @@ impl Shaper {
         } else {
             ["kern", "liga", "clig"]
                 .iter()
-                .map(|t| Feature::new(rustybuzz::ttf_parser::Tag::from_bytes_lossy(t.as_bytes()), 0, ..))
+                .map(|t| {
+                    Feature::new(
+                        rustybuzz::ttf_parser::Tag::from_bytes_lossy(t.as_bytes()),
+                        0,
+                        ..,
+                    )
+                })
                 .collect()
         };
         let tab_stop = 8 * self.space_advance(fonts);
@@ -156,9 +167,21 @@ impl Shaper {
             for (c0, c1) in segments {
                 let face = faces[c0] as usize;
                 let b0 = chars[c0].0;
-                let b1 = if c1 < chars.len() { chars[c1].0 } else { text.len() };
+                let b1 = if c1 < chars.len() {
+                    chars[c1].0
+                } else {
+                    text.len()
+                };
                 pen = self.shape_segment(
-                    fonts, text, b0..b1, face, rtl, &features, tab_stop, pen, &char_at_byte,
+                    fonts,
+                    text,
+                    b0..b1,
+                    face,
+                    rtl,
+                    &features,
+                    tab_stop,
+                    pen,
+                    &char_at_byte,
                     &mut line,
                 );
             }
@@ -198,7 +221,13 @@ impl Shaper {
             Direction::LeftToRight
         });
         buffer.guess_segment_properties();
-        let shaped = rustybuzz::shape(&fonts.faces[face].shaper, features, buffer);
+        let shaper_face = &fonts.faces[face].shaper;
+        let key = (face, rtl, buffer.script(), features.is_empty());
+        let plan = self.plans.entry(key).or_insert_with(|| {
+            let direction = buffer.direction();
+            ShapePlan::new(shaper_face, direction, Some(key.2), None, features)
+        });
+        let shaped = rustybuzz::shape_with_plan(shaper_face, plan, buffer);
         let scale = fonts.scale(face);
         for (info, pos) in shaped.glyph_infos().iter().zip(shaped.glyph_positions()) {
             let byte = bytes.start + info.cluster as usize;
@@ -212,7 +241,11 @@ impl Shaper {
             let char_index = char_at_byte[byte];
             if char_index < line.char_x.len() {
                 let slot = &mut line.char_x[char_index];
-                *slot = if *slot == i32::MIN { pen } else { (*slot).min(pen) };
+                *slot = if *slot == i32::MIN {
+                    pen
+                } else {
+                    (*slot).min(pen)
+                };
             }
             if ch != '\t' {
                 line.glyphs.push(PlacedGlyph {

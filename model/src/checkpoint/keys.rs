@@ -13,7 +13,10 @@ type KeyShapes = Vec<(String, Vec<usize>)>;
 fn block_keys(out: &mut KeyShapes, prefix: &str, hidden: usize, ffn: usize, qkv_bias: bool) {
     let mut add = |name: &str, shape: Vec<usize>| out.push((format!("{prefix}.{name}"), shape));
     for proj in ["query", "key", "value"] {
-        add(&format!("attention.attention.{proj}.weight"), vec![hidden, hidden]);
+        add(
+            &format!("attention.attention.{proj}.weight"),
+            vec![hidden, hidden],
+        );
         if qkv_bias {
             add(&format!("attention.attention.{proj}.bias"), vec![hidden]);
         }
@@ -37,16 +40,28 @@ pub fn expected_encoder_keys(config: &PixelConfig) -> Vec<(String, Vec<usize>)> 
     let p = config.patch_size;
     let mut out = vec![
         ("vit.embeddings.cls_token".to_string(), vec![1, 1, d]),
-        ("vit.embeddings.position_embeddings".to_string(), vec![1, l + 1, d]),
+        (
+            "vit.embeddings.position_embeddings".to_string(),
+            vec![1, l + 1, d],
+        ),
         (
             "vit.embeddings.patch_embeddings.projection.weight".to_string(),
             vec![d, config.num_channels, p, p],
         ),
-        ("vit.embeddings.patch_embeddings.projection.bias".to_string(), vec![d]),
+        (
+            "vit.embeddings.patch_embeddings.projection.bias".to_string(),
+            vec![d],
+        ),
     ];
     for i in 0..config.num_hidden_layers {
         let prefix = format!("vit.encoder.layer.{i}");
-        block_keys(&mut out, &prefix, d, config.intermediate_size, config.qkv_bias);
+        block_keys(
+            &mut out,
+            &prefix,
+            d,
+            config.intermediate_size,
+            config.qkv_bias,
+        );
     }
     out.push(("vit.layernorm.weight".to_string(), vec![d]));
     out.push(("vit.layernorm.bias".to_string(), vec![d]));
@@ -75,8 +90,14 @@ pub fn expected_pretraining_keys(config: &PixelConfig) -> Vec<(String, Vec<usize
     }
     out.push(("decoder.decoder_norm.weight".to_string(), vec![dd]));
     out.push(("decoder.decoder_norm.bias".to_string(), vec![dd]));
-    out.push(("decoder.decoder_pred.weight".to_string(), vec![config.patch_dim(), dd]));
-    out.push(("decoder.decoder_pred.bias".to_string(), vec![config.patch_dim()]));
+    out.push((
+        "decoder.decoder_pred.weight".to_string(),
+        vec![config.patch_dim(), dd],
+    ));
+    out.push((
+        "decoder.decoder_pred.bias".to_string(),
+        vec![config.patch_dim()],
+    ));
     out
 }
 

@@ -114,7 +114,9 @@ pub struct Checkpoint {
 
 /// Reads weights from one file, choosing the reader by content: a zip archive is
 /// a PyTorch checkpoint, a `.npy` magic a single array, anything else safetensors.
-pub fn read_weights_file(path: impl AsRef<Path>) -> Result<(StateDict, CheckpointFormat), CheckpointError> {
+pub fn read_weights_file(
+    path: impl AsRef<Path>,
+) -> Result<(StateDict, CheckpointFormat), CheckpointError> {
     let path = path.as_ref();
     let mut head = [0u8; 6];
     let n = {

@@ -52,7 +52,10 @@ impl LiteralParser<'_> {
             self.pos += 1;
             Ok(())
         } else {
-            Err(format!("expected '{}' at byte {} of the header", c as char, self.pos))
+            Err(format!(
+                "expected '{}' at byte {} of the header",
+                c as char, self.pos
+            ))
         }
     }
 
@@ -73,7 +76,11 @@ impl LiteralParser<'_> {
                 Ok(Literal::Str(s.to_string()))
             }
             Some(b'(') | Some(b'[') => {
-                let close = if self.text[self.pos] == b'(' { b')' } else { b']' };
+                let close = if self.text[self.pos] == b'(' {
+                    b')'
+                } else {
+                    b']'
+                };
                 self.pos += 1;
                 let mut items = Vec::new();
                 loop {
@@ -232,7 +239,10 @@ pub(crate) fn has_npy_files(dir: &Path) -> Result<bool, CheckpointError> {
 }
 
 /// Reads every `<prefix><key>.npy` in `dir` as `key` (all `.npy` files when `prefix` is None).
-pub fn read_npy_dir(dir: impl AsRef<Path>, prefix: Option<&str>) -> Result<StateDict, CheckpointError> {
+pub fn read_npy_dir(
+    dir: impl AsRef<Path>,
+    prefix: Option<&str>,
+) -> Result<StateDict, CheckpointError> {
     let dir = dir.as_ref();
     let entries = std::fs::read_dir(dir).map_err(|e| CheckpointError::io(dir, e))?;
     let mut out = StateDict::new();
@@ -308,7 +318,10 @@ mod tests {
         let t = read_npy_bytes(&bytes, "x.npy").unwrap();
         assert_eq!(t.shape(), &[2]);
         assert_eq!(t.data(), &[1.0, 2.0]);
-        let scalar = npy("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", &1.5f64.to_le_bytes());
+        let scalar = npy(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
+            &1.5f64.to_le_bytes(),
+        );
         assert_eq!(read_npy_bytes(&scalar, "s.npy").unwrap().data(), &[1.5]);
     }
 
@@ -322,8 +335,13 @@ mod tests {
             ("{'descr': '<f4', 'shape': (1,)", "malformed"),
         ];
         for (header, needle) in cases {
-            let err = read_npy_bytes(&npy(header, &[0; 8]), "bad.npy").unwrap_err().to_string();
-            assert!(err.contains(needle) && err.contains("bad.npy"), "{header}: {err}");
+            let err = read_npy_bytes(&npy(header, &[0; 8]), "bad.npy")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(needle) && err.contains("bad.npy"),
+                "{header}: {err}"
+            );
         }
     }
 }

@@ -167,7 +167,8 @@ impl<'a> Machine<'a> {
             .iter()
             .position(|&c| c == b'\n')
             .ok_or("pickle truncated inside a text line")?;
-        let text = std::str::from_utf8(&rest[..len]).map_err(|_| "pickle text line is not UTF-8")?;
+        let text =
+            std::str::from_utf8(&rest[..len]).map_err(|_| "pickle text line is not UTF-8")?;
         self.pos += len + 1;
         Ok(text)
     }
@@ -358,15 +359,14 @@ impl<'a> Machine<'a> {
             b'c' => {
                 let module = self.line()?;
                 let name = self.line()?;
-                self.stack.push(Value::Global(format!("{module}.{name}").into()));
+                self.stack
+                    .push(Value::Global(format!("{module}.{name}").into()));
             }
             0x93 => {
                 let name = self.pop()?;
                 let module = self.pop()?;
                 match (module.as_str(), name.as_str()) {
-                    (Some(m), Some(n)) => {
-                        self.stack.push(Value::Global(format!("{m}.{n}").into()))
-                    }
+                    (Some(m), Some(n)) => self.stack.push(Value::Global(format!("{m}.{n}").into())),
                     _ => return Err("STACK_GLOBAL needs two strings".into()),
                 }
             }
@@ -484,7 +484,9 @@ pub(crate) fn unpickle(data: &[u8]) -> Result<Unpickled, String> {
         1 => Ok(Unpickled {
             root: machine.stack.pop().expect("one value"),
         }),
-        n => Err(format!("pickle ended with {n} values on the stack, expected 1")),
+        n => Err(format!(
+            "pickle ended with {n} values on the stack, expected 1"
+        )),
     }
 }
 
@@ -495,13 +497,18 @@ mod tests {
     #[test]
     fn reads_a_small_protocol_2_dict() {
         // {'a': (1, -2, 300, True), 'b': OrderedDict()}
-        let mut p2 = b"\x80\x02}q\x00(X\x01\x00\x00\x00a(K\x01J\xfe\xff\xff\xffM,\x01\x88t".to_vec();
+        let mut p2 =
+            b"\x80\x02}q\x00(X\x01\x00\x00\x00a(K\x01J\xfe\xff\xff\xffM,\x01\x88t".to_vec();
         p2.extend(b"X\x01\x00\x00\x00bccollections\nOrderedDict\n)Ru.");
         let out = unpickle(&p2).unwrap();
-        let Value::Dict(d) = &out.root else { panic!("not a dict") };
+        let Value::Dict(d) = &out.root else {
+            panic!("not a dict")
+        };
         let d = d.borrow();
         assert_eq!(d.len(), 2);
-        let Value::Tuple(t) = &d[0].1 else { panic!("not a tuple") };
+        let Value::Tuple(t) = &d[0].1 else {
+            panic!("not a tuple")
+        };
         let ints: Vec<i64> = t.iter().map(|v| v.as_int().unwrap()).collect();
         assert_eq!(ints, vec![1, -2, 300, 1]);
         assert!(matches!(&d[1].1, Value::Dict(_)));

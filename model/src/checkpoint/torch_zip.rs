@@ -59,7 +59,10 @@ fn usizes_of(v: &Value, what: &str) -> Result<Vec<usize>, String> {
 /// `('storage', storage_type, key, location, numel)`.
 fn storage_of(pid: &Value) -> Result<StorageRef, String> {
     let Value::PersistentId(inner) = pid else {
-        return Err(format!("tensor storage is {}, expected a persistent id", pid.kind()));
+        return Err(format!(
+            "tensor storage is {}, expected a persistent id",
+            pid.kind()
+        ));
     };
     let Value::Tuple(fields) = &**inner else {
         return Err("persistent id is not a tuple".into());
@@ -95,7 +98,10 @@ fn tensor_of(value: &Value) -> Result<TensorRef, String> {
     match name {
         "torch._utils._rebuild_tensor_v2" | "torch._utils._rebuild_tensor" => {
             if args.len() < 4 {
-                return Err(format!("{name} has {} arguments, expected >= 4", args.len()));
+                return Err(format!(
+                    "{name} has {} arguments, expected >= 4",
+                    args.len()
+                ));
             }
             Ok(TensorRef {
                 storage: storage_of(&args[0])?,
@@ -119,7 +125,10 @@ fn tensor_of(value: &Value) -> Result<TensorRef, String> {
 /// The dict holding the tensors: the top value, or a `state_dict` / `model` entry in it.
 fn state_dict_entries(root: &Value) -> Result<Vec<(Value, Value)>, String> {
     let Value::Dict(top) = root else {
-        return Err(format!("the pickle holds {}, not a state dict", root.kind()));
+        return Err(format!(
+            "the pickle holds {}, not a state dict",
+            root.kind()
+        ));
     };
     let top = top.borrow().clone();
     let has_tensor = top.iter().any(|(_, v)| matches!(v, Value::Call(_)));
@@ -187,8 +196,9 @@ fn read_archive<R: Read + Seek>(
     let format = |m: String| CheckpointError::format(file, m);
     let mut archive = zip::ZipArchive::new(reader)
         .map_err(|e| format(format!("not a PyTorch zip checkpoint: {e}")))?;
-    let top = top_folder(&archive)
-        .ok_or_else(|| format("not a PyTorch checkpoint: no <folder>/data.pkl in the zip".into()))?;
+    let top = top_folder(&archive).ok_or_else(|| {
+        format("not a PyTorch checkpoint: no <folder>/data.pkl in the zip".into())
+    })?;
     if let Ok(order) = read_entry(&mut archive, &format!("{top}/byteorder"), 16) {
         if order != b"little" {
             return Err(format(format!(
@@ -198,8 +208,12 @@ fn read_archive<R: Read + Seek>(
         }
     }
     // A pickle cannot be larger than the archive that holds it (deflate aside).
-    let pickle = read_entry(&mut archive, &format!("{top}/data.pkl"), archive_len.max(1 << 20))
-        .map_err(format)?;
+    let pickle = read_entry(
+        &mut archive,
+        &format!("{top}/data.pkl"),
+        archive_len.max(1 << 20),
+    )
+    .map_err(format)?;
     let unpickled = unpickle(&pickle).map_err(|m| format(format!("{top}/data.pkl: {m}")))?;
     let entries = state_dict_entries(&unpickled.root).map_err(format)?;
 
@@ -280,9 +294,15 @@ pub fn read_pytorch(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError
     let path = path.as_ref();
     let file = path.display().to_string();
     let mut f = std::fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
-    let len = f.metadata().map_err(|e| CheckpointError::io(path, e))?.len();
+    let len = f
+        .metadata()
+        .map_err(|e| CheckpointError::io(path, e))?
+        .len();
     let mut head = [0u8; 1];
-    if f.read(&mut head).map_err(|e| CheckpointError::io(path, e))? == 1 {
+    if f.read(&mut head)
+        .map_err(|e| CheckpointError::io(path, e))?
+        == 1
+    {
         reject_legacy(&head, &file)?;
     }
     f.rewind().map_err(|e| CheckpointError::io(path, e))?;

@@ -33,5 +33,8 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 pub fn same_tensor(a: &Tensor, b: &Tensor) -> bool {
     a.shape() == b.shape()
         && a.data().len() == b.data().len()
-        && a.data().iter().zip(b.data()).all(|(x, y)| x.to_bits() == y.to_bits())
+        && a.data()
+            .iter()
+            .zip(b.data())
+            .all(|(x, y)| x.to_bits() == y.to_bits())
 }
