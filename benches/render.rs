@@ -63,6 +63,15 @@ fn bench_render(c: &mut Criterion) {
             }
         })
     });
+    // Fresh renderer per pass: glyph bitmaps, shape plans and shaped words all start empty.
+    group.bench_function("one_core_cold_cache", |b| {
+        b.iter(|| {
+            let mut cold = renderer.fork();
+            for t in &texts {
+                black_box(cold.render_text(t).num_text_patches);
+            }
+        })
+    });
     group.bench_function("rayon", |b| {
         b.iter(|| black_box(renderer.render_batch(&inputs).len()))
     });

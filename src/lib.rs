@@ -7,3 +7,6 @@ pub use pixel_engine as engine;
 pub use pixel_kernels as kernels;
 pub use pixel_model as model;
 pub use pixel_render as render;
+
+pub mod figures;
+pub mod pretrain;

@@ -18,6 +18,10 @@ enum Command {
     Info,
     /// Render text into a PIXEL strip (PNG) and print its patch layout.
     Render(cli::render::RenderArgs),
+    /// Pretrain PIXEL on rendered text (defaults: a small model on the bundled corpus, ~10 min).
+    Pretrain(cli::pretrain::PretrainArgs),
+    /// Time the encoder forward and a pretraining step: ms, GFLOP/s, peak memory.
+    Bench(cli::bench::BenchArgs),
     /// Describe a checkpoint: config, parameter counts, missing/unexpected keys.
     Inspect(cli::inspect::InspectArgs),
 }
@@ -32,5 +36,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Render(args) => cli::render::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
+        Command::Bench(args) => cli::bench::run(args),
+        Command::Pretrain(args) => cli::pretrain::run(args),
     }
 }

@@ -15,18 +15,17 @@ pub const DECODER_NORM_EPS: f64 = 1e-5;
 /// Errors reading or validating a config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    // Underlying errors are part of the message (not a `source`) so that error
+    // chains do not print them twice.
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     /// Not JSON, a wrong type (`field` names it), or a missing required field
     /// (serde's message names it).
-    #[error("{file}: invalid config{}: {source}", field.as_ref().map(|f| format!(" field `{f}`")).unwrap_or_default())]
+    #[error("{file}: invalid config{}: {error}", field.as_ref().map(|f| format!(" field `{f}`")).unwrap_or_default())]
     Parse {
         file: String,
         field: Option<String>,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("invalid config: {0}")]
     Invalid(String),
@@ -275,13 +274,16 @@ impl PixelConfig {
                 return bad(format!("{name} must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.decoder_hidden_size % self.decoder_num_attention_heads != 0 {
+        if !self
+            .decoder_hidden_size
+            .is_multiple_of(self.decoder_num_attention_heads)
+        {
             return bad(format!(
                 "decoder_hidden_size {} is not divisible by decoder_num_attention_heads {}",
                 self.decoder_hidden_size, self.decoder_num_attention_heads
@@ -292,7 +294,7 @@ impl PixelConfig {
             ("hidden_size", self.hidden_size),
             ("decoder_hidden_size", self.decoder_hidden_size),
         ] {
-            if value % 4 != 0 {
+            if !value.is_multiple_of(4) {
                 return bad(format!(
                     "{name} {value} must be divisible by 4 for the 2-D sin-cos position table"
                 ));
@@ -302,7 +304,7 @@ impl PixelConfig {
         if height == 0 || width == 0 {
             return bad(format!("image_size {:?} must be positive", self.image_size));
         }
-        if height % self.patch_size != 0 || width % self.patch_size != 0 {
+        if !height.is_multiple_of(self.patch_size) || !width.is_multiple_of(self.patch_size) {
             return bad(format!(
                 "image_size {:?} is not divisible by patch_size {}",
                 self.image_size, self.patch_size
@@ -339,10 +341,10 @@ impl PixelConfig {
 
     /// Parses and validates a config from JSON text; `file` names it in errors.
     pub fn from_json_str(text: &str, file: &str) -> Result<PixelConfig, ConfigError> {
-        let cfg: PixelConfig = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
+        let cfg: PixelConfig = serde_json::from_str(text).map_err(|error| ConfigError::Parse {
             file: file.to_string(),
             field: field_with_bad_value(text),
-            source,
+            error,
         })?;
         cfg.validate().map_err(|e| match e {
             ConfigError::Invalid(msg) => ConfigError::Invalid(format!("{file}: {msg}")),
@@ -355,9 +357,9 @@ impl PixelConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<PixelConfig, ConfigError> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
             file: file.clone(),
-            source,
+            error,
         })?;
         PixelConfig::from_json_str(&text, &file)
     }
@@ -368,9 +370,9 @@ impl PixelConfig {
 
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_json_string() + "\n").map_err(|source| ConfigError::Io {
+        std::fs::write(path, self.to_json_string() + "\n").map_err(|error| ConfigError::Io {
             file: path.display().to_string(),
-            source,
+            error,
         })
     }
 }

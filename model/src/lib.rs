@@ -4,6 +4,7 @@
 pub mod blocks;
 pub mod checkpoint;
 pub mod config;
+pub mod flops;
 pub mod masking;
 pub mod params;
 pub mod pos_embed;

@@ -36,7 +36,7 @@ fn frequencies(quarter: usize) -> Vec<f64> {
 /// Panics if `dim` is not divisible by 4 (the config validation rules that out).
 pub fn sincos_table(num_patches: usize, dim: usize) -> Vec<f32> {
     assert!(
-        dim % 4 == 0,
+        dim.is_multiple_of(4),
         "sin-cos position table: width {dim} is not divisible by 4"
     );
     let quarter = dim / 4;

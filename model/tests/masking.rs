@@ -89,7 +89,7 @@ fn pretraining_masks_have_133_patches_in_runs_of_at_most_6() {
         assert!(c <= 133, "{c} masked");
         full += usize::from(c == 133);
         // The first span lies in text + EOS: an attended patch is always masked.
-        let first_window = text.max(6).min(529);
+        let first_window = text.clamp(6, 529);
         assert!(
             mask[..first_window].contains(&1.0),
             "nothing masked in text"
@@ -121,7 +121,7 @@ fn placements_respect_spacing_and_the_first_span_is_inside_the_text() {
             "first span {spans:?} outside text {text}"
         );
         // Replay: every placement had clear space of its own length on both sides.
-        let mut replay = vec![false; 100];
+        let mut replay = [false; 100];
         for &(left, span) in &spans {
             let before = left.saturating_sub(span)..left;
             let after = (left + span).min(100)..(left + 2 * span).min(100);

@@ -90,8 +90,12 @@ impl Canvas {
                         continue;
                     }
                     let d = &mut dst_row[col as usize];
-                    // "over" in alpha: a + b * (1 - a), rounded.
-                    *d = (c + (*d as u32 * (255 - c) + 127) / 255) as u8;
+                    // "over" in alpha: a + b * (1 - a), rounded; most pixels have no ink yet.
+                    *d = if *d == 0 {
+                        c as u8
+                    } else {
+                        (c + (*d as u32 * (255 - c) + 127) / 255) as u8
+                    };
                 }
             }
             self.dirty = self.dirty.max(col1_clamped(left, bitmap.width, self.width));

@@ -79,7 +79,13 @@ pub struct FontSet {
     pub(crate) faces: Vec<Face>,
     /// Em size in pixels (13.333 for 8 pt at 120 DPI, kept at Pango's 1/1024 precision).
     pub(crate) px_per_em: f32,
+    /// First face per code point below `FAST_CHARS` (`NO_FACE` = none): cmap lookups are slow.
+    first_face: Vec<u8>,
 }
+
+/// Code points with a precomputed first face (Latin, Greek, Cyrillic, Hebrew, Arabic).
+const FAST_CHARS: usize = 0x800;
+const NO_FACE: u8 = u8::MAX;
 
 impl FontSet {
     /// Loads the fonts named in `config` at `px_per_em` pixels per em.
@@ -99,7 +105,19 @@ impl FontSet {
                 faces.push(face_from_static(name, data)?);
             }
         }
-        Ok(FontSet { faces, px_per_em })
+        let mut set = FontSet {
+            faces,
+            px_per_em,
+            first_face: Vec::new(),
+        };
+        set.first_face = (0..FAST_CHARS as u32)
+            .map(|cp| {
+                char::from_u32(cp)
+                    .and_then(|c| set.search_face(c))
+                    .map_or(NO_FACE, |f| f.min(NO_FACE as usize - 1) as u8)
+            })
+            .collect();
+        Ok(set)
     }
 
     /// Names of the loaded faces in fallback order.
@@ -114,6 +132,14 @@ impl FontSet {
 
     /// First face that maps `c` to a real glyph, if any.
     pub(crate) fn face_for_char(&self, c: char) -> Option<usize> {
+        match self.first_face.get(c as usize) {
+            Some(&NO_FACE) => None,
+            Some(&f) if (f as usize) < NO_FACE as usize - 1 => Some(f as usize),
+            _ => self.search_face(c),
+        }
+    }
+
+    fn search_face(&self, c: char) -> Option<usize> {
         self.faces
             .iter()
             .position(|f| f.shaper.glyph_index(c).is_some_and(|g| g.0 != 0))
@@ -121,6 +147,9 @@ impl FontSet {
 
     /// Whether face `face` has a glyph for `c`.
     pub(crate) fn has_char(&self, face: usize, c: char) -> bool {
+        if self.face_for_char(c) == Some(face) {
+            return true;
+        }
         self.faces[face]
             .shaper
             .glyph_index(c)

@@ -113,6 +113,61 @@ pub(crate) struct Shaper {
     /// Compiled lookups per (face, right-to-left, script, kerning): building a plan costs more
     /// than shaping a sentence, so plans are made once.
     plans: HashMap<(usize, bool, Script, bool), ShapePlan>,
+    /// Shaped words per (face, kerning, word with its trailing space).
+    words: HashMap<(u16, bool, String), Vec<ChunkGlyph>>,
+}
+
+/// Bound on cached words (a cleared cache only costs re-shaping).
+const WORD_CACHE_LIMIT: usize = 100_000;
+
+/// A shaped glyph in whole pixels, relative to its chunk.
+#[derive(Clone, Copy, Debug)]
+struct ChunkGlyph {
+    glyph: u16,
+    /// Byte offset of its cluster in the chunk.
+    cluster: u32,
+    is_tab: bool,
+    advance: i32,
+    x_offset: i32,
+    dy: i32,
+}
+
+/// Appends a shaped chunk that starts at byte `base` of the line at `pen`; returns the new pen.
+fn append_chunk(
+    glyphs: &[ChunkGlyph],
+    face: usize,
+    base: usize,
+    mut pen: i32,
+    tab_stop: i32,
+    char_at_byte: &[usize],
+    line: &mut ShapedLine,
+) -> i32 {
+    for g in glyphs {
+        let advance = if g.is_tab && tab_stop > 0 {
+            // Pango's default tab stops: every 8 space widths from the line start.
+            (pen / tab_stop + 1) * tab_stop - pen
+        } else {
+            g.advance
+        };
+        let char_index = char_at_byte[base + g.cluster as usize];
+        if let Some(slot) = line.char_x.get_mut(char_index) {
+            *slot = if *slot == i32::MIN {
+                pen
+            } else {
+                (*slot).min(pen)
+            };
+        }
+        if !g.is_tab {
+            line.glyphs.push(PlacedGlyph {
+                face: face as u16,
+                glyph: g.glyph,
+                x: pen + g.x_offset,
+                dy: g.dy,
+            });
+        }
+        pen += advance;
+    }
+    pen
 }
 
 impl Shaper {
@@ -172,18 +227,39 @@ impl Shaper {
                 } else {
                     text.len()
                 };
-                pen = self.shape_segment(
-                    fonts,
-                    text,
-                    b0..b1,
-                    face,
-                    rtl,
-                    &features,
-                    tab_stop,
-                    pen,
-                    &char_at_byte,
-                    &mut line,
-                );
+                if rtl {
+                    let shaped = self.shape_chunk(fonts, &text[b0..b1], face, true, &features);
+                    pen = append_chunk(&shaped, face, b0, pen, tab_stop, &char_at_byte, &mut line);
+                    continue;
+                }
+                // Left-to-right text is shaped word by word (each with its trailing space) so
+                // repeated words hit the cache; no Latin/Indic/CJK lookup crosses a space.
+                let mut chunk_start = b0;
+                while chunk_start < b1 {
+                    let chunk_end = text[chunk_start..b1]
+                        .find(' ')
+                        .map_or(b1, |i| chunk_start + i + 1);
+                    let chunk = &text[chunk_start..chunk_end];
+                    let key = (face as u16, opts.kerning, chunk.to_string());
+                    if !self.words.contains_key(&key) {
+                        let shaped = self.shape_chunk(fonts, chunk, face, false, &features);
+                        if self.words.len() >= WORD_CACHE_LIMIT {
+                            self.words.clear();
+                        }
+                        self.words.insert(key.clone(), shaped);
+                    }
+                    let shaped = &self.words[&key];
+                    pen = append_chunk(
+                        shaped,
+                        face,
+                        chunk_start,
+                        pen,
+                        tab_stop,
+                        &char_at_byte,
+                        &mut line,
+                    );
+                    chunk_start = chunk_end;
+                }
             }
         }
         line.width = pen;
@@ -198,23 +274,17 @@ impl Shaper {
         line
     }
 
-    /// Shapes bytes `bytes` of `text` with face `face`, appending glyphs at `pen`; returns the new pen.
-    #[allow(clippy::too_many_arguments)]
-    fn shape_segment(
+    /// Shapes `chunk` with face `face` into whole-pixel glyphs.
+    fn shape_chunk(
         &mut self,
         fonts: &FontSet,
-        text: &str,
-        bytes: std::ops::Range<usize>,
+        chunk: &str,
         face: usize,
         rtl: bool,
         features: &[Feature],
-        tab_stop: i32,
-        mut pen: i32,
-        char_at_byte: &[usize],
-        line: &mut ShapedLine,
-    ) -> i32 {
+    ) -> Vec<ChunkGlyph> {
         let mut buffer = self.buffer.take().unwrap_or_default();
-        buffer.push_str(&text[bytes.clone()]);
+        buffer.push_str(chunk);
         buffer.set_direction(if rtl {
             Direction::RightToLeft
         } else {
@@ -229,36 +299,21 @@ impl Shaper {
         });
         let shaped = rustybuzz::shape_with_plan(shaper_face, plan, buffer);
         let scale = fonts.scale(face);
-        for (info, pos) in shaped.glyph_infos().iter().zip(shaped.glyph_positions()) {
-            let byte = bytes.start + info.cluster as usize;
-            let ch = text[byte..].chars().next().unwrap_or(' ');
-            let advance = if ch == '\t' && tab_stop > 0 {
-                // Pango's default tab stops: every 8 space widths from the line start.
-                (pen / tab_stop + 1) * tab_stop - pen
-            } else {
-                round_px(pos.x_advance as f32 * scale)
-            };
-            let char_index = char_at_byte[byte];
-            if char_index < line.char_x.len() {
-                let slot = &mut line.char_x[char_index];
-                *slot = if *slot == i32::MIN {
-                    pen
-                } else {
-                    (*slot).min(pen)
-                };
-            }
-            if ch != '\t' {
-                line.glyphs.push(PlacedGlyph {
-                    face: face as u16,
-                    glyph: info.glyph_id as u16,
-                    x: pen + round_px(pos.x_offset as f32 * scale),
-                    dy: -round_px(pos.y_offset as f32 * scale),
-                });
-            }
-            pen += advance;
-        }
+        let glyphs = shaped
+            .glyph_infos()
+            .iter()
+            .zip(shaped.glyph_positions())
+            .map(|(info, pos)| ChunkGlyph {
+                glyph: info.glyph_id as u16,
+                cluster: info.cluster,
+                is_tab: chunk.as_bytes().get(info.cluster as usize) == Some(&b'\t'),
+                advance: round_px(pos.x_advance as f32 * scale),
+                x_offset: round_px(pos.x_offset as f32 * scale),
+                dy: -round_px(pos.y_offset as f32 * scale),
+            })
+            .collect();
         self.buffer = Some(shaped.clear());
-        pen
+        glyphs
     }
 
     /// Whole-pixel advance of the main font's space.

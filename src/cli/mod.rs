@@ -1,4 +1,7 @@
 //! Subcommands of the `pixel` command line, one module each.
 
+pub mod bench;
 pub mod inspect;
+pub mod mem;
+pub mod pretrain;
 pub mod render;

@@ -34,11 +34,10 @@ pub type StateDict = BTreeMap<String, Tensor>;
 /// Why a checkpoint could not be read or used. Each variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    // The io error is part of the message rather than a `source`, so error chains
+    // (anyhow) do not print it twice.
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     /// Not a checkpoint of the expected format, truncated or corrupt.
     #[error("{file}: {message}")]
     Format { file: String, message: String },
@@ -76,10 +75,10 @@ impl CheckpointError {
         }
     }
 
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> CheckpointError {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> CheckpointError {
         CheckpointError::Io {
             file: path.display().to_string(),
-            source,
+            error,
         }
     }
 }
@@ -133,7 +132,8 @@ pub fn read_weights_file(
         n
     };
     let head = &head[..n];
-    if head.starts_with(b"PK") {
+    // A pickle opcode first means a legacy torch.save file: the torch reader explains.
+    if head.starts_with(b"PK") || head.first() == Some(&0x80) {
         Ok((read_pytorch(path)?, CheckpointFormat::PytorchZip))
     } else if head.starts_with(b"\x93NUMPY") {
         let key = path

@@ -38,3 +38,5 @@ pub fn same_tensor(a: &Tensor, b: &Tensor) -> bool {
             .zip(b.data())
             .all(|(x, y)| x.to_bits() == y.to_bits())
 }
+
+pub mod torch;

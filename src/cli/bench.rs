@@ -1,0 +1,143 @@
+//! `pixel bench`: time the encoder forward (no tape) and a full pretraining
+//! step (forward, backward, AdamW) and print ms, GFLOP/s and peak memory.
+
+use std::time::Instant;
+
+use pixel_engine::optim::LrSchedule;
+use pixel_engine::{Rng, Tape, Tensor, Var};
+use pixel_model::flops::{encoder_forward_flops, pretraining_step_flops};
+use pixel_model::masking::SpanMaskingGenerator;
+use pixel_model::train::{PretrainBatch, Trainer};
+use pixel_model::{ForwardMode, PatchMasking, PixelConfig, PixelForPreTraining};
+
+use super::mem::{format_bytes, peak_rss_bytes, reset_peak_rss};
+
+/// Arguments of `pixel bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Model preset (tiny, small, base) or a config.json path.
+    #[arg(long, default_value = "base")]
+    pub config: String,
+    /// Patches per strip (L).
+    #[arg(long, default_value_t = 529)]
+    pub max_seq_length: usize,
+    /// Batch sizes for the encoder-only forward.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub forward_batches: Vec<usize>,
+    /// Batch size of the pretraining step.
+    #[arg(long, default_value_t = 8)]
+    pub step_batch: usize,
+    /// Timed repetitions of each scenario (after one warm-up).
+    #[arg(long, default_value_t = 2)]
+    pub repeats: usize,
+    /// Skip the pretraining step (forward only).
+    #[arg(long)]
+    pub forward_only: bool,
+}
+
+/// Resolve `--config`: a preset name or a config.json file, at sequence length `l`.
+pub fn resolve_config(spec: &str, l: usize) -> anyhow::Result<PixelConfig> {
+    let cfg = match spec {
+        "tiny" => PixelConfig::tiny(l),
+        "small" => PixelConfig::small(l),
+        "base" => PixelConfig::base(l),
+        path => PixelConfig::from_file(path)
+            .map_err(|e| anyhow::anyhow!("--config {path}: not a preset (tiny, small, base) and not a readable config.json: {e}"))?
+            .with_num_patches(l),
+    };
+    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(cfg)
+}
+
+fn synthetic_inputs(cfg: &PixelConfig, b: usize, rng: &mut Rng) -> (Tensor, Vec<f32>, Vec<usize>) {
+    let l = cfg.num_patches();
+    let mut pixels = Tensor::zeros(&[b, cfg.num_channels, cfg.patch_size, cfg.patch_size * l]);
+    rng.fill_uniform(pixels.data_mut(), 0.0, 1.0);
+    // Text over about 60% of each strip, the rest padding.
+    let text = (l * 3 / 5).max(1);
+    let mask: Vec<f32> = (0..b * l).map(|i| if i % l <= text { 1.0 } else { 0.0 }).collect();
+    (pixels, mask, vec![text + 1; b])
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let cfg = resolve_config(&args.config, args.max_seq_length)?;
+    let mut rng = Rng::new(0);
+    let model = PixelForPreTraining::new(cfg.clone(), &mut rng);
+    let l = cfg.num_patches();
+    println!(
+        "pixel bench: config {} (hidden {}, {} layers; decoder {}x{}), L = {l}, {} rayon threads, avx2+fma {}",
+        args.config,
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.decoder_hidden_size,
+        cfg.decoder_num_hidden_layers,
+        rayon::current_num_threads(),
+        pixel_engine::kernels::has_avx2_fma()
+    );
+    println!("{:<44} {:>10} {:>10} {:>10} {:>12}", "scenario", "median ms", "best ms", "GFLOP/s", "peak RSS");
+    for &b in &args.forward_batches {
+        let (pixels, mask, _) = synthetic_inputs(&cfg, b, &mut rng);
+        let pixels = Var::constant(pixels);
+        reset_peak_rss();
+        let mut times = Vec::new();
+        for rep in 0..=args.repeats {
+            let start = Instant::now();
+            let mut tape = Tape::no_grad();
+            let pv = model.params.vars(&mut tape);
+            let mode = ForwardMode { training: false, rng: &mut rng };
+            let out = model.encode_unmasked(&mut tape, &pv, &pixels, &mask, mode);
+            std::hint::black_box(out.data()[0]);
+            if rep > 0 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        let flops = encoder_forward_flops(&cfg, b, l, l + 1);
+        report(&format!("encoder forward, no tape, batch {b}"), &times, flops);
+    }
+    if args.forward_only {
+        return Ok(());
+    }
+    let b = args.step_batch;
+    let schedule = LrSchedule::Constant { lr: 1.5e-4 };
+    let mut trainer = Trainer::new(model, 0.05, schedule, 1.0);
+    let generator = SpanMaskingGenerator::new(l, cfg.mask_ratio);
+    reset_peak_rss();
+    let mut times = Vec::new();
+    for rep in 0..=args.repeats {
+        let (pixels, mask, text) = synthetic_inputs(&cfg, b, &mut rng);
+        let patch_mask = generator.generate_batch(&text, &mut rng);
+        let masking = PatchMasking::controlled(&patch_mask, b, l, cfg.mask_ratio, &mut rng);
+        let batch = PretrainBatch { pixel_values: pixels, attention_mask: mask, masking };
+        let start = Instant::now();
+        trainer
+            .train_step(std::slice::from_ref(&batch), true, &mut rng)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if rep > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    report(
+        &format!("pretraining step (fwd+bwd+AdamW), batch {b}"),
+        &times,
+        pretraining_step_flops(&cfg, b),
+    );
+    Ok(())
+}
+
+fn report(name: &str, times: &[f64], flops: f64) {
+    let med = median(times.to_vec());
+    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    let peak = peak_rss_bytes().map(format_bytes).unwrap_or_else(|| "n/a".into());
+    println!(
+        "{name:<44} {:>10.1} {:>10.1} {:>10.1} {:>12}",
+        med * 1e3,
+        best * 1e3,
+        flops / med / 1e9,
+        peak
+    );
+}

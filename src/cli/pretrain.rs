@@ -1,0 +1,133 @@
+//! `pixel pretrain`: train PIXEL on rendered text (the main job).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pixel::pretrain::run::{checkpoint_dir, run_pretraining, PretrainOptions};
+use pixel_render::Layout;
+
+use super::bench::resolve_config;
+use super::mem::{format_bytes, peak_rss_bytes};
+
+/// Arguments of `pixel pretrain`. With no flags: a small PIXEL on the bundled
+/// corpus, about 10 minutes on 2 cores.
+#[derive(clap::Args, Debug)]
+pub struct PretrainArgs {
+    /// Model preset (tiny, small, base) or a config.json path.
+    #[arg(long, default_value = "small")]
+    pub config: String,
+    /// Patches per strip (L). PIXEL-base uses 529; the default run uses short strips.
+    #[arg(long, default_value_t = 64)]
+    pub max_seq_length: usize,
+    /// Strips per micro-batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradient accumulation).
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1500)]
+    pub steps: u64,
+    /// Peak learning rate (after warmup; cosine decay to --min-lr).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 1e-5)]
+    pub min_lr: f32,
+    /// Warmup steps (default: 5% of --steps, as PIXEL's schedule).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    #[arg(long, default_value_t = 0.05)]
+    pub weight_decay: f32,
+    /// Dropout for hidden states and attention (PIXEL pretraining uses 0.1).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Text corpus: a file, a directory, or .conllu files. Default: the bundled KJV selections.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Renderer layout: pygame (as PIXEL's pretraining data) or pango.
+    #[arg(long, default_value = "pygame")]
+    pub layout: Layout,
+    /// Output directory (checkpoint, log.csv, loss.png, reconstructions).
+    #[arg(long, default_value = "out/pretrain")]
+    pub out: PathBuf,
+    /// Evaluate on the held-out strips every N steps.
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: u64,
+    /// Write a checkpoint every N steps (and at the end, and on Ctrl-C).
+    #[arg(long, default_value_t = 250)]
+    pub save_every: u64,
+    /// Write a reconstruction figure every N steps (and at the end).
+    #[arg(long, default_value_t = 250)]
+    pub recon_every: u64,
+    /// Stop after this many steps (checkpoint written), keeping the schedule of --steps.
+    #[arg(long)]
+    pub stop_at: Option<u64>,
+    /// Continue from OUT/checkpoint with the same settings.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    let mut config = resolve_config(&args.config, args.max_seq_length)?;
+    if let Some(p) = args.dropout {
+        anyhow::ensure!((0.0..1.0).contains(&p), "--dropout must be in [0, 1), got {p}");
+        config.hidden_dropout_prob = p;
+        config.attention_probs_dropout_prob = p;
+    }
+    let opts = PretrainOptions {
+        config,
+        corpus: args.corpus,
+        out: args.out.clone(),
+        steps: args.steps,
+        batch_size: args.batch_size,
+        grad_accum: args.grad_accum,
+        lr: args.lr,
+        min_lr: args.min_lr,
+        warmup_steps: args.warmup_steps.unwrap_or((args.steps as f64 * 0.05).ceil() as u64),
+        weight_decay: args.weight_decay,
+        max_grad_norm: 1.0,
+        seed: args.seed,
+        layout: args.layout,
+        eval_every: args.eval_every.max(1),
+        save_every: args.save_every.max(1),
+        recon_every: args.recon_every.max(1),
+        resume: args.resume,
+        progress: true,
+        stop_at: args.stop_at,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130); // second Ctrl-C: leave now
+        }
+        eprintln!("\nCtrl-C: finishing this step and saving a checkpoint (press again to quit at once)");
+    })?;
+    let s = run_pretraining(&opts, &stop)?;
+    let first = s.losses.first().map(|x| x.1).unwrap_or(f32::NAN);
+    let last_avg = {
+        let tail: Vec<f32> = s.losses.iter().rev().take(20).map(|x| x.1).collect();
+        tail.iter().sum::<f32>() / tail.len().max(1) as f32
+    };
+    println!(
+        "{} {} steps in {:.1} s ({:.2} steps/s, {:.1} strips/s); loss {first:.4} -> {last_avg:.4} (mean of last 20){}; peak RSS {}",
+        if s.interrupted { "interrupted after" } else { "done:" },
+        s.steps_done,
+        s.seconds,
+        s.steps_done as f64 / s.seconds.max(1e-9),
+        (s.steps_done as usize * opts.batch_size * opts.grad_accum) as f64 / s.seconds.max(1e-9),
+        s.eval_losses.last().map_or(String::new(), |(st, l)| format!("; eval loss {l:.4} at step {st}")),
+        peak_rss_bytes().map(format_bytes).unwrap_or_else(|| "n/a".into())
+    );
+    println!(
+        "wrote {} (checkpoint), {}, {}, {}",
+        checkpoint_dir(&args.out).display(),
+        args.out.join("log.csv").display(),
+        args.out.join("loss.png").display(),
+        args.out.join("reconstruction.png").display()
+    );
+    Ok(())
+}
