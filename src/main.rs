@@ -20,14 +20,24 @@ enum Command {
     Render(cli::render::RenderArgs),
     /// Pretrain PIXEL on rendered text (defaults: a small model on the bundled corpus, ~10 min).
     Pretrain(cli::pretrain::PretrainArgs),
+    /// Reconstruct masked patches of a rendered text with a pretrained checkpoint.
+    Reconstruct(cli::reconstruct::ReconstructArgs),
     /// Time the encoder forward and a pretraining step: ms, GFLOP/s, peak memory.
     Bench(cli::bench::BenchArgs),
     /// Describe a checkpoint: config, parameter counts, missing/unexpected keys.
     Inspect(cli::inspect::InspectArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // The error chain, one cause per line, without a backtrace.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info => {
             println!("avx2+fma: {}", pixel_kernels::has_avx2_fma());
@@ -38,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Pretrain(args) => cli::pretrain::run(args),
+        Command::Reconstruct(args) => cli::reconstruct::run(args),
     }
 }

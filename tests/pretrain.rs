@@ -53,8 +53,17 @@ fn tiny_pretraining_learns_checkpoints_and_resumes_exactly() {
     assert_eq!(full.losses.len(), 40);
     let mean = |xs: &[(u64, f32)]| xs.iter().map(|x| x.1).sum::<f32>() / xs.len() as f32;
     let (first, last) = (mean(&full.losses[..5]), mean(&full.losses[35..]));
-    assert!(last < 0.9 * first, "loss did not fall: first 5 steps {first}, last 5 {last}");
-    for f in ["log.csv", "loss.png", "reconstruction.png", "checkpoint/model.safetensors", "checkpoint/config.json"] {
+    assert!(
+        last < 0.9 * first,
+        "loss did not fall: first 5 steps {first}, last 5 {last}"
+    );
+    for f in [
+        "log.csv",
+        "loss.png",
+        "reconstruction.png",
+        "checkpoint/model.safetensors",
+        "checkpoint/config.json",
+    ] {
         assert!(full_dir.join(f).is_file(), "missing {f}");
     }
 
@@ -67,23 +76,40 @@ fn tiny_pretraining_learns_checkpoints_and_resumes_exactly() {
     let mut opts = options(part_dir.clone(), 40);
     opts.resume = true;
     let second_half = run_pretraining(&opts, &no_stop).expect("resume");
-    let resumed: Vec<(u64, f32)> = first_half.losses.iter().chain(&second_half.losses).copied().collect();
-    assert_eq!(resumed, full.losses, "resumed run differs from the uninterrupted one");
+    let resumed: Vec<(u64, f32)> = first_half
+        .losses
+        .iter()
+        .chain(&second_half.losses)
+        .copied()
+        .collect();
+    assert_eq!(
+        resumed, full.losses,
+        "resumed run differs from the uninterrupted one"
+    );
 
     // The checkpoint reloads (generic loader) to identical outputs.
     let ckpt = load_checkpoint(checkpoint_dir(&full_dir)).expect("load checkpoint");
     let config = ckpt.config.clone().expect("config.json");
     let mut reloaded = PixelForPreTraining::new(config.clone(), &mut Rng::new(1));
-    reloaded.params.load_state_dict(&ckpt.weights).expect("weights");
+    reloaded
+        .params
+        .load_state_dict(&ckpt.weights)
+        .expect("weights");
     let ckpt2 = load_checkpoint(checkpoint_dir(&part_dir)).expect("load resumed checkpoint");
     let mut resumed_model = PixelForPreTraining::new(config.clone(), &mut Rng::new(2));
-    resumed_model.params.load_state_dict(&ckpt2.weights).expect("weights");
+    resumed_model
+        .params
+        .load_state_dict(&ckpt2.weights)
+        .expect("weights");
     let l = config.num_patches();
     let mut pixels = pixel::engine::Tensor::zeros(&[1, 3, 16, 16 * l]);
     Rng::new(3).fill_uniform(pixels.data_mut(), 0.0, 1.0);
     let attn = vec![1.0; l];
     let mut mask = vec![0.0; l];
-    for m in mask.iter_mut().take(l - pixel::model::masking::num_kept_patches(l, 0.25)) {
+    for m in mask
+        .iter_mut()
+        .take(l - pixel::model::masking::num_kept_patches(l, 0.25))
+    {
         *m = 1.0;
     }
     let masking = PatchMasking::explicit(&mask, 1, l).unwrap();
@@ -91,10 +117,27 @@ fn tiny_pretraining_learns_checkpoints_and_resumes_exactly() {
         let mut t = Tape::no_grad();
         let pv = m.params.vars(&mut t);
         let mut rng = Rng::new(0);
-        let mode = ForwardMode { training: false, rng: &mut rng };
-        m.forward(&mut t, &pv, &Var::constant(pixels.clone()), &attn, &masking, mode).logits.data().to_vec()
+        let mode = ForwardMode {
+            training: false,
+            rng: &mut rng,
+        };
+        m.forward(
+            &mut t,
+            &pv,
+            &Var::constant(pixels.clone()),
+            &attn,
+            &masking,
+            mode,
+        )
+        .logits
+        .data()
+        .to_vec()
     };
-    assert_eq!(run(&reloaded), run(&resumed_model), "resumed and uninterrupted final weights differ");
+    assert_eq!(
+        run(&reloaded),
+        run(&resumed_model),
+        "resumed and uninterrupted final weights differ"
+    );
     let _ = std::fs::remove_dir_all(&full_dir);
     let _ = std::fs::remove_dir_all(&part_dir);
 }
@@ -107,7 +150,9 @@ fn empty_corpus_is_a_clear_error() {
     std::fs::write(&corpus, "\n\n").unwrap();
     let mut opts = options(dir.join("out"), 5);
     opts.corpus = Some(corpus);
-    let err = run_pretraining(&opts, &AtomicBool::new(false)).unwrap_err().to_string();
+    let err = run_pretraining(&opts, &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no text lines"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

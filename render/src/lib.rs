@@ -226,9 +226,9 @@ impl Renderer {
 
     /// Renders `inputs` in parallel (rayon); results are in input order.
     pub fn render_batch(&self, inputs: &[Input]) -> Vec<Rendering> {
-        // Chunks big enough that each worker's fresh glyph cache and strip buffer are reused.
+        // One chunk per worker: each chunk starts with cold glyph and word caches.
         let workers = rayon::current_num_threads().max(1);
-        let chunk = inputs.len().div_ceil(4 * workers).max(16);
+        let chunk = inputs.len().div_ceil(workers).max(16);
         let per_chunk: Vec<Vec<Rendering>> = inputs
             .par_chunks(chunk)
             .map(|chunk| {

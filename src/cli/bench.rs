@@ -55,7 +55,9 @@ fn synthetic_inputs(cfg: &PixelConfig, b: usize, rng: &mut Rng) -> (Tensor, Vec<
     rng.fill_uniform(pixels.data_mut(), 0.0, 1.0);
     // Text over about 60% of each strip, the rest padding.
     let text = (l * 3 / 5).max(1);
-    let mask: Vec<f32> = (0..b * l).map(|i| if i % l <= text { 1.0 } else { 0.0 }).collect();
+    let mask: Vec<f32> = (0..b * l)
+        .map(|i| if i % l <= text { 1.0 } else { 0.0 })
+        .collect();
     (pixels, mask, vec![text + 1; b])
 }
 
@@ -79,7 +81,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         rayon::current_num_threads(),
         pixel_engine::kernels::has_avx2_fma()
     );
-    println!("{:<44} {:>10} {:>10} {:>10} {:>12}", "scenario", "median ms", "best ms", "GFLOP/s", "peak RSS");
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>12}",
+        "scenario", "median ms", "best ms", "GFLOP/s", "peak RSS"
+    );
     for &b in &args.forward_batches {
         let (pixels, mask, _) = synthetic_inputs(&cfg, b, &mut rng);
         let pixels = Var::constant(pixels);
@@ -89,7 +94,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let start = Instant::now();
             let mut tape = Tape::no_grad();
             let pv = model.params.vars(&mut tape);
-            let mode = ForwardMode { training: false, rng: &mut rng };
+            let mode = ForwardMode {
+                training: false,
+                rng: &mut rng,
+            };
             let out = model.encode_unmasked(&mut tape, &pv, &pixels, &mask, mode);
             std::hint::black_box(out.data()[0]);
             if rep > 0 {
@@ -97,7 +105,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
         let flops = encoder_forward_flops(&cfg, b, l, l + 1);
-        report(&format!("encoder forward, no tape, batch {b}"), &times, flops);
+        report(
+            &format!("encoder forward, no tape, batch {b}"),
+            &times,
+            flops,
+        );
     }
     if args.forward_only {
         return Ok(());
@@ -112,7 +124,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (pixels, mask, text) = synthetic_inputs(&cfg, b, &mut rng);
         let patch_mask = generator.generate_batch(&text, &mut rng);
         let masking = PatchMasking::controlled(&patch_mask, b, l, cfg.mask_ratio, &mut rng);
-        let batch = PretrainBatch { pixel_values: pixels, attention_mask: mask, masking };
+        let batch = PretrainBatch {
+            pixel_values: pixels,
+            attention_mask: mask,
+            masking,
+        };
         let start = Instant::now();
         trainer
             .train_step(std::slice::from_ref(&batch), true, &mut rng)
@@ -132,7 +148,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 fn report(name: &str, times: &[f64], flops: f64) {
     let med = median(times.to_vec());
     let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    let peak = peak_rss_bytes().map(format_bytes).unwrap_or_else(|| "n/a".into());
+    let peak = peak_rss_bytes()
+        .map(format_bytes)
+        .unwrap_or_else(|| "n/a".into());
     println!(
         "{name:<44} {:>10.1} {:>10.1} {:>10.1} {:>12}",
         med * 1e3,

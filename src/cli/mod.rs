@@ -4,4 +4,5 @@ pub mod bench;
 pub mod inspect;
 pub mod mem;
 pub mod pretrain;
+pub mod reconstruct;
 pub mod render;

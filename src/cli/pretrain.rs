@@ -73,7 +73,10 @@ pub struct PretrainArgs {
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let mut config = resolve_config(&args.config, args.max_seq_length)?;
     if let Some(p) = args.dropout {
-        anyhow::ensure!((0.0..1.0).contains(&p), "--dropout must be in [0, 1), got {p}");
+        anyhow::ensure!(
+            (0.0..1.0).contains(&p),
+            "--dropout must be in [0, 1), got {p}"
+        );
         config.hidden_dropout_prob = p;
         config.attention_probs_dropout_prob = p;
     }
@@ -86,7 +89,9 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         grad_accum: args.grad_accum,
         lr: args.lr,
         min_lr: args.min_lr,
-        warmup_steps: args.warmup_steps.unwrap_or((args.steps as f64 * 0.05).ceil() as u64),
+        warmup_steps: args
+            .warmup_steps
+            .unwrap_or((args.steps as f64 * 0.05).ceil() as u64),
         weight_decay: args.weight_decay,
         max_grad_norm: 1.0,
         seed: args.seed,
@@ -104,7 +109,9 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130); // second Ctrl-C: leave now
         }
-        eprintln!("\nCtrl-C: finishing this step and saving a checkpoint (press again to quit at once)");
+        eprintln!(
+            "\nCtrl-C: finishing this step and saving a checkpoint (press again to quit at once)"
+        );
     })?;
     let s = run_pretraining(&opts, &stop)?;
     let first = s.losses.first().map(|x| x.1).unwrap_or(f32::NAN);

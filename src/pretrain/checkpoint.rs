@@ -46,22 +46,42 @@ impl TrainerState {
 }
 
 /// Save model, optimizer and state into `dir` atomically.
-pub fn save_training_checkpoint(dir: &Path, trainer: &Trainer, state: &TrainerState) -> anyhow::Result<()> {
+pub fn save_training_checkpoint(
+    dir: &Path,
+    trainer: &Trainer,
+    state: &TrainerState,
+) -> anyhow::Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
     let tmp = parent.join(format!(".{name}.tmp"));
     let old = parent.join(format!(".{name}.old"));
     let _ = std::fs::remove_dir_all(&tmp);
-    save_checkpoint(&tmp, &trainer.model.config, &trainer.model.params.state_dict())?;
-    write_safetensors(tmp.join("optimizer.safetensors"), &optimizer_state_dict(trainer))?;
-    std::fs::write(tmp.join("trainer_state.json"), serde_json::to_string_pretty(state)?)?;
+    save_checkpoint(
+        &tmp,
+        &trainer.model.config,
+        &trainer.model.params.state_dict(),
+    )?;
+    write_safetensors(
+        tmp.join("optimizer.safetensors"),
+        &optimizer_state_dict(trainer),
+    )?;
+    std::fs::write(
+        tmp.join("trainer_state.json"),
+        serde_json::to_string_pretty(state)?,
+    )?;
     // Swap directories: the old checkpoint stays valid until the new one is in place.
     let _ = std::fs::remove_dir_all(&old);
     if dir.exists() {
-        std::fs::rename(dir, &old).with_context(|| format!("cannot move old checkpoint {}", dir.display()))?;
+        std::fs::rename(dir, &old)
+            .with_context(|| format!("cannot move old checkpoint {}", dir.display()))?;
     }
-    std::fs::rename(&tmp, dir).with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
+    std::fs::rename(&tmp, dir)
+        .with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }
@@ -71,8 +91,14 @@ fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
     let trainable = trainer.model.params.iter().filter(|p| p.trainable);
     for (i, p) in trainable.enumerate() {
         if let (Some(m), Some(v)) = (trainer.optimizer.m.get(i), trainer.optimizer.v.get(i)) {
-            out.insert(format!("exp_avg.{}", p.name), Tensor::new(p.value.shape(), m.clone()));
-            out.insert(format!("exp_avg_sq.{}", p.name), Tensor::new(p.value.shape(), v.clone()));
+            out.insert(
+                format!("exp_avg.{}", p.name),
+                Tensor::new(p.value.shape(), m.clone()),
+            );
+            out.insert(
+                format!("exp_avg_sq.{}", p.name),
+                Tensor::new(p.value.shape(), v.clone()),
+            );
         }
     }
     out
@@ -80,13 +106,21 @@ fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
 
 /// Load a training checkpoint written by [`save_training_checkpoint`].
 /// The model's config must equal `expected` when given (a clear error otherwise).
-pub fn load_training_checkpoint(dir: &Path, expected: Option<&PixelConfig>) -> anyhow::Result<(Trainer, TrainerState)> {
+pub fn load_training_checkpoint(
+    dir: &Path,
+    expected: Option<&PixelConfig>,
+) -> anyhow::Result<(Trainer, TrainerState)> {
     let state_path = dir.join("trainer_state.json");
-    let text = std::fs::read_to_string(&state_path)
-        .with_context(|| format!("{} is not a training checkpoint (no trainer_state.json)", dir.display()))?;
-    let state: TrainerState =
-        serde_json::from_str(&text).with_context(|| format!("malformed {}", state_path.display()))?;
-    let config = PixelConfig::from_file(dir.join("config.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = std::fs::read_to_string(&state_path).with_context(|| {
+        format!(
+            "{} is not a training checkpoint (no trainer_state.json)",
+            dir.display()
+        )
+    })?;
+    let state: TrainerState = serde_json::from_str(&text)
+        .with_context(|| format!("malformed {}", state_path.display()))?;
+    let config =
+        PixelConfig::from_file(dir.join("config.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(want) = expected {
         if want.to_json_string() != config.to_json_string() {
             bail!(
@@ -103,18 +137,34 @@ pub fn load_training_checkpoint(dir: &Path, expected: Option<&PixelConfig>) -> a
     }
     let mut model = PixelForPreTraining::new(config, &mut pixel_engine::Rng::new(0));
     let weights = read_safetensors(dir.join("model.safetensors"))?;
-    let report = model.params.load_state_dict(&weights).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = model
+        .params
+        .load_state_dict(&weights)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if !report.missing.is_empty() {
-        bail!("checkpoint {} lacks weights: {:?}", dir.display(), report.missing);
+        bail!(
+            "checkpoint {} lacks weights: {:?}",
+            dir.display(),
+            report.missing
+        );
     }
-    let mut trainer = Trainer::new(model, state.weight_decay, state.schedule(), state.max_grad_norm);
+    let mut trainer = Trainer::new(
+        model,
+        state.weight_decay,
+        state.schedule(),
+        state.max_grad_norm,
+    );
     let opt = read_safetensors(dir.join("optimizer.safetensors"))?;
     trainer.optimizer = restore_optimizer(&trainer, &opt, state.step)
         .with_context(|| format!("optimizer state in {}", dir.display()))?;
     Ok((trainer, state))
 }
 
-fn restore_optimizer(trainer: &Trainer, sd: &BTreeMap<String, Tensor>, step: u64) -> anyhow::Result<AdamW> {
+fn restore_optimizer(
+    trainer: &Trainer,
+    sd: &BTreeMap<String, Tensor>,
+    step: u64,
+) -> anyhow::Result<AdamW> {
     let mut opt = AdamW::new(trainer.optimizer.config);
     opt.step = step;
     if step == 0 {
@@ -125,7 +175,11 @@ fn restore_optimizer(trainer: &Trainer, sd: &BTreeMap<String, Tensor>, step: u64
             let key = format!("{prefix}.{}", p.name);
             let t = sd.get(&key).with_context(|| format!("missing {key}"))?;
             if t.shape() != p.value.shape() {
-                bail!("{key}: expected shape {:?}, found {:?}", p.value.shape(), t.shape());
+                bail!(
+                    "{key}: expected shape {:?}, found {:?}",
+                    p.value.shape(),
+                    t.shape()
+                );
             }
             Ok(t.data().to_vec())
         };

@@ -47,7 +47,8 @@ impl Corpus {
         }
         let mut corpus = Corpus::default();
         for f in &files {
-            let bytes = std::fs::read(f).with_context(|| format!("cannot read corpus file {}", f.display()))?;
+            let bytes = std::fs::read(f)
+                .with_context(|| format!("cannot read corpus file {}", f.display()))?;
             let conllu = f.extension().is_some_and(|e| e == "conllu");
             corpus.files += 1;
             for raw in bytes.split(|&b| b == b'\n') {
@@ -82,12 +83,16 @@ impl Corpus {
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read corpus directory {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read corpus directory {}", dir.display()))?;
     for e in entries {
         let p = e?.path();
         if p.is_dir() {
             collect_files(&p, out)?;
-        } else if !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        } else if !p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             out.push(p);
         }
     }
@@ -109,20 +114,33 @@ mod tests {
     fn reads_files_conllu_and_counts_invalid_utf8() {
         let dir = std::env::temp_dir().join(format!("pixel-corpus-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
-        std::fs::write(dir.join("a.txt"), b"first line\n\n  second line  \n\xff\xfe bad\n").unwrap();
+        std::fs::write(
+            dir.join("a.txt"),
+            b"first line\n\n  second line  \n\xff\xfe bad\n",
+        )
+        .unwrap();
         std::fs::write(
             dir.join("sub/b.conllu"),
             "# sent_id = 1\n# text = A parsed sentence.\n1\tA\ta\tDET\t_\t_\t0\troot\t_\t_\n",
         )
         .unwrap();
         let c = Corpus::load(&dir).unwrap();
-        assert_eq!(c.lines, vec!["first line", "second line", "A parsed sentence."]);
+        assert_eq!(
+            c.lines,
+            vec!["first line", "second line", "A parsed sentence."]
+        );
         assert_eq!(c.invalid_utf8_lines, 1);
         assert_eq!(c.files, 2);
         std::fs::write(dir.join("sub/b.conllu"), "").unwrap();
         std::fs::write(dir.join("a.txt"), "\n\n").unwrap();
-        assert!(Corpus::load(&dir).unwrap_err().to_string().contains("holds no text lines"));
-        assert!(Corpus::load(&dir.join("missing")).unwrap_err().to_string().contains("does not exist"));
+        assert!(Corpus::load(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("holds no text lines"));
+        assert!(Corpus::load(&dir.join("missing"))
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -32,7 +32,10 @@ pub fn min_text_patches(num_patches: usize) -> usize {
 fn fits(renderer: &mut Renderer, text: &str) -> (bool, usize) {
     let r = renderer.render_text(text);
     let l = renderer.max_seq_length();
-    (!r.truncated && r.num_text_patches + 2 <= l, r.num_text_patches)
+    (
+        !r.truncated && r.num_text_patches + 2 <= l,
+        r.num_text_patches,
+    )
 }
 
 /// What packing produced.
@@ -60,7 +63,11 @@ pub fn pack_lines(lines: &[String], renderer: &mut Renderer) -> (Vec<String>, Pa
         stats.split_lines += 1;
         let mut current = String::new();
         for word in line.split_whitespace() {
-            let candidate = if current.is_empty() { word.to_string() } else { format!("{current} {word}") };
+            let candidate = if current.is_empty() {
+                word.to_string()
+            } else {
+                format!("{current} {word}")
+            };
             if current.is_empty() || fits(renderer, &candidate).0 {
                 current = candidate;
             } else {
@@ -90,7 +97,11 @@ pub fn pack_lines(lines: &[String], renderer: &mut Renderer) -> (Vec<String>, Pa
         if fits(renderer, &candidate).0 {
             current = candidate;
         } else {
-            push(std::mem::replace(&mut current, piece), &mut strips, renderer);
+            push(
+                std::mem::replace(&mut current, piece),
+                &mut strips,
+                renderer,
+            );
         }
     }
     if !current.is_empty() {
@@ -114,7 +125,13 @@ pub struct BatchMaker {
 }
 
 impl BatchMaker {
-    pub fn new(texts: Arc<Vec<String>>, renderer: Renderer, batch_size: usize, mask_ratio: f64, seed: u64) -> BatchMaker {
+    pub fn new(
+        texts: Arc<Vec<String>>,
+        renderer: Renderer,
+        batch_size: usize,
+        mask_ratio: f64,
+        seed: u64,
+    ) -> BatchMaker {
         assert!(!texts.is_empty(), "BatchMaker: no strips");
         let l = renderer.max_seq_length();
         BatchMaker {

@@ -76,24 +76,39 @@ fn make_renderer(cfg: &PixelConfig, layout: Layout) -> anyhow::Result<Renderer> 
 
 /// Run (or resume) pretraining. `stop` is polled between steps (Ctrl-C):
 /// when set, a checkpoint is written and the run returns early.
-pub fn run_pretraining(opts: &PretrainOptions, stop: &AtomicBool) -> anyhow::Result<PretrainSummary> {
+pub fn run_pretraining(
+    opts: &PretrainOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<PretrainSummary> {
     opts.config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     if opts.batch_size == 0 || opts.grad_accum == 0 || opts.steps == 0 {
         bail!("--batch-size, --grad-accum and --steps must be at least 1");
     }
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
     let corpus = match &opts.corpus {
         Some(p) => Corpus::load(p)?,
         None => Corpus::bundled(),
     };
-    let corpus_name = opts.corpus.as_ref().map_or("bundled KJV selections".to_string(), |p| p.display().to_string());
+    let corpus_name = opts
+        .corpus
+        .as_ref()
+        .map_or("bundled KJV selections".to_string(), |p| {
+            p.display().to_string()
+        });
     let mut renderer = make_renderer(&opts.config, opts.layout)?;
     let (mut strips, pack) = pack_lines(&corpus.lines, &mut renderer);
     if strips.len() < 2 {
-        bail!("corpus {corpus_name} gives only {} strips of text; need at least 2", strips.len());
+        bail!(
+            "corpus {corpus_name} gives only {} strips of text; need at least 2",
+            strips.len()
+        );
     }
     // Hold out the last 2% of strips (at least 2, at most 64) for evaluation.
-    let n_eval = (strips.len() / 50).clamp(2, 64).min(strips.len() / 2).max(1);
+    let n_eval = (strips.len() / 50)
+        .clamp(2, 64)
+        .min(strips.len() / 2)
+        .max(1);
     let eval_texts = strips.split_off(strips.len() - n_eval);
     let train_texts = Arc::new(strips);
     if opts.progress {
@@ -103,7 +118,13 @@ pub fn run_pretraining(opts: &PretrainOptions, stop: &AtomicBool) -> anyhow::Res
             opts.config.num_patches(), pack.split_lines, pack.dropped_short
         );
     }
-    let mut maker = BatchMaker::new(train_texts.clone(), renderer.fork(), opts.batch_size, opts.config.mask_ratio, opts.seed);
+    let mut maker = BatchMaker::new(
+        train_texts.clone(),
+        renderer.fork(),
+        opts.batch_size,
+        opts.config.mask_ratio,
+        opts.seed,
+    );
     // Fixed evaluation batches (fixed masks).
     let mut eval_rng = Rng::new(derive_seed(opts.seed, 3, 0));
     let eval_batches: Vec<PretrainBatch> = eval_texts
@@ -129,14 +150,28 @@ pub fn run_pretraining(opts: &PretrainOptions, stop: &AtomicBool) -> anyhow::Res
     let (mut trainer, mut state) = if opts.resume {
         let (trainer, saved) = load_training_checkpoint(&ckpt, Some(&opts.config))
             .with_context(|| format!("--resume: cannot resume from {}", ckpt.display()))?;
-        let same = TrainerState { step: saved.step, ..state.clone() };
+        let same = TrainerState {
+            step: saved.step,
+            ..state.clone()
+        };
         if same != saved {
             bail!("--resume: settings differ from the checkpoint's ({saved:?}); rerun with the same flags");
         }
         (trainer, saved)
     } else {
-        let model = PixelForPreTraining::new(opts.config.clone(), &mut Rng::new(derive_seed(opts.seed, 0, 0)));
-        (Trainer::new(model, opts.weight_decay, state.schedule(), opts.max_grad_norm), state)
+        let model = PixelForPreTraining::new(
+            opts.config.clone(),
+            &mut Rng::new(derive_seed(opts.seed, 0, 0)),
+        );
+        (
+            Trainer::new(
+                model,
+                opts.weight_decay,
+                state.schedule(),
+                opts.max_grad_norm,
+            ),
+            state,
+        )
     };
     let start_step = trainer.step();
     let csv_path = opts.out.join("log.csv");
@@ -170,7 +205,11 @@ pub fn run_pretraining(opts: &PretrainOptions, stop: &AtomicBool) -> anyhow::Res
                 state.step = trainer.step();
                 save_training_checkpoint(&ckpt, &trainer, &state)?;
                 bar.abandon();
-                bail!("{e}; stopped and saved the last good checkpoint (step {}) to {}", state.step, ckpt.display());
+                bail!(
+                    "{e}; stopped and saved the last good checkpoint (step {}) to {}",
+                    state.step,
+                    ckpt.display()
+                );
             }
         };
         let ms = step_started.elapsed().as_secs_f64() * 1e3;
@@ -193,12 +232,16 @@ pub fn run_pretraining(opts: &PretrainOptions, stop: &AtomicBool) -> anyhow::Res
             ms
         )?;
         let secs = started.elapsed().as_secs_f64();
-        let sent_per_s = ((done - start_step) as f64 * (opts.batch_size * opts.grad_accum) as f64) / secs.max(1e-9);
+        let sent_per_s = ((done - start_step) as f64 * (opts.batch_size * opts.grad_accum) as f64)
+            / secs.max(1e-9);
         bar.set_position(done);
         bar.set_message(format!(
             "loss {:.4}{} lr {:.2e} {:.1} strips/s",
             stats.loss,
-            summary.eval_losses.last().map_or(String::new(), |(_, l)| format!(" eval {l:.4}")),
+            summary
+                .eval_losses
+                .last()
+                .map_or(String::new(), |(_, l)| format!(" eval {l:.4}")),
             stats.lr,
             sent_per_s
         ));
@@ -207,16 +250,29 @@ pub fn run_pretraining(opts: &PretrainOptions, stop: &AtomicBool) -> anyhow::Res
             save_training_checkpoint(&ckpt, &trainer, &state)?;
         }
         if done % opts.recon_every == 0 && done != opts.steps {
-            write_reconstructions(&trainer.model, &eval_batches[0], &opts.out.join(format!("recon_step{done:06}.png")))?;
+            write_reconstructions(
+                &trainer.model,
+                &eval_batches[0],
+                &opts.out.join(format!("recon_step{done:06}.png")),
+            )?;
         }
     }
     drop(prefetch);
     csv.flush()?;
     state.step = trainer.step();
     save_training_checkpoint(&ckpt, &trainer, &state)?;
-    write_reconstructions(&trainer.model, &eval_batches[0], &opts.out.join("reconstruction.png"))?;
+    write_reconstructions(
+        &trainer.model,
+        &eval_batches[0],
+        &opts.out.join("reconstruction.png"),
+    )?;
     let (all_train, all_eval) = read_log(&csv_path)?;
-    write_loss_curve_png(&opts.out.join("loss.png"), &all_train, &all_eval, "pixel pretrain: loss")?;
+    write_loss_curve_png(
+        &opts.out.join("loss.png"),
+        &all_train,
+        &all_eval,
+        "pixel pretrain: loss",
+    )?;
     summary.steps_done = state.step - start_step;
     summary.seconds = started.elapsed().as_secs_f64();
     bar.finish();
@@ -229,9 +285,11 @@ fn progress_bar(opts: &PretrainOptions, start: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(opts.steps);
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (ETA {eta})")
-            .expect("progress template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (ETA {eta})",
+        )
+        .expect("progress template")
+        .progress_chars("=> "),
     );
     bar.set_position(start);
     bar
@@ -244,7 +302,10 @@ pub fn evaluate(model: &PixelForPreTraining, batches: &[PretrainBatch]) -> f32 {
         let mut tape = Tape::no_grad();
         let pv = model.params.vars(&mut tape);
         let mut rng = Rng::new(0);
-        let mode = ForwardMode { training: false, rng: &mut rng };
+        let mode = ForwardMode {
+            training: false,
+            rng: &mut rng,
+        };
         let pixels = Var::constant(b.pixel_values.clone());
         let out = model.forward(&mut tape, &pv, &pixels, &b.attention_mask, &b.masking, mode);
         total += out.loss.value().item() as f64;
@@ -253,24 +314,55 @@ pub fn evaluate(model: &PixelForPreTraining, batches: &[PretrainBatch]) -> f32 {
 }
 
 /// Reconstruction figure for (up to 4 examples of) one batch.
-pub fn write_reconstructions(model: &PixelForPreTraining, batch: &PretrainBatch, path: &Path) -> anyhow::Result<()> {
+pub fn write_reconstructions(
+    model: &PixelForPreTraining,
+    batch: &PretrainBatch,
+    path: &Path,
+) -> anyhow::Result<()> {
     let mut tape = Tape::no_grad();
     let pv = model.params.vars(&mut tape);
     let mut rng = Rng::new(0);
-    let mode = ForwardMode { training: false, rng: &mut rng };
+    let mode = ForwardMode {
+        training: false,
+        rng: &mut rng,
+    };
     let pixels = Var::constant(batch.pixel_values.clone());
-    let out = model.forward(&mut tape, &pv, &pixels, &batch.attention_mask, &batch.masking, mode);
+    let out = model.forward(
+        &mut tape,
+        &pv,
+        &pixels,
+        &batch.attention_mask,
+        &batch.masking,
+        mode,
+    );
     let rows = reconstruction_rows(model, batch, out.logits.data(), 4);
-    write_reconstruction_png(path, &rows, model.config.num_patches(), model.config.norm_pix_loss, false)?;
+    write_reconstruction_png(
+        path,
+        &rows,
+        model.config.num_patches(),
+        model.config.norm_pix_loss,
+        false,
+    )?;
     let square = path.with_extension("square.png");
     if model.config.num_patches() >= 64 {
-        write_reconstruction_png(&square, &rows, model.config.num_patches(), model.config.norm_pix_loss, true)?;
+        write_reconstruction_png(
+            &square,
+            &rows,
+            model.config.num_patches(),
+            model.config.norm_pix_loss,
+            true,
+        )?;
     }
     Ok(())
 }
 
 /// Split a batch and its logits (B, L, P*P*C) into figure rows.
-pub fn reconstruction_rows(model: &PixelForPreTraining, batch: &PretrainBatch, logits: &[f32], max_rows: usize) -> Vec<ReconstructionRow> {
+pub fn reconstruction_rows(
+    model: &PixelForPreTraining,
+    batch: &PretrainBatch,
+    logits: &[f32],
+    max_rows: usize,
+) -> Vec<ReconstructionRow> {
     let l = model.config.num_patches();
     let b = batch.masking.batch;
     let per_image = batch.pixel_values.numel() / b;
@@ -296,12 +388,18 @@ fn open_log(path: &Path, start_step: u64) -> anyhow::Result<std::fs::File> {
             kept.extend(
                 text.lines()
                     .skip(1)
-                    .filter(|l| l.split(',').next().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s <= start_step))
+                    .filter(|l| {
+                        l.split(',')
+                            .next()
+                            .and_then(|s| s.parse::<u64>().ok())
+                            .is_some_and(|s| s <= start_step)
+                    })
                     .map(String::from),
             );
         }
     }
-    let mut f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     for l in kept {
         writeln!(f, "{l}")?;
     }
@@ -314,7 +412,9 @@ fn read_log(path: &Path) -> anyhow::Result<(Vec<(u64, f32)>, Vec<(u64, f32)>)> {
     let (mut train, mut eval) = (Vec::new(), Vec::new());
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split(',').collect();
-        let Some(step) = cols.first().and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let Some(step) = cols.first().and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
         if let Some(l) = cols.get(1).and_then(|s| s.parse::<f32>().ok()) {
             train.push((step, l));
         }

@@ -1,0 +1,145 @@
+//! `pixel reconstruct`: render text, mask it, run a pretrained PIXEL in
+//! inference mode and draw the reconstruction figure (SPEC 8).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use pixel::figures::write_reconstruction_png;
+use pixel::model::masking::SpanMaskingGenerator;
+use pixel::model::pretraining::pretraining_param_shapes;
+use pixel::model::train::PretrainBatch;
+use pixel::pretrain::run::reconstruction_rows;
+use pixel_engine::{Rng, Tape, Tensor, Var};
+use pixel_model::checkpoint::load_checkpoint;
+use pixel_model::{ForwardMode, PatchMasking, PixelForPreTraining};
+use pixel_render::{Layout, RenderConfig, Renderer};
+
+/// Arguments of `pixel reconstruct`.
+#[derive(clap::Args, Debug)]
+pub struct ReconstructArgs {
+    /// Checkpoint directory (ours or a HuggingFace PIXEL one: config.json +
+    /// model.safetensors or pytorch_model.bin).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The text to render and reconstruct.
+    pub text: String,
+    /// Fraction of patches to mask (random masking unless --span-mask or --manual-mask).
+    #[arg(long)]
+    pub mask_ratio: Option<f64>,
+    /// Span masking as in pretraining (SPEC 2).
+    #[arg(long)]
+    pub span_mask: bool,
+    /// Explicit patch indices to mask.
+    #[arg(long, num_args = 1..)]
+    pub manual_mask: Vec<usize>,
+    /// Renderer layout (pygame as in pretraining, or pango).
+    #[arg(long, default_value = "pygame")]
+    pub layout: Layout,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the square (grid) view next to the strip view.
+    #[arg(long)]
+    pub square: bool,
+    /// Output PNG.
+    #[arg(short, long, default_value = "reconstruction.png")]
+    pub output: PathBuf,
+}
+
+pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
+    let ckpt = load_checkpoint(&args.checkpoint)
+        .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
+    let mut config = ckpt
+        .config
+        .clone()
+        .with_context(|| format!("{} has no config.json", args.checkpoint.display()))?;
+    if let Some(r) = args.mask_ratio {
+        if !(0.0..1.0).contains(&r) {
+            bail!("--mask-ratio must be in [0, 1), got {r}");
+        }
+        config.mask_ratio = r;
+    }
+    let l = config.num_patches();
+    if !args.manual_mask.is_empty() {
+        if let Some(bad) = args.manual_mask.iter().find(|&&i| i >= l) {
+            bail!("--manual-mask index {bad} is outside the strip's {l} patches");
+        }
+        config.mask_ratio = args.manual_mask.len() as f64 / l as f64;
+    }
+    let mut model = PixelForPreTraining::new(config.clone(), &mut Rng::new(0));
+    let report = model
+        .params
+        .load_state_dict(&ckpt.weights)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let needed: Vec<String> = pretraining_param_shapes(&config)
+        .into_iter()
+        .filter(|(_, _, trainable)| *trainable)
+        .map(|(n, _, _)| n)
+        .filter(|n| report.missing.contains(n))
+        .collect();
+    if !needed.is_empty() {
+        bail!(
+            "{} lacks {} weights the reconstruction needs (a finetuned checkpoint without the decoder?), e.g. {}",
+            args.checkpoint.display(),
+            needed.len(),
+            needed[0]
+        );
+    }
+    let mut renderer = Renderer::new(RenderConfig {
+        max_seq_length: l,
+        layout: args.layout,
+        ..Default::default()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let r = renderer.render_text(&args.text);
+    let attention = r.attention_mask();
+    let mut rng = Rng::new(args.seed);
+    let masking = if !args.manual_mask.is_empty() {
+        let mut m = vec![0.0f32; l];
+        for &i in &args.manual_mask {
+            m[i] = 1.0;
+        }
+        PatchMasking::explicit(&m, 1, l).map_err(|e| anyhow::anyhow!("{e}"))?
+    } else if args.span_mask {
+        let gen = SpanMaskingGenerator::new(l, config.mask_ratio);
+        let pm = gen.generate(r.num_text_patches + 1, &mut rng);
+        PatchMasking::controlled(&pm, 1, l, config.mask_ratio, &mut rng)
+    } else {
+        PatchMasking::random(&attention, 1, l, config.mask_ratio, &mut rng)
+    };
+    let batch = PretrainBatch {
+        pixel_values: Tensor::new(&[1, 3, 16, 16 * l], r.pixel_values()),
+        attention_mask: attention,
+        masking,
+    };
+    let mut tape = Tape::no_grad();
+    let pv = model.params.vars(&mut tape);
+    let mode = ForwardMode {
+        training: false,
+        rng: &mut rng,
+    };
+    let pixels = Var::constant(batch.pixel_values.clone());
+    let out = model.forward(
+        &mut tape,
+        &pv,
+        &pixels,
+        &batch.attention_mask,
+        &batch.masking,
+        mode,
+    );
+    let mut rows = reconstruction_rows(&model, &batch, out.logits.data(), 1);
+    rows[0].label = args.text.chars().take(80).collect();
+    write_reconstruction_png(&args.output, &rows, l, config.norm_pix_loss, false)?;
+    println!(
+        "{}: {} text patches, {} masked, loss {:.4}",
+        args.output.display(),
+        r.num_text_patches,
+        batch.masking.len_removed(),
+        out.loss.value().item()
+    );
+    if args.square {
+        let sq = args.output.with_extension("square.png");
+        write_reconstruction_png(&sq, &rows, l, config.norm_pix_loss, true)?;
+        println!("{}", sq.display());
+    }
+    Ok(())
+}
