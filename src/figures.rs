@@ -55,9 +55,9 @@ impl Canvas {
     pub fn blend(&mut self, x: i64, y: i64, color: Rgb, alpha: f32) {
         if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
             let i = (y as usize * self.width + x as usize) * 3;
-            for c in 0..3 {
-                let old = self.pixels[i + c] as f32;
-                self.pixels[i + c] = (old + (color[c] as f32 - old) * alpha).round() as u8;
+            for (channel, &target) in self.pixels[i..i + 3].iter_mut().zip(&color) {
+                let old = *channel as f32;
+                *channel = (old + (target as f32 - old) * alpha).round() as u8;
             }
         }
     }

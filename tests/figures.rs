@@ -11,6 +11,9 @@ use pixel_render::{RenderConfig, Renderer};
 
 const PATCH_DIM: usize = 768;
 
+/// (step, loss) pairs as the training loop logs them.
+type LossPoints = Vec<(u64, f32)>;
+
 /// A file under the test scratch folder of the target dir (kept after the run for a look).
 fn out_path(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("figures");
@@ -109,7 +112,7 @@ fn loss_curve_png_has_the_expected_size() {
 
 #[test]
 fn loss_curve_survives_empty_nan_and_flat_input() {
-    let cases: Vec<(&str, Vec<(u64, f32)>, Vec<(u64, f32)>)> = vec![
+    let cases: Vec<(&str, LossPoints, LossPoints)> = vec![
         ("empty", vec![], vec![]),
         (
             "all_nan",

@@ -292,7 +292,7 @@ pub fn encode_all_patches(
     let x = patch_embed(t, pv, cfg, pixel_values);
     let pos = pv.get("vit.embeddings.position_embeddings");
     assert!(
-        pos.shape()[1] >= l + 1,
+        pos.shape()[1] > l,
         "encoder: position table has {} rows, need {} (L + 1)",
         pos.shape()[1],
         l + 1
@@ -339,7 +339,7 @@ fn check_inputs(cfg: &PixelConfig, pixel_values: &Var, attention_mask: &[f32]) -
     let s = pixel_values.shape();
     let (p, c) = (cfg.patch_size, cfg.num_channels);
     assert!(
-        s.len() == 4 && s[1] == c && s[2] == p && s[3] % p == 0 && s[3] > 0,
+        s.len() == 4 && s[1] == c && s[2] == p && s[3].is_multiple_of(p) && s[3] > 0,
         "pixel_values must be (B, {c}, {p}, {p}*L), got {s:?}"
     );
     let (b, l) = (s[0], s[3] / p);
@@ -383,7 +383,7 @@ fn patch_embed(t: &mut Tape, pv: &ParamVars<'_>, cfg: &PixelConfig, pixel_values
 
 /// Loss target: patches in (row, col, channel) order, normalised per patch
 /// when norm_pix_loss (unbiased variance, eps 1e-6). (B, L, P*P*C)
-fn patch_target(t: &mut Tape, cfg: &PixelConfig, pixel_values: &Var) -> Var {
+pub fn patch_target(t: &mut Tape, cfg: &PixelConfig, pixel_values: &Var) -> Var {
     let s = pixel_values.shape().to_vec();
     let (b, c, p, l) = (s[0], s[1], s[2], s[3] / s[2]);
     let x = ops::reshape(t, pixel_values, &[b, c, p, l, p]);

@@ -126,7 +126,11 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         s.seconds,
         s.steps_done as f64 / s.seconds.max(1e-9),
         (s.steps_done as usize * opts.batch_size * opts.grad_accum) as f64 / s.seconds.max(1e-9),
-        s.eval_losses.last().map_or(String::new(), |(st, l)| format!("; eval loss {l:.4} at step {st}")),
+        s.eval_losses.last().map_or(String::new(), |(st, l)| format!(
+            "; eval loss {l:.4} at step {st} ({:.3} of the best constant prediction, {:.4})",
+            l / s.constant_baseline,
+            s.constant_baseline
+        )),
         peak_rss_bytes().map(format_bytes).unwrap_or_else(|| "n/a".into())
     );
     println!(

@@ -8,7 +8,7 @@ use super::{Canvas, Rgb, TextPainter, BLACK, WHITE};
 pub const LOSS_CURVE_WIDTH: usize = 900;
 pub const LOSS_CURVE_HEIGHT: usize = 420;
 
-const RAW_COLOR: Rgb = [70, 70, 70];
+const RAW_COLOR: Rgb = [110, 110, 110];
 const SMOOTH_COLOR: Rgb = [31, 119, 180];
 const EVAL_COLOR: Rgb = [214, 39, 40];
 const GRID_COLOR: Rgb = [228, 228, 228];
@@ -30,8 +30,14 @@ struct PlotArea {
 
 impl PlotArea {
     fn x(&self, step: u64) -> i64 {
-        let t = (step as f64 - self.steps.0) / (self.steps.1 - self.steps.0);
-        self.left + (t * (self.right - self.left) as f64).round() as i64
+        self.x_at((step as f64 - self.steps.0) / (self.steps.1 - self.steps.0))
+    }
+
+    /// Column at fraction `t` of the step range; the first step sits a few pixels right of the
+    /// axis so its point stays visible.
+    fn x_at(&self, t: f64) -> i64 {
+        let first = self.left + 3;
+        first + (t * (self.right - first) as f64).round() as i64
     }
 
     fn y(&self, loss: f32) -> i64 {
@@ -77,6 +83,7 @@ pub fn write_loss_curve_png(
     }
 
     draw_polyline(&mut canvas, &area, &train, RAW_COLOR, false);
+    draw_sparse_points(&mut canvas, &area, &train, RAW_COLOR);
     let smooth_window = draw_moving_average(&mut canvas, &area, &train);
     draw_polyline(&mut canvas, &area, &eval, EVAL_COLOR, false);
     for &(step, loss) in eval.iter().filter(|p| p.1.is_finite()) {
@@ -130,11 +137,16 @@ fn draw_frame(canvas: &mut Canvas, text: &mut TextPainter, area: &PlotArea, titl
         let label = format!("{:.*}", decimals, lo + t * (hi - lo));
         let width = text.strip(&label).width as i64;
         text.draw(canvas, area.left - 8 - width, y - 8, &label, TEXT_COLOR);
+    }
+    // Fewer step ticks over a short run, so no step number is printed twice.
+    let span = area.steps.1 - area.steps.0;
+    let intervals = ((TICKS - 1) as f64).min(span).max(1.0) as usize;
+    for i in 0..=intervals {
+        let t = i as f64 / intervals as f64;
         // Step ticks: a mark below the axis and the step number centred under it.
-        let x = area.left + (t * (area.right - area.left) as f64).round() as i64;
+        let x = area.x_at(t);
         canvas.line((x, area.bottom), (x, area.bottom + 5), BLACK);
-        let step = area.steps.0 + t * (area.steps.1 - area.steps.0);
-        let label = format!("{}", step.round() as u64);
+        let label = format!("{}", (area.steps.0 + t * span).round() as u64);
         let width = text.strip(&label).width as i64;
         text.draw(canvas, x - width / 2, area.bottom + 8, &label, TEXT_COLOR);
     }
@@ -166,6 +178,19 @@ fn draw_polyline(
             canvas.line((from.0, from.1 + 1), (here.0, here.1 + 1), color);
         }
         previous = Some(here);
+    }
+}
+
+/// Dots for training points a line alone would hide: all of them in a short run, and any
+/// point whose neighbours are both NaN.
+fn draw_sparse_points(canvas: &mut Canvas, area: &PlotArea, points: &[(u64, f32)], color: Rgb) {
+    let finite = |i: usize| points.get(i).is_some_and(|p| p.1.is_finite());
+    let short_run = points.iter().filter(|p| p.1.is_finite()).count() <= 60;
+    for (i, &(step, loss)) in points.iter().enumerate() {
+        let isolated = (i == 0 || !finite(i - 1)) && !finite(i + 1);
+        if loss.is_finite() && (short_run || isolated) {
+            canvas.fill_rect(area.x(step) - 1, area.y(loss) - 1, 3, 3, color);
+        }
     }
 }
 

@@ -56,6 +56,8 @@ pub struct PretrainSummary {
     pub steps_done: u64,
     pub train_strips: usize,
     pub eval_strips: usize,
+    /// Eval loss of the best constant prediction (see [`constant_baseline`]).
+    pub constant_baseline: f32,
     pub seconds: f64,
     pub interrupted: bool,
 }
@@ -127,11 +129,17 @@ pub fn run_pretraining(
     );
     // Fixed evaluation batches (fixed masks).
     let mut eval_rng = Rng::new(derive_seed(opts.seed, 3, 0));
+    let summary_baseline;
     let eval_batches: Vec<PretrainBatch> = eval_texts
         .chunks(opts.batch_size)
         .map(|c| maker.render_and_mask(c, &mut eval_rng))
         .collect();
 
+    let baseline = constant_baseline(&PixelForPreTraining::new(opts.config.clone(), &mut Rng::new(0)), &eval_batches);
+    if opts.progress {
+        eprintln!("eval: {} strips; best constant prediction (the plateau) scores {baseline:.4}", eval_texts.len());
+    }
+    summary_baseline = baseline;
     let state = TrainerState {
         step: 0,
         seed: opts.seed,
@@ -182,6 +190,7 @@ pub fn run_pretraining(
     let prefetch = Prefetcher::spawn(maker, start_step * accum, opts.steps * accum, 4);
     let bar = progress_bar(opts, start_step);
     let mut summary = PretrainSummary {
+        constant_baseline: summary_baseline,
         train_strips: train_texts.len(),
         eval_strips: eval_texts.len(),
         ..Default::default()
@@ -313,6 +322,38 @@ pub fn evaluate(model: &PixelForPreTraining, batches: &[PretrainBatch]) -> f32 {
     (total / batches.len().max(1) as f64) as f32
 }
 
+/// The loss of the best constant prediction on the evaluation batches: every
+/// loss patch predicted as the mean target patch (the "grey band" plateau a
+/// model sits on before it learns to use context). Eval loss / this < 1 means
+/// the model uses the visible patches.
+pub fn constant_baseline(model: &PixelForPreTraining, batches: &[PretrainBatch]) -> f32 {
+    let dim = model.config.patch_dim();
+    let mut targets: Vec<f32> = Vec::new(); // (loss patches, dim)
+    for b in batches {
+        let mut tape = Tape::no_grad();
+        let pixels = Var::constant(b.pixel_values.clone());
+        let target = pixel_model::pretraining::patch_target(&mut tape, &model.config, &pixels);
+        for (row, (m, a)) in target.data().chunks(dim).zip(b.masking.mask.iter().zip(&b.attention_mask)) {
+            if m * a != 0.0 {
+                targets.extend_from_slice(row);
+            }
+        }
+    }
+    let n = targets.len() / dim;
+    if n == 0 {
+        return f32::NAN;
+    }
+    let mut mean = vec![0.0f64; dim];
+    for row in targets.chunks(dim) {
+        mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64 / n as f64);
+    }
+    let se: f64 = targets
+        .chunks(dim)
+        .map(|row| row.iter().zip(&mean).map(|(&v, m)| (v as f64 - m).powi(2)).sum::<f64>() / dim as f64)
+        .sum();
+    (se / n as f64) as f32
+}
+
 /// Reconstruction figure for (up to 4 examples of) one batch.
 pub fn write_reconstructions(
     model: &PixelForPreTraining,
@@ -407,7 +448,10 @@ fn open_log(path: &Path, start_step: u64) -> anyhow::Result<std::fs::File> {
 }
 
 /// (step, loss) and (step, eval loss) from the CSV log.
-fn read_log(path: &Path) -> anyhow::Result<(Vec<(u64, f32)>, Vec<(u64, f32)>)> {
+/// (step, value) points of a curve.
+type Curve = Vec<(u64, f32)>;
+
+fn read_log(path: &Path) -> anyhow::Result<(Curve, Curve)> {
     let text = std::fs::read_to_string(path)?;
     let (mut train, mut eval) = (Vec::new(), Vec::new());
     for line in text.lines().skip(1) {
