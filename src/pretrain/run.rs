@@ -129,7 +129,6 @@ pub fn run_pretraining(
     );
     // Fixed evaluation batches (fixed masks).
     let mut eval_rng = Rng::new(derive_seed(opts.seed, 3, 0));
-    let summary_baseline;
     let eval_batches: Vec<PretrainBatch> = eval_texts
         .chunks(opts.batch_size)
         .map(|c| maker.render_and_mask(c, &mut eval_rng))
@@ -139,7 +138,6 @@ pub fn run_pretraining(
     if opts.progress {
         eprintln!("eval: {} strips; best constant prediction (the plateau) scores {baseline:.4}", eval_texts.len());
     }
-    summary_baseline = baseline;
     let state = TrainerState {
         step: 0,
         seed: opts.seed,
@@ -190,7 +188,7 @@ pub fn run_pretraining(
     let prefetch = Prefetcher::spawn(maker, start_step * accum, opts.steps * accum, 4);
     let bar = progress_bar(opts, start_step);
     let mut summary = PretrainSummary {
-        constant_baseline: summary_baseline,
+        constant_baseline: baseline,
         train_strips: train_texts.len(),
         eval_strips: eval_texts.len(),
         ..Default::default()

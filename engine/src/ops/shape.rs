@@ -44,23 +44,39 @@ pub fn permute_data(x: &[f32], shape: &[usize], perm: &[usize]) -> (Vec<usize>, 
     if n == 0 {
         return (out_shape, out);
     }
-    // The innermost output dim is copied in a tight loop; rows run in parallel.
+    // The innermost output dim is copied in a tight loop; blocks of rows run in
+    // parallel, each walking its rows with an odometer (no division per row).
     let inner = out_shape[rank - 1];
     let inner_stride = strides[rank - 1];
-    out.par_chunks_mut(inner)
+    let rows_per_task = (16384 / inner.max(1)).max(1);
+    out.par_chunks_mut(inner * rows_per_task)
         .enumerate()
-        .for_each(|(row, dst)| {
-            let mut rem = row;
-            let mut base = 0usize;
+        .for_each(|(task, block)| {
+            // Multi-index (over the outer dims) of the block's first row.
+            let mut index = vec![0usize; rank - 1];
+            let mut rem = task * rows_per_task;
             for d in (0..rank - 1).rev() {
-                base += (rem % out_shape[d]) * strides[d];
+                index[d] = rem % out_shape[d];
                 rem /= out_shape[d];
             }
-            if inner_stride == 1 {
-                dst.copy_from_slice(&x[base..base + inner]);
-            } else {
-                for (j, v) in dst.iter_mut().enumerate() {
-                    *v = x[base + j * inner_stride];
+            let mut base: usize = (0..rank - 1).map(|d| index[d] * strides[d]).sum();
+            for dst in block.chunks_mut(inner) {
+                if inner_stride == 1 {
+                    dst.copy_from_slice(&x[base..base + inner]);
+                } else {
+                    for (j, v) in dst.iter_mut().enumerate() {
+                        *v = x[base + j * inner_stride];
+                    }
+                }
+                // Advance the odometer by one row.
+                for d in (0..rank - 1).rev() {
+                    index[d] += 1;
+                    base += strides[d];
+                    if index[d] < out_shape[d] {
+                        break;
+                    }
+                    base -= index[d] * strides[d];
+                    index[d] = 0;
                 }
             }
         });
