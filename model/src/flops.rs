@@ -15,9 +15,15 @@ pub fn block_forward_flops(tokens: usize, d: usize, ffn: usize) -> f64 {
 
 /// Forward FLOPs of the encoder on `tokens` tokens (CLS included), plus the
 /// patch projection of `patches` patches, for `batch` examples.
-pub fn encoder_forward_flops(cfg: &PixelConfig, batch: usize, patches: usize, tokens: usize) -> f64 {
+pub fn encoder_forward_flops(
+    cfg: &PixelConfig,
+    batch: usize,
+    patches: usize,
+    tokens: usize,
+) -> f64 {
     let embed = 2.0 * patches as f64 * cfg.patch_dim() as f64 * cfg.hidden_size as f64;
-    let blocks = cfg.num_hidden_layers as f64 * block_forward_flops(tokens, cfg.hidden_size, cfg.intermediate_size);
+    let blocks = cfg.num_hidden_layers as f64
+        * block_forward_flops(tokens, cfg.hidden_size, cfg.intermediate_size);
     batch as f64 * (embed + blocks)
 }
 
@@ -30,7 +36,11 @@ pub fn pretraining_forward_flops(cfg: &PixelConfig, batch: usize) -> f64 {
     let (d, dd) = (cfg.hidden_size as f64, cfg.decoder_hidden_size as f64);
     let dec_embed = 2.0 * (kept + 1) as f64 * d * dd;
     let dec_blocks = cfg.decoder_num_hidden_layers as f64
-        * block_forward_flops(l + 1, cfg.decoder_hidden_size, cfg.decoder_intermediate_size);
+        * block_forward_flops(
+            l + 1,
+            cfg.decoder_hidden_size,
+            cfg.decoder_intermediate_size,
+        );
     let pred = 2.0 * (l + 1) as f64 * dd * cfg.patch_dim() as f64;
     batch as f64 * (enc + dec_embed + dec_blocks + pred)
 }

@@ -134,9 +134,15 @@ pub fn run_pretraining(
         .map(|c| maker.render_and_mask(c, &mut eval_rng))
         .collect();
 
-    let baseline = constant_baseline(&PixelForPreTraining::new(opts.config.clone(), &mut Rng::new(0)), &eval_batches);
+    let baseline = constant_baseline(
+        &PixelForPreTraining::new(opts.config.clone(), &mut Rng::new(0)),
+        &eval_batches,
+    );
     if opts.progress {
-        eprintln!("eval: {} strips; best constant prediction (the plateau) scores {baseline:.4}", eval_texts.len());
+        eprintln!(
+            "eval: {} strips; best constant prediction (the plateau) scores {baseline:.4}",
+            eval_texts.len()
+        );
     }
     let state = TrainerState {
         step: 0,
@@ -331,7 +337,11 @@ pub fn constant_baseline(model: &PixelForPreTraining, batches: &[PretrainBatch])
         let mut tape = Tape::no_grad();
         let pixels = Var::constant(b.pixel_values.clone());
         let target = pixel_model::pretraining::patch_target(&mut tape, &model.config, &pixels);
-        for (row, (m, a)) in target.data().chunks(dim).zip(b.masking.mask.iter().zip(&b.attention_mask)) {
+        for (row, (m, a)) in target
+            .data()
+            .chunks(dim)
+            .zip(b.masking.mask.iter().zip(&b.attention_mask))
+        {
             if m * a != 0.0 {
                 targets.extend_from_slice(row);
             }
@@ -343,11 +353,19 @@ pub fn constant_baseline(model: &PixelForPreTraining, batches: &[PretrainBatch])
     }
     let mut mean = vec![0.0f64; dim];
     for row in targets.chunks(dim) {
-        mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64 / n as f64);
+        mean.iter_mut()
+            .zip(row)
+            .for_each(|(m, &v)| *m += v as f64 / n as f64);
     }
     let se: f64 = targets
         .chunks(dim)
-        .map(|row| row.iter().zip(&mean).map(|(&v, m)| (v as f64 - m).powi(2)).sum::<f64>() / dim as f64)
+        .map(|row| {
+            row.iter()
+                .zip(&mean)
+                .map(|(&v, m)| (v as f64 - m).powi(2))
+                .sum::<f64>()
+                / dim as f64
+        })
         .sum();
     (se / n as f64) as f32
 }
