@@ -42,6 +42,10 @@ pub struct PretrainArgs {
     /// Dropout for hidden states and attention (PIXEL pretraining uses 0.1).
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Std of the normal init of Linear weights and tokens (config
+    /// initializer_range; PIXEL uses 0.02).
+    #[arg(long)]
+    pub init_std: Option<f64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Text corpus: a file, a directory, or .conllu files. Default: the bundled KJV selections.
@@ -79,6 +83,10 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         );
         config.hidden_dropout_prob = p;
         config.attention_probs_dropout_prob = p;
+    }
+    if let Some(s) = args.init_std {
+        anyhow::ensure!(s > 0.0 && s.is_finite(), "--init-std must be positive, got {s}");
+        config.initializer_range = s;
     }
     let opts = PretrainOptions {
         config,
