@@ -85,7 +85,10 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         config.attention_probs_dropout_prob = p;
     }
     if let Some(s) = args.init_std {
-        anyhow::ensure!(s > 0.0 && s.is_finite(), "--init-std must be positive, got {s}");
+        anyhow::ensure!(
+            s > 0.0 && s.is_finite(),
+            "--init-std must be positive, got {s}"
+        );
         config.initializer_range = s;
     }
     let opts = PretrainOptions {
