@@ -4,6 +4,7 @@
 pub mod gradcheck;
 pub mod ops;
 pub mod optim;
+pub mod profile;
 pub mod rng;
 pub mod tape;
 pub mod tensor;

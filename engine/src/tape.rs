@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use crate::profile::Profiler;
 use crate::tensor::Tensor;
 
 /// A value on (or off) the tape.
@@ -70,6 +71,9 @@ impl Var {
 pub type BackwardFn = Box<dyn FnOnce(Tensor, &[bool]) -> Vec<Option<Tensor>> + Send>;
 
 struct Node {
+    op: &'static str,
+    /// Profiler scope at record time (empty when not profiling).
+    scope: String,
     output: usize,
     inputs: Vec<Option<usize>>,
     backward: BackwardFn,
@@ -80,6 +84,9 @@ pub struct Tape {
     enabled: bool,
     next_id: usize,
     nodes: Vec<Node>,
+    /// Per-op timing, when enabled with [`Tape::enable_profiling`].
+    pub profiler: Option<Profiler>,
+    pending_flops: f64,
 }
 
 /// Gradients by var id, produced by [`Tape::backward`].
@@ -114,6 +121,8 @@ impl Tape {
             enabled: true,
             next_id: 0,
             nodes: Vec::new(),
+            profiler: None,
+            pending_flops: 0.0,
         }
     }
 
@@ -123,7 +132,26 @@ impl Tape {
             enabled: false,
             next_id: 0,
             nodes: Vec::new(),
+            profiler: None,
+            pending_flops: 0.0,
         }
+    }
+
+    /// Time every recorded op (forward and backward) from now on.
+    pub fn enable_profiling(&mut self) {
+        self.profiler = Some(Profiler::new());
+    }
+
+    /// Name the part of the model the next ops belong to (profiling only).
+    pub fn set_scope(&mut self, scope: &str) {
+        if let Some(p) = &mut self.profiler {
+            p.set_scope(scope);
+        }
+    }
+
+    /// Record the matmul FLOPs of the op about to be recorded (profiling only).
+    pub fn add_flops(&mut self, flops: f64) {
+        self.pending_flops += flops;
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -163,13 +191,27 @@ impl Tape {
 
     /// Record an op's output. If no input needs a gradient the closure is
     /// dropped and the output is a constant.
-    pub fn record(&mut self, value: Tensor, inputs: &[&Var], backward: BackwardFn) -> Var {
+    /// `op` names the op for profiles.
+    pub fn record(
+        &mut self,
+        op: &'static str,
+        value: Tensor,
+        inputs: &[&Var],
+        backward: BackwardFn,
+    ) -> Var {
+        let flops = std::mem::take(&mut self.pending_flops);
         if !self.needs_grad(inputs) {
             return Var::constant(value);
         }
+        let scope = match &mut self.profiler {
+            Some(p) => p.forward_event(op, flops),
+            None => String::new(),
+        };
         let id = self.next_id;
         self.next_id += 1;
         self.nodes.push(Node {
+            op,
+            scope,
             output: id,
             inputs: inputs.iter().map(|v| v.id).collect(),
             backward,
@@ -211,17 +253,22 @@ impl Tape {
             let Some(dy) = grads[node.output].take() else {
                 continue; // this node does not reach the output
             };
+            let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
             let needs: Vec<bool> = node.inputs.iter().map(|i| i.is_some()).collect();
             let dinputs = (node.backward)(dy, &needs);
             assert_eq!(
                 dinputs.len(),
                 node.inputs.len(),
-                "backward returned wrong arity"
+                "backward of {} returned wrong arity",
+                node.op
             );
             for (input, dx) in node.inputs.iter().zip(dinputs) {
                 if let (Some(i), Some(dx)) = (input, dx) {
                     accumulate(&mut grads[*i], dx);
                 }
+            }
+            if let (Some(p), Some(t0)) = (&mut self.profiler, started) {
+                p.backward_event(&node.scope, node.op, t0.elapsed().as_secs_f64());
             }
         }
         Gradients { grads }

@@ -38,6 +38,7 @@ pub fn transformer_block(
     rng: &mut Rng,
 ) -> Var {
     let p = |name: &str| pv.get(&format!("{prefix}.{name}"));
+    t.set_scope(prefix);
     // Attention half.
     let h = ops::layer_norm(
         t,

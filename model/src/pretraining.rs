@@ -161,6 +161,7 @@ impl PixelForPreTraining {
         let k = masking.len_keep;
 
         // Embeddings: patch projection + position table, keep unmasked patches, prepend CLS.
+        t.set_scope("vit.embeddings");
         let x = patch_embed(t, pv, cfg, pixel_values); // (B, L, D)
         let pos = pv.get("vit.embeddings.position_embeddings"); // (1, L+1, D)
         let pos_patches = ops::narrow(t, pos, 1, 1, l);
@@ -184,6 +185,7 @@ impl PixelForPreTraining {
                 rng,
             );
         }
+        t.set_scope("vit.layernorm");
         let last_hidden_state = ops::layer_norm(
             t,
             &x,
@@ -193,6 +195,7 @@ impl PixelForPreTraining {
         );
 
         // Decoder: embed, put mask tokens back in patch order, prepend CLS.
+        t.set_scope("decoder.embed");
         let y = ops::linear(
             t,
             &last_hidden_state,
@@ -229,6 +232,7 @@ impl PixelForPreTraining {
                 rng,
             );
         }
+        t.set_scope("decoder.norm+pred");
         let y = ops::layer_norm(
             t,
             &y,
@@ -246,6 +250,7 @@ impl PixelForPreTraining {
         let _ = (d, dd);
 
         // Loss over patches that are removed AND attended.
+        t.set_scope("loss");
         let target = patch_target(t, cfg, pixel_values);
         let loss_mask: Vec<f32> = masking
             .mask

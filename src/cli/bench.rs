@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Skip the pretraining step (forward only).
     #[arg(long)]
     pub forward_only: bool,
+    /// Also profile one training step: time per op kind and per model part.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Resolve `--config`: a preset name or a config.json file, at sequence length `l`.
@@ -142,6 +145,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         &times,
         pretraining_step_flops(&cfg, b),
     );
+    if args.profile {
+        let (pixels, mask, text) = synthetic_inputs(&cfg, b, &mut rng);
+        let patch_mask = generator.generate_batch(&text, &mut rng);
+        let masking = PatchMasking::controlled(&patch_mask, b, l, cfg.mask_ratio, &mut rng);
+        let batch = PretrainBatch {
+            pixel_values: pixels,
+            attention_mask: mask,
+            masking,
+        };
+        super::profile::profile_step(&mut trainer.model, &batch, &mut rng);
+    }
     Ok(())
 }
 

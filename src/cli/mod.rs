@@ -4,5 +4,6 @@ pub mod bench;
 pub mod inspect;
 pub mod mem;
 pub mod pretrain;
+pub mod profile;
 pub mod reconstruct;
 pub mod render;

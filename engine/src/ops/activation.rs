@@ -16,6 +16,7 @@ pub fn gelu(t: &mut Tape, x: &Var) -> Var {
     }
     let xv = x.arc();
     t.record(
+        "gelu",
         out,
         &[x],
         Box::new(move |dy, _| {
@@ -34,6 +35,7 @@ pub fn tanh(t: &mut Tape, x: &Var) -> Var {
     }
     let y = out.clone();
     t.record(
+        "tanh",
         out,
         &[x],
         Box::new(move |mut dy, _| {
@@ -54,6 +56,7 @@ pub fn relu(t: &mut Tape, x: &Var) -> Var {
     }
     let y = out.clone();
     t.record(
+        "relu",
         out,
         &[x],
         Box::new(move |mut dy, _| {
@@ -97,6 +100,7 @@ pub fn dropout(t: &mut Tape, x: &Var, p: f32, training: bool, rng: &mut Rng) -> 
         x.data().iter().zip(&mask).map(|(v, m)| v * m).collect(),
     );
     t.record(
+        "dropout",
         out,
         &[x],
         Box::new(move |mut dy, _| {

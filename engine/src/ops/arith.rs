@@ -43,6 +43,7 @@ pub fn add(t: &mut Tape, a: &Var, b: &Var) -> Var {
     }
     let b_shape = b.shape().to_vec();
     t.record(
+        "add",
         out,
         &[a, b],
         Box::new(move |dy, needs| {
@@ -62,6 +63,7 @@ pub fn sub(t: &mut Tape, a: &Var, b: &Var) -> Var {
     }
     let b_shape = b.shape().to_vec();
     t.record(
+        "sub",
         out,
         &[a, b],
         Box::new(move |dy, needs| {
@@ -88,6 +90,7 @@ pub fn mul(t: &mut Tape, a: &Var, b: &Var) -> Var {
     }
     let (av, bv) = (a.arc(), b.arc());
     t.record(
+        "mul",
         out,
         &[a, b],
         Box::new(move |dy, needs| {
@@ -113,6 +116,7 @@ pub fn scale(t: &mut Tape, a: &Var, alpha: f32) -> Var {
     let mut out = a.value().clone();
     ew::scale(out.data_mut(), alpha);
     t.record(
+        "scale",
         out,
         &[a],
         Box::new(move |mut dy, _| {
@@ -127,6 +131,7 @@ pub fn sum_all(t: &mut Tape, a: &Var) -> Var {
     let s: f64 = a.data().iter().map(|&v| v as f64).sum();
     let shape = a.shape().to_vec();
     t.record(
+        "sum_all",
         Tensor::scalar(s as f32),
         &[a],
         Box::new(move |dy, _| vec![Some(Tensor::full(&shape, dy.item()))]),
@@ -161,6 +166,7 @@ pub fn sum_axis(t: &mut Tape, a: &Var, axis: isize) -> Var {
     let mut out_shape = shape.clone();
     out_shape.remove(ax);
     t.record(
+        "sum_axis",
         Tensor::new(&out_shape, out),
         &[a],
         Box::new(move |dy, _| {

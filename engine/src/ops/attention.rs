@@ -43,6 +43,7 @@ pub fn softmax(t: &mut Tape, x: &Var, mask: Option<&Tensor>) -> Var {
     }
     let y = out.clone();
     t.record(
+        "softmax",
         out,
         &[x],
         Box::new(move |dy, _| {
@@ -146,7 +147,9 @@ pub fn attention(
     if !t.needs_grad(&[q, k, v]) {
         return Var::constant(out);
     }
+    t.add_flops(4.0 * (bh * n * n * d) as f64);
     t.record(
+        "attention",
         out,
         &[q, k, v],
         Box::new(move |dout, needs| {

@@ -45,6 +45,7 @@ pub fn masked_mse(t: &mut Tape, pred: &Var, target: &Var, weights: &[f32]) -> Va
     let (pv, yv) = (pred.arc(), target.arc());
     let weights = weights.to_vec();
     t.record(
+        "masked_mse",
         loss,
         &[pred, target],
         Box::new(move |dy, needs| {
@@ -111,6 +112,7 @@ pub fn cross_entropy(t: &mut Tape, logits: &Var, labels: &[i64]) -> Var {
     let shape = logits.shape().to_vec();
     let labels = labels.to_vec();
     t.record(
+        "cross_entropy",
         loss,
         &[logits],
         Box::new(move |dy, _| {

@@ -60,7 +60,9 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
         return Var::constant(out);
     }
     let (av, bv) = (a.arc(), b.arc());
+    t.add_flops(2.0 * (batch * m * n * k) as f64);
     t.record(
+        "matmul",
         out,
         &[a, b],
         Box::new(move |dc, needs| {
@@ -231,7 +233,9 @@ pub fn linear(t: &mut Tape, x: &Var, w: &Var, b: Option<&Var>) -> Var {
         return Var::constant(out);
     }
     let (xv, wv) = (x.arc(), w.arc());
+    t.add_flops(2.0 * (rows * in_f * out_f) as f64);
     t.record(
+        "linear",
         out,
         &inputs,
         Box::new(move |dy, needs| {

@@ -39,6 +39,7 @@ pub fn layer_norm(t: &mut Tape, x: &Var, weight: &Var, bias: &Var, eps: f32) -> 
     }
     let (xv, wv) = (x.arc(), weight.arc());
     t.record(
+        "layer_norm",
         out,
         &[x, weight, bias],
         Box::new(move |dy, _| {
@@ -96,6 +97,7 @@ pub fn normalize_rows_unbiased(t: &mut Tape, x: &Var, eps: f32) -> Var {
     }
     let xv = x.arc();
     t.record(
+        "normalize_rows_unbiased",
         out,
         &[x],
         Box::new(move |dy, _| {

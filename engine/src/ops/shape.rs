@@ -18,6 +18,7 @@ pub fn reshape(t: &mut Tape, a: &Var, shape: &[usize]) -> Var {
     let old = a.shape().to_vec();
     let out = a.value().clone().reshape(shape);
     t.record(
+        "reshape",
         out,
         &[a],
         Box::new(move |dy, _| vec![Some(dy.reshape(&old))]),
@@ -91,6 +92,7 @@ pub fn permute(t: &mut Tape, a: &Var, perm: &[usize]) -> Var {
         inverse[p] = i;
     }
     t.record(
+        "permute",
         Tensor::new(&shape, data),
         &[a],
         Box::new(move |dy, _| {
@@ -143,6 +145,7 @@ pub fn concat(t: &mut Tape, xs: &[&Var], axis: isize) -> Var {
     shape[ax] = total;
     let in_shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
     t.record(
+        "concat",
         Tensor::new(&shape, out),
         xs,
         Box::new(move |dy, needs| {
@@ -186,6 +189,7 @@ pub fn narrow(t: &mut Tape, a: &Var, axis: isize, start: usize, len: usize) -> V
     let mut out_shape = shape.clone();
     out_shape[ax] = len;
     t.record(
+        "narrow",
         Tensor::new(&out_shape, out),
         &[a],
         Box::new(move |dy, _| {
@@ -215,6 +219,7 @@ pub fn expand_first(t: &mut Tape, a: &Var, n: usize) -> Var {
     let mut out_shape = shape.clone();
     out_shape[0] = n;
     t.record(
+        "expand_first",
         Tensor::new(&out_shape, out),
         &[a],
         Box::new(move |dy, _| {
@@ -248,6 +253,7 @@ pub fn gather_rows(t: &mut Tape, x: &Var, idx: &[usize], k: usize) -> Var {
     }
     let idx = idx.to_vec();
     t.record(
+        "gather_rows",
         Tensor::new(&[b, k, c], out),
         &[x],
         Box::new(move |dy, _| {
@@ -288,6 +294,7 @@ pub fn scatter_rows(t: &mut Tape, x: &Var, idx: &[usize], n: usize) -> Var {
     }
     let idx = idx.to_vec();
     t.record(
+        "scatter_rows",
         Tensor::new(&[b, n, c], out),
         &[x],
         Box::new(move |dy, _| {
