@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Skip the pretraining step (forward only).
     #[arg(long)]
     pub forward_only: bool,
+    /// Dropout (hidden and attention) of the training step. 0 matches the
+    /// PyTorch anchor (shared/anchors/torch_cpu_numbers.md); PIXEL pretrains with 0.1.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
     /// Also profile one training step: time per op kind and per model part.
     #[arg(long)]
     pub profile: bool,
@@ -70,17 +74,24 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let cfg = resolve_config(&args.config, args.max_seq_length)?;
+    let mut cfg = resolve_config(&args.config, args.max_seq_length)?;
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.dropout),
+        "--dropout must be in [0, 1)"
+    );
+    cfg.hidden_dropout_prob = args.dropout;
+    cfg.attention_probs_dropout_prob = args.dropout;
     let mut rng = Rng::new(0);
     let model = PixelForPreTraining::new(cfg.clone(), &mut rng);
     let l = cfg.num_patches();
     println!(
-        "pixel bench: config {} (hidden {}, {} layers; decoder {}x{}), L = {l}, {} rayon threads, avx2+fma {}",
+        "pixel bench: config {} (hidden {}, {} layers; decoder {}x{}), L = {l}, dropout {}, {} rayon threads, avx2+fma {}",
         args.config,
         cfg.hidden_size,
         cfg.num_hidden_layers,
         cfg.decoder_hidden_size,
         cfg.decoder_num_hidden_layers,
+        args.dropout,
         rayon::current_num_threads(),
         pixel_engine::kernels::has_avx2_fma()
     );

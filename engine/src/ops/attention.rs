@@ -4,7 +4,7 @@
 use pixel_kernels::gemm::{sgemm_batched, GemmShape};
 use pixel_kernels::softmax::{softmax_backward, softmax_forward};
 
-use super::activation::dropout_mask;
+use super::activation::DropoutMask;
 use super::shape::permute_data;
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};
@@ -120,10 +120,10 @@ pub fn attention(
     probs = vec![0.0f32; bh * n * n];
     softmax_forward(&mut probs, &scores, key_mask.map(|m| m.data()), h * n, n);
     drop(scores);
-    let drop_mask =
-        (cfg.training && cfg.dropout > 0.0).then(|| dropout_mask(probs.len(), cfg.dropout, rng));
+    let drop_mask = (cfg.training && cfg.dropout > 0.0)
+        .then(|| DropoutMask::new(probs.len(), cfg.dropout, rng));
     let probs_dropped: Vec<f32> = match &drop_mask {
-        Some(m) => probs.iter().zip(m).map(|(p, m)| p * m).collect(),
+        Some(m) => m.apply(&probs),
         None => Vec::new(),
     };
     let pv_in: &[f32] = if drop_mask.is_some() {
@@ -155,7 +155,7 @@ pub fn attention(
         Box::new(move |dout, needs| {
             let (_, dctx) = permute_data(dout.data(), &split, &to_heads); // (B*H, N, D)
             let probs_used: Vec<f32> = match &drop_mask {
-                Some(m) => probs.iter().zip(m).map(|(p, m)| p * m).collect(),
+                Some(m) => m.apply(&probs),
                 None => Vec::new(),
             };
             let pu: &[f32] = if drop_mask.is_some() {
@@ -187,7 +187,7 @@ pub fn attention(
             };
             sgemm_batched(s, bh, 1.0, &dctx, n * d, &vh, n * d, 0.0, &mut dprobs);
             if let Some(m) = &drop_mask {
-                dprobs.iter_mut().zip(m).for_each(|(g, m)| *g *= m);
+                m.apply_in_place(&mut dprobs);
             }
             let mut dscores = vec![0.0f32; bh * n * n];
             softmax_backward(&mut dscores, &dprobs, &probs, n);
