@@ -10,3 +10,16 @@ pub use pixel_render as render;
 
 pub mod figures;
 pub mod pretrain;
+
+/// Keep freed buffers in the process instead of returning them to the kernel:
+/// a training step allocates and frees the same large activation buffers every
+/// time, and glibc's default (mmap for big blocks, unmapped on free) turns each
+/// of them into fresh page faults. Call once at start-up.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}

@@ -28,22 +28,8 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
 }
 
-/// Keep freed buffers in the process instead of returning them to the kernel:
-/// a training step allocates and frees the same large activation buffers every
-/// time, and glibc's default (mmap for big blocks, unmapped on free) turns each
-/// of them into fresh page faults.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning parameters; called once at
-    // start-up before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 fn main() {
-    keep_freed_memory();
+    pixel::keep_freed_memory();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         // The error chain, one cause per line, without a backtrace.

@@ -99,6 +99,42 @@ pub fn softmax_backward(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize
         });
 }
 
+/// [`softmax_forward`] on the calling thread (for callers that already run in
+/// parallel, e.g. one attention head per task). `row0` selects the mask rows.
+pub fn softmax_forward_serial(
+    out: &mut [f32],
+    inp: &[f32],
+    mask: Option<&[f32]>,
+    rows_per_mask_row: usize,
+    cols: usize,
+    row0: usize,
+) {
+    assert_eq!(
+        out.len(),
+        inp.len(),
+        "softmax_forward_serial: lengths differ"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if crate::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { avx2::forward_rows(out, inp, mask, rows_per_mask_row, cols, row0) };
+        return;
+    }
+    softmax_forward_scalar(out, inp, mask, rows_per_mask_row, cols, row0)
+}
+
+/// [`softmax_backward`] on the calling thread.
+pub fn softmax_backward_serial(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize) {
+    assert!(dinp.len() == out.len() && dout.len() == out.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { avx2::backward_rows(dinp, dout, out, cols) };
+        return;
+    }
+    softmax_backward_scalar(dinp, dout, out, cols)
+}
+
 /// Scalar reference of [`softmax_backward`].
 pub fn softmax_backward_scalar(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize) {
     for ((dx, dy), y) in dinp

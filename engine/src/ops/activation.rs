@@ -129,6 +129,21 @@ impl DropoutMask {
         }
     }
 
+    /// `x[j] *= keep_scale` or 0 for elements `start + j` of the mask.
+    pub fn apply_range_in_place(&self, start: usize, x: &mut [f32]) {
+        assert!(
+            start + x.len() <= self.len,
+            "dropout mask range out of bounds"
+        );
+        for (j, v) in x.iter_mut().enumerate() {
+            *v = if self.keeps(start + j) {
+                *v * self.keep_scale
+            } else {
+                0.0
+            };
+        }
+    }
+
     /// A masked copy of `x`.
     pub fn apply(&self, x: &[f32]) -> Vec<f32> {
         let mut out = x.to_vec();

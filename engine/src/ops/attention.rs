@@ -1,8 +1,12 @@
 //! Softmax with an additive mask, and fused multi-head self-attention
 //! (QK^T, mask, softmax, dropout, PV as one tape node).
 
-use pixel_kernels::gemm::{sgemm_batched, GemmShape};
-use pixel_kernels::softmax::{softmax_backward, softmax_forward};
+use rayon::prelude::*;
+
+use pixel_kernels::gemm::{sgemm_serial, GemmShape};
+use pixel_kernels::softmax::{
+    softmax_backward, softmax_backward_serial, softmax_forward, softmax_forward_serial,
+};
 
 use super::activation::DropoutMask;
 use super::shape::permute_data;
@@ -106,8 +110,13 @@ pub fn attention(
     let (_, vh) = permute_data(v.data(), &split, &to_heads);
     let scale = 1.0 / (d as f32).sqrt();
     let bh = b * h;
-    // scores (B*H, N, N) = q k^T / sqrt(D); then masked softmax in place.
-    let mut probs = vec![0.0f32; bh * n * n];
+    let drop_mask =
+        (cfg.training && cfg.dropout > 0.0).then(|| DropoutMask::new(bh * n * n, cfg.dropout, rng));
+    let mask_data = key_mask.map(|m| m.data());
+    // One task per (batch, head): scores = q k^T / sqrt(D) in a scratch buffer,
+    // masked softmax into the saved probabilities, dropout, context = probs v.
+    let mut probs = vec![0.0f32; bh * n * n]; // (B*H, N, N)
+    let mut ctx = vec![0.0f32; bh * n * d]; // (B*H, N, D)
     let qk = GemmShape {
         m: n,
         n,
@@ -115,24 +124,6 @@ pub fn attention(
         trans_a: false,
         trans_b: true,
     };
-    sgemm_batched(qk, bh, scale, &qh, n * d, &kh, n * d, 0.0, &mut probs);
-    let scores = std::mem::take(&mut probs);
-    probs = vec![0.0f32; bh * n * n];
-    softmax_forward(&mut probs, &scores, key_mask.map(|m| m.data()), h * n, n);
-    drop(scores);
-    let drop_mask = (cfg.training && cfg.dropout > 0.0)
-        .then(|| DropoutMask::new(probs.len(), cfg.dropout, rng));
-    let probs_dropped: Vec<f32> = match &drop_mask {
-        Some(m) => m.apply(&probs),
-        None => Vec::new(),
-    };
-    let pv_in: &[f32] = if drop_mask.is_some() {
-        &probs_dropped
-    } else {
-        &probs
-    };
-    // context (B*H, N, D) = probs @ v, then merged back to (B, N, C).
-    let mut ctx = vec![0.0f32; bh * n * d];
     let pv = GemmShape {
         m: n,
         n: d,
@@ -140,9 +131,34 @@ pub fn attention(
         trans_a: false,
         trans_b: false,
     };
-    sgemm_batched(pv, bh, 1.0, pv_in, n * n, &vh, n * d, 0.0, &mut ctx);
-    drop(probs_dropped);
+    probs
+        .par_chunks_mut(n * n)
+        .zip(ctx.par_chunks_mut(n * d))
+        .enumerate()
+        .for_each(|(i, (p, out))| {
+            let head = i * n * d..(i + 1) * n * d;
+            let mut scores = vec![0.0f32; n * n];
+            sgemm_serial(
+                qk,
+                scale,
+                &qh[head.clone()],
+                &kh[head.clone()],
+                0.0,
+                &mut scores,
+            );
+            let mask_row = mask_data.map(|m| &m[(i / h) * n..(i / h + 1) * n]);
+            softmax_forward_serial(p, &scores, mask_row, n, n, 0);
+            match &drop_mask {
+                Some(m) => {
+                    scores.copy_from_slice(p);
+                    m.apply_range_in_place(i * n * n, &mut scores);
+                    sgemm_serial(pv, 1.0, &scores, &vh[head], 0.0, out);
+                }
+                None => sgemm_serial(pv, 1.0, p, &vh[head], 0.0, out),
+            }
+        });
     let (_, merged) = permute_data(&ctx, &[b, h, n, d], &to_heads);
+    drop(ctx);
     let out = Tensor::new(&shape, merged);
     if !t.needs_grad(&[q, k, v]) {
         return Var::constant(out);
@@ -152,73 +168,66 @@ pub fn attention(
         "attention",
         out,
         &[q, k, v],
-        Box::new(move |dout, needs| {
+        Box::new(move |dout, _| {
             let (_, dctx) = permute_data(dout.data(), &split, &to_heads); // (B*H, N, D)
-            let probs_used: Vec<f32> = match &drop_mask {
-                Some(m) => m.apply(&probs),
-                None => Vec::new(),
+            let mut dqh = vec![0.0f32; bh * n * d];
+            let mut dkh = vec![0.0f32; bh * n * d];
+            let mut dvh = vec![0.0f32; bh * n * d];
+            let nn_t = GemmShape {
+                m: n,
+                n: d,
+                k: n,
+                trans_a: true,
+                trans_b: false,
             };
-            let pu: &[f32] = if drop_mask.is_some() {
-                &probs_used
-            } else {
-                &probs
-            };
-            // dv (B*H, N, D) = probs_used^T @ dctx
-            let dvh = needs[2].then(|| {
-                let mut dv = vec![0.0f32; bh * n * d];
-                let s = GemmShape {
-                    m: n,
-                    n: d,
-                    k: n,
-                    trans_a: true,
-                    trans_b: false,
-                };
-                sgemm_batched(s, bh, 1.0, pu, n * n, &dctx, n * d, 0.0, &mut dv);
-                dv
-            });
-            // dprobs (B*H, N, N) = dctx @ v^T, through the dropout mask.
-            let mut dprobs = vec![0.0f32; bh * n * n];
-            let s = GemmShape {
+            let nd_t = GemmShape {
                 m: n,
                 n,
                 k: d,
                 trans_a: false,
                 trans_b: true,
             };
-            sgemm_batched(s, bh, 1.0, &dctx, n * d, &vh, n * d, 0.0, &mut dprobs);
-            if let Some(m) = &drop_mask {
-                m.apply_in_place(&mut dprobs);
-            }
-            let mut dscores = vec![0.0f32; bh * n * n];
-            softmax_backward(&mut dscores, &dprobs, &probs, n);
-            drop(dprobs);
-            // dq = dscores @ k * scale; dk = dscores^T @ q * scale.
-            let dqh = needs[0].then(|| {
-                let mut dq = vec![0.0f32; bh * n * d];
-                let s = GemmShape {
-                    m: n,
-                    n: d,
-                    k: n,
-                    trans_a: false,
-                    trans_b: false,
-                };
-                sgemm_batched(s, bh, scale, &dscores, n * n, &kh, n * d, 0.0, &mut dq);
-                dq
-            });
-            let dkh = needs[1].then(|| {
-                let mut dk = vec![0.0f32; bh * n * d];
-                let s = GemmShape {
-                    m: n,
-                    n: d,
-                    k: n,
-                    trans_a: true,
-                    trans_b: false,
-                };
-                sgemm_batched(s, bh, scale, &dscores, n * n, &qh, n * d, 0.0, &mut dk);
-                dk
-            });
-            let merge = |g: Option<Vec<f32>>| {
-                g.map(|g| Tensor::new(&[b, n, c], permute_data(&g, &[b, h, n, d], &to_heads).1))
+            let nn = GemmShape {
+                m: n,
+                n: d,
+                k: n,
+                trans_a: false,
+                trans_b: false,
+            };
+            dqh.par_chunks_mut(n * d)
+                .zip(dkh.par_chunks_mut(n * d))
+                .zip(dvh.par_chunks_mut(n * d))
+                .enumerate()
+                .for_each(|(i, ((dq, dk), dv))| {
+                    let head = i * n * d..(i + 1) * n * d;
+                    let p = &probs[i * n * n..(i + 1) * n * n];
+                    let dc = &dctx[head.clone()];
+                    let mut dprobs = vec![0.0f32; n * n];
+                    // dv = probs_used^T dctx (probs_used = probs after dropout).
+                    match &drop_mask {
+                        Some(m) => {
+                            dprobs.copy_from_slice(p);
+                            m.apply_range_in_place(i * n * n, &mut dprobs);
+                            sgemm_serial(nn_t, 1.0, &dprobs, dc, 0.0, dv);
+                        }
+                        None => sgemm_serial(nn_t, 1.0, p, dc, 0.0, dv),
+                    }
+                    // dprobs = dctx v^T, through the dropout mask, then softmax backward.
+                    sgemm_serial(nd_t, 1.0, dc, &vh[head.clone()], 0.0, &mut dprobs);
+                    if let Some(m) = &drop_mask {
+                        m.apply_range_in_place(i * n * n, &mut dprobs);
+                    }
+                    let mut dscores = vec![0.0f32; n * n];
+                    softmax_backward_serial(&mut dscores, &dprobs, p, n);
+                    // dq = dscores k / sqrt(D); dk = dscores^T q / sqrt(D).
+                    sgemm_serial(nn, scale, &dscores, &kh[head.clone()], 0.0, dq);
+                    sgemm_serial(nn_t, scale, &dscores, &qh[head], 0.0, dk);
+                });
+            let merge = |g: Vec<f32>| {
+                Some(Tensor::new(
+                    &[b, n, c],
+                    permute_data(&g, &[b, h, n, d], &to_heads).1,
+                ))
             };
             vec![merge(dqh), merge(dkh), merge(dvh)]
         }),

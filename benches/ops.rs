@@ -1,0 +1,76 @@
+//! Tape ops at PIXEL-base shapes: fused attention forward and forward+backward
+//! for the encoder (B 8, N 397, 12 heads of 64) and decoder (B 8, N 530, 16 heads
+//! of 32). Throughput is matmul FLOPs (elements = FLOPs).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pixel::engine::ops::{self, AttentionConfig};
+use pixel::engine::{Rng, Tape, Tensor};
+
+fn random(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let mut t = Tensor::zeros(shape);
+    rng.fill_normal(t.data_mut(), 0.0, 1.0);
+    t
+}
+
+fn bench_attention(c: &mut Criterion) {
+    pixel::keep_freed_memory(); // as the `pixel` binary does
+    let mut group = c.benchmark_group("attention");
+    group.sample_size(10);
+    for (name, b, n, heads, d) in [("encoder", 8, 397, 12, 64), ("decoder", 8, 530, 16, 32)] {
+        let mut rng = Rng::new(0);
+        let width = heads * d;
+        let (q, k, v) = (
+            random(&[b, n, width], &mut rng),
+            random(&[b, n, width], &mut rng),
+            random(&[b, n, width], &mut rng),
+        );
+        let mask = Tensor::zeros(&[b, n]);
+        let cfg = AttentionConfig {
+            num_heads: heads,
+            dropout: 0.0,
+            training: true,
+        };
+        let fwd_flops = 4.0 * (b * heads * n * n * d) as f64;
+        group.throughput(Throughput::Elements(fwd_flops as u64));
+        group.bench_function(format!("{name}_forward"), |bench| {
+            bench.iter(|| {
+                let mut t = Tape::no_grad();
+                let (qv, kv, vv) = (
+                    t.leaf(Arc::new(q.clone())),
+                    t.leaf(Arc::new(k.clone())),
+                    t.leaf(Arc::new(v.clone())),
+                );
+                black_box(ops::attention(
+                    &mut t,
+                    &qv,
+                    &kv,
+                    &vv,
+                    Some(&mask),
+                    cfg,
+                    &mut rng,
+                ));
+            })
+        });
+        group.throughput(Throughput::Elements((3.0 * fwd_flops) as u64));
+        group.bench_function(format!("{name}_forward_backward"), |bench| {
+            bench.iter(|| {
+                let mut t = Tape::new();
+                let (qv, kv, vv) = (
+                    t.leaf(Arc::new(q.clone())),
+                    t.leaf(Arc::new(k.clone())),
+                    t.leaf(Arc::new(v.clone())),
+                );
+                let out = ops::attention(&mut t, &qv, &kv, &vv, Some(&mask), cfg, &mut rng);
+                let dout = Tensor::full(out.shape(), 1e-3);
+                black_box(t.backward_with(&out, dout));
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_attention);
+criterion_main!(benches);
