@@ -70,8 +70,8 @@ pub struct AttentionConfig {
 /// Multi-head self-attention on projected q, k, v, each (B, N, C) with
 /// C = heads * D, heads interleaved as (B, N, H, D) like PyTorch's view.
 /// `key_mask` (B, N) is additive (0 attended, -10000 masked) on keys.
-/// Returns the merged context (B, N, C). Saves per-head q, k, v, the softmax
-/// output and the dropout mask.
+/// Returns the merged context (B, N, C). Saves per-head q, k, v, the key mask
+/// and the dropout mask (bits); the softmax is recomputed in backward.
 pub fn attention(
     t: &mut Tape,
     q: &Var,
@@ -112,18 +112,12 @@ pub fn attention(
     let bh = b * h;
     let drop_mask =
         (cfg.training && cfg.dropout > 0.0).then(|| DropoutMask::new(bh * n * n, cfg.dropout, rng));
-    let mask_data = key_mask.map(|m| m.data());
-    // One task per (batch, head): scores = q k^T / sqrt(D) in a scratch buffer,
-    // masked softmax into the saved probabilities, dropout, context = probs v.
-    let mut probs = vec![0.0f32; bh * n * n]; // (B*H, N, N)
+    let mask_data: Option<Vec<f32>> = key_mask.map(|m| m.data().to_vec()); // (B, N)
+                                                                           // One task per (batch, head): scores = q k^T / sqrt(D), masked softmax,
+                                                                           // dropout, context = probs v, all in per-task scratch buffers. The
+                                                                           // probabilities are not kept: backward recomputes them from q and k
+                                                                           // (2 N^2 D extra FLOPs per head instead of B H N^2 floats of memory).
     let mut ctx = vec![0.0f32; bh * n * d]; // (B*H, N, D)
-    let qk = GemmShape {
-        m: n,
-        n,
-        k: d,
-        trans_a: false,
-        trans_b: true,
-    };
     let pv = GemmShape {
         m: n,
         n: d,
@@ -131,32 +125,22 @@ pub fn attention(
         trans_a: false,
         trans_b: false,
     };
-    probs
-        .par_chunks_mut(n * n)
-        .zip(ctx.par_chunks_mut(n * d))
-        .enumerate()
-        .for_each(|(i, (p, out))| {
-            let head = i * n * d..(i + 1) * n * d;
-            let mut scores = vec![0.0f32; n * n];
-            sgemm_serial(
-                qk,
-                scale,
-                &qh[head.clone()],
-                &kh[head.clone()],
-                0.0,
-                &mut scores,
-            );
-            let mask_row = mask_data.map(|m| &m[(i / h) * n..(i / h + 1) * n]);
-            softmax_forward_serial(p, &scores, mask_row, n, n, 0);
-            match &drop_mask {
-                Some(m) => {
-                    scores.copy_from_slice(p);
-                    m.apply_range_in_place(i * n * n, &mut scores);
-                    sgemm_serial(pv, 1.0, &scores, &vh[head], 0.0, out);
-                }
-                None => sgemm_serial(pv, 1.0, p, &vh[head], 0.0, out),
-            }
-        });
+    ctx.par_chunks_mut(n * d).enumerate().for_each(|(i, out)| {
+        let head = i * n * d..(i + 1) * n * d;
+        let mut p = head_probs(
+            &qh[head.clone()],
+            &kh[head.clone()],
+            mask_data.as_deref(),
+            i / h,
+            n,
+            d,
+            scale,
+        );
+        if let Some(m) = &drop_mask {
+            m.apply_range_in_place(i * n * n, &mut p);
+        }
+        sgemm_serial(pv, 1.0, &p, &vh[head], 0.0, out);
+    });
     let (_, merged) = permute_data(&ctx, &[b, h, n, d], &to_heads);
     drop(ctx);
     let out = Tensor::new(&shape, merged);
@@ -200,7 +184,16 @@ pub fn attention(
                 .enumerate()
                 .for_each(|(i, ((dq, dk), dv))| {
                     let head = i * n * d..(i + 1) * n * d;
-                    let p = &probs[i * n * n..(i + 1) * n * n];
+                    let probs = head_probs(
+                        &qh[head.clone()],
+                        &kh[head.clone()],
+                        mask_data.as_deref(),
+                        i / h,
+                        n,
+                        d,
+                        scale,
+                    );
+                    let p = &probs[..];
                     let dc = &dctx[head.clone()];
                     let mut dprobs = vec![0.0f32; n * n];
                     // dv = probs_used^T dctx (probs_used = probs after dropout).
@@ -232,4 +225,30 @@ pub fn attention(
             vec![merge(dqh), merge(dkh), merge(dvh)]
         }),
     )
+}
+
+/// Softmax probabilities of one head: softmax(q k^T * scale + mask row `b`).
+/// q, k (N, D); mask (B, N) additive or None. Returns (N, N).
+fn head_probs(
+    q: &[f32],
+    k: &[f32],
+    mask: Option<&[f32]>,
+    b: usize,
+    n: usize,
+    d: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let mut scores = vec![0.0f32; n * n];
+    let qk = GemmShape {
+        m: n,
+        n,
+        k: d,
+        trans_a: false,
+        trans_b: true,
+    };
+    sgemm_serial(qk, scale, q, k, 0.0, &mut scores);
+    let mut p = vec![0.0f32; n * n];
+    let mask_row = mask.map(|m| &m[b * n..(b + 1) * n]);
+    softmax_forward_serial(&mut p, &scores, mask_row, n, n, 0);
+    p
 }
