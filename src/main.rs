@@ -18,7 +18,7 @@ enum Command {
     Info,
     /// Render text into a PIXEL strip (PNG) and print its patch layout.
     Render(cli::render::RenderArgs),
-    /// Pretrain PIXEL on rendered text (defaults: a small model on the bundled corpus, ~10 min).
+    /// Pretrain PIXEL on rendered text (defaults: a tiny model on the bundled corpus, ~10 min).
     Pretrain(cli::pretrain::PretrainArgs),
     /// Reconstruct masked patches of a rendered text with a pretrained checkpoint.
     Reconstruct(cli::reconstruct::ReconstructArgs),

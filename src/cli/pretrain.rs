@@ -33,11 +33,13 @@ pub struct PretrainArgs {
     /// Peak learning rate (after warmup; cosine decay to --min-lr).
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f32,
+    /// Floor of the cosine decay (PIXEL: 1e-5).
     #[arg(long, default_value_t = 1e-5)]
     pub min_lr: f32,
     /// Warmup steps (default: 5% of --steps, as PIXEL's schedule).
     #[arg(long)]
     pub warmup_steps: Option<u64>,
+    /// AdamW decoupled weight decay (not applied to biases and LayerNorm weights).
     #[arg(long, default_value_t = 0.05)]
     pub weight_decay: f32,
     /// Dropout for hidden states and attention (default: the preset's; PIXEL
@@ -48,6 +50,7 @@ pub struct PretrainArgs {
     /// initializer_range; PIXEL uses 0.02).
     #[arg(long)]
     pub init_std: Option<f64>,
+    /// Seed of everything random: init, data order, masks, dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Text corpus: a file, a directory, or .conllu files. Default: the bundled KJV selections.
