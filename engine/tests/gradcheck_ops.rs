@@ -171,6 +171,30 @@ fn gradcheck_gelu_tanh_relu() {
 }
 
 #[test]
+fn gradcheck_gelu_linear_fused() {
+    let mut r = rng();
+    let x = randn(&[2, 3, 6], &mut r);
+    let w = randn(&[4, 6], &mut r);
+    let b = randn(&[4], &mut r);
+    check(vec![x.clone(), w.clone(), b.clone()], |t, v| {
+        ops::gelu_linear(t, &v[0], &v[1], &v[2])
+    });
+    // Same values as the unfused pair.
+    let mut t = pixel_engine::Tape::no_grad();
+    let (xv, wv, bv) = (
+        pixel_engine::Var::constant(x),
+        pixel_engine::Var::constant(w),
+        pixel_engine::Var::constant(b),
+    );
+    let fused = ops::gelu_linear(&mut t, &xv, &wv, &bv);
+    let g = ops::gelu(&mut t, &xv);
+    let plain = ops::linear(&mut t, &g, &wv, Some(&bv));
+    for (a, b) in fused.data().iter().zip(plain.data()) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+}
+
+#[test]
 fn gradcheck_dropout_same_seed_same_mask() {
     let mut r = rng();
     let x = randn(&[4, 6], &mut r);

@@ -94,13 +94,9 @@ pub fn transformer_block(
         p("intermediate.dense.weight"),
         Some(p("intermediate.dense.bias")),
     );
-    let h = ops::gelu(t, &h);
-    let y = ops::linear(
-        t,
-        &h,
-        p("output.dense.weight"),
-        Some(p("output.dense.bias")),
-    );
+    // GELU + output projection as one node: gelu(h) is recomputed in backward
+    // rather than kept (the largest activation of the block).
+    let y = ops::gelu_linear(t, &h, p("output.dense.weight"), p("output.dense.bias"));
     let y = ops::dropout(t, &y, s.hidden_dropout, s.training, rng);
     ops::add(t, &x1, &y)
 }
