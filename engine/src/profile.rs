@@ -14,6 +14,9 @@ pub struct OpStats {
     pub backward_s: f64,
     /// Matmul FLOPs of the forward pass (backward does twice as many).
     pub forward_flops: f64,
+    /// Bytes the forward pass read and wrote (inputs + output, f32), a lower
+    /// bound on memory traffic; backward moves about twice as much.
+    pub forward_bytes: f64,
 }
 
 impl OpStats {
@@ -61,12 +64,13 @@ impl Profiler {
     }
 
     /// Charge the time since the last event to a forward op in the current scope.
-    pub fn forward_event(&mut self, op: &'static str, flops: f64) -> String {
+    pub fn forward_event(&mut self, op: &'static str, flops: f64, bytes: f64) -> String {
         let now = Instant::now();
         let s = self.stats.entry((self.scope.clone(), op)).or_default();
         s.calls += 1;
         s.forward_s += (now - self.last).as_secs_f64();
         s.forward_flops += flops;
+        s.forward_bytes += bytes;
         self.last = now;
         self.scope.clone()
     }
@@ -103,6 +107,7 @@ fn add_into(a: &mut OpStats, b: &OpStats) {
     a.forward_s += b.forward_s;
     a.backward_s += b.backward_s;
     a.forward_flops += b.forward_flops;
+    a.forward_bytes += b.forward_bytes;
 }
 
 fn sorted<K>(mut v: Vec<(K, OpStats)>) -> Vec<(K, OpStats)> {

@@ -204,7 +204,11 @@ impl Tape {
             return Var::constant(value);
         }
         let scope = match &mut self.profiler {
-            Some(p) => p.forward_event(op, flops),
+            Some(p) => {
+                let values =
+                    value.numel() + inputs.iter().map(|v| v.value().numel()).sum::<usize>();
+                p.forward_event(op, flops, 4.0 * values as f64)
+            }
             None => String::new(),
         };
         let id = self.next_id;

@@ -56,7 +56,10 @@ pub fn profile_step(model: &mut PixelForPreTraining, batch: &PretrainBatch, rng:
         adamw_s * 1e3,
         total * 1e3
     );
-    println!("forward time of an op = compute since the previous recorded op; matmul backward FLOPs = 2x forward.");
+    println!(
+        "forward time of an op = compute since the previous recorded op; FLOPs are matmul FLOPs, backward = 2x forward;\n\
+         GB = bytes of inputs + output (f32) x 3 (forward + backward), a lower bound on traffic; %peak = of {FMA_CEILING_GFLOPS} GFLOP/s"
+    );
     print_table(
         "op",
         profiler
@@ -70,33 +73,32 @@ pub fn profile_step(model: &mut PixelForPreTraining, batch: &PretrainBatch, rng:
 
 fn print_table(what: &str, rows: impl Iterator<Item = (String, OpStats)>, total: f64) {
     println!(
-        "\n{what:<28} {:>6} {:>10} {:>10} {:>7} {:>9} {:>9} {:>8}",
-        "calls", "fwd ms", "bwd ms", "share", "GFLOP", "GFLOP/s", "% peak"
+        "\n{what:<26} {:>5} {:>9} {:>9} {:>6} {:>8} {:>8} {:>6} {:>7} {:>7}",
+        "calls", "fwd ms", "bwd ms", "share", "GFLOP", "GFLOP/s", "%peak", "GB", "GB/s"
     );
     for (name, s) in rows {
-        let flops = 3.0 * s.forward_flops; // forward + backward
-        let rate = if flops > 0.0 {
-            flops / s.total_s() / 1e9
+        let flops = 3.0 * s.forward_flops; // forward + backward (2x)
+        let bytes = 3.0 * s.forward_bytes; // same rule of thumb for traffic
+        let rate = flops / s.total_s() / 1e9;
+        let (rate_col, peak_col) = if flops > 0.0 {
+            (
+                format!("{rate:.1}"),
+                format!("{:.0}%", 100.0 * rate / FMA_CEILING_GFLOPS),
+            )
         } else {
-            0.0
+            ("-".to_string(), "-".to_string())
         };
         println!(
-            "{name:<28} {:>6} {:>10.1} {:>10.1} {:>6.1}% {:>9.2} {:>9} {:>8}",
+            "{name:<26} {:>5} {:>9.1} {:>9.1} {:>5.1}% {:>8.2} {:>8} {:>6} {:>7.2} {:>7.1}",
             s.calls,
             s.forward_s * 1e3,
             s.backward_s * 1e3,
             100.0 * s.total_s() / total,
             flops / 1e9,
-            if flops > 0.0 {
-                format!("{rate:.1}")
-            } else {
-                "-".into()
-            },
-            if flops > 0.0 {
-                format!("{:.0}%", 100.0 * rate / FMA_CEILING_GFLOPS)
-            } else {
-                "-".into()
-            },
+            rate_col,
+            peak_col,
+            bytes / 1e9,
+            bytes / s.total_s().max(1e-12) / 1e9,
         );
     }
 }
