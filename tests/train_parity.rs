@@ -1,4 +1,4 @@
-//! Ten reference optimizer steps (HF AdamW, PIXEL schedule, decay groups,
+//! The reference optimizer steps (HF AdamW, PIXEL schedule, decay groups,
 //! clipping) from `PIXEL_TRAIN_FIXTURES` (default ../shared/fixtures/pixel-tiny-train):
 //! per-step loss, gradient norm, clip coefficient, lr, and the final weights.
 
@@ -27,7 +27,7 @@ fn fixture_dir() -> Option<PathBuf> {
 }
 
 #[test]
-fn ten_reference_steps_match_losses_and_final_weights() {
+fn reference_steps_match_losses_and_final_weights() {
     let Some(dir) = fixture_dir() else { return };
     let config = PixelConfig::from_file(dir.join("config.json")).expect("config");
     let meta: serde_json::Value =

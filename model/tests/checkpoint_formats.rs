@@ -260,25 +260,32 @@ fn pytorch_errors_name_the_file_and_the_key() {
 
 #[test]
 fn key_report_lists_missing_unexpected_and_mismatched_keys() {
-    let config = PixelConfig::tiny(24);
+    // Expectations follow the fixture's own config, so any fixture works.
+    let config = PixelConfig::from_file(common::fixture_dir().join("config.json")).unwrap();
+    let (d, l) = (config.hidden_size, config.num_patches());
+    let short = (l / 2).max(1) + 1; // a resized (finetuning-length) position table
     let mut weights = fixture_safetensors();
     // A finetuned-style checkpoint: no decoder, a classifier, a resized position table.
     weights.retain(|k, _| !k.starts_with("decoder."));
-    weights.insert("classifier.weight".into(), Tensor::zeros(&[3, 64]));
+    weights.insert("classifier.weight".into(), Tensor::zeros(&[3, d]));
     weights.insert(
         "vit.embeddings.position_embeddings".into(),
-        Tensor::zeros(&[1, 17, 64]),
+        Tensor::zeros(&[1, short, d]),
     );
     let report = compare_keys(&weights, &expected_pretraining_keys(&config));
     assert_eq!(report.unexpected, vec!["classifier.weight".to_string()]);
-    assert_eq!(report.missing.len(), 4 + 16 * 2 + 4);
+    // decoder_embed (2) + mask_token + pos_embed, 16 per layer, norm (2) + pred (2).
+    assert_eq!(
+        report.missing.len(),
+        4 + 16 * config.decoder_num_hidden_layers + 4
+    );
     assert!(report.missing.iter().all(|k| k.starts_with("decoder.")));
     assert_eq!(
         report.mismatched,
         vec![ShapeMismatch {
             key: "vit.embeddings.position_embeddings".into(),
-            expected: vec![1, 25, 64],
-            found: vec![1, 17, 64],
+            expected: vec![1, l + 1, d],
+            found: vec![1, short, d],
         }]
     );
     let err = report
@@ -288,8 +295,8 @@ fn key_report_lists_missing_unexpected_and_mismatched_keys() {
     assert!(
         err.contains("ft.safetensors")
             && err.contains("vit.embeddings.position_embeddings")
-            && err.contains("[1, 17, 64]")
-            && err.contains("[1, 25, 64]"),
+            && err.contains(&format!("{:?}", [1, short, d]))
+            && err.contains(&format!("{:?}", [1, l + 1, d])),
         "{err}"
     );
     let text = report.to_string();
@@ -302,7 +309,7 @@ fn key_report_lists_missing_unexpected_and_mismatched_keys() {
     weights.remove("classifier.weight");
     weights.insert(
         "vit.embeddings.position_embeddings".into(),
-        Tensor::zeros(&[1, 25, 64]),
+        Tensor::zeros(&[1, l + 1, d]),
     );
     assert!(compare_keys(&weights, &expected_encoder_keys(&config)).is_exact());
 }

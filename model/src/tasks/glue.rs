@@ -1,0 +1,73 @@
+//! GLUE TSV reader for single-sentence tasks (SST-2): a header line
+//! `sentence<TAB>label`, then one `sentence<TAB>label` row per example.
+//! The sentence is kept verbatim (GLUE SST-2 rows usually end with a space).
+
+use std::path::Path;
+
+use super::{label_index, read_text, strip_cr, DataError};
+
+/// SST-2 labels: `0` = negative, `1` = positive.
+pub const SST2_LABELS: [&str; 2] = ["0", "1"];
+
+/// One single-sentence classification example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlueExample {
+    pub sentence: String,
+    /// Index of the label in the label list the file was read with.
+    pub label: usize,
+}
+
+/// Reads a single-sentence GLUE TSV with the SST-2 labels.
+pub fn read_glue_single(path: impl AsRef<Path>) -> Result<Vec<GlueExample>, DataError> {
+    read_glue_single_with_labels(path, &SST2_LABELS)
+}
+
+/// Reads a single-sentence GLUE TSV; a label not in `labels` is an error.
+pub fn read_glue_single_with_labels(
+    path: impl AsRef<Path>,
+    labels: &[&str],
+) -> Result<Vec<GlueExample>, DataError> {
+    let path = path.as_ref();
+    parse_glue_single(&read_text(path)?, path, labels)
+}
+
+/// Parses single-sentence GLUE TSV text; `path` is used only in error messages.
+pub fn parse_glue_single(
+    text: &str,
+    path: &Path,
+    labels: &[&str],
+) -> Result<Vec<GlueExample>, DataError> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if strip_cr(header) == "sentence\tlabel" => {}
+        Some((_, header)) => {
+            return Err(DataError::parse(
+                path,
+                1,
+                format!("expected header `sentence<TAB>label`, found {header:?}"),
+            ))
+        }
+        None => return Err(DataError::parse(path, 1, "empty file (no header)")),
+    }
+    let mut examples = Vec::new();
+    for (i, raw) in lines {
+        let lineno = i + 1;
+        let line = strip_cr(raw);
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [sentence, label] = fields.as_slice() else {
+            return Err(DataError::parse(
+                path,
+                lineno,
+                format!("expected 2 tab-separated fields, found {}", fields.len()),
+            ));
+        };
+        let label = label_index(labels, label.trim()).ok_or_else(|| {
+            DataError::parse(path, lineno, format!("unknown label {label:?}"))
+        })?;
+        examples.push(GlueExample {
+            sentence: sentence.to_string(),
+            label,
+        });
+    }
+    Ok(examples)
+}

@@ -1,0 +1,61 @@
+//! Finetuning task data: readers for CoNLL-U (POS tagging and dependency
+//! parsing), CoNLL-style NER (MasakhaNER) and GLUE single-sentence TSV files,
+//! plus the evaluation metrics (accuracy, entity-level F1, UAS/LAS).
+//!
+//! Every reader is strict: a malformed line is a [`DataError::Parse`] naming
+//! the file and the 1-based line number. Nothing is skipped except what the
+//! format itself says to skip (CoNLL-U comments, multiword-token ranges and
+//! empty nodes).
+
+pub mod conllu;
+pub mod glue;
+pub mod metrics;
+pub mod ner;
+
+use std::path::{Path, PathBuf};
+
+/// Error from a task data reader.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be read (or is not valid UTF-8).
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of the file is malformed; `line` is 1-based.
+    #[error("{}:{line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl DataError {
+    pub(crate) fn parse(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        DataError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
+    std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Strips one trailing `\r` (files with CRLF line endings).
+pub(crate) fn strip_cr(line: &str) -> &str {
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+/// Index of `label` in `labels`, if present.
+pub fn label_index(labels: &[&str], label: &str) -> Option<usize> {
+    labels.iter().position(|l| *l == label)
+}
