@@ -10,6 +10,8 @@ use crate::params::ParamVars;
 #[derive(Clone, Copy, Debug)]
 pub struct BlockSettings {
     pub num_heads: usize,
+    /// Biases on the query, key and value projections (config qkv_bias).
+    pub qkv_bias: bool,
     pub layer_norm_eps: f32,
     pub hidden_dropout: f32,
     pub attention_dropout: f32,
@@ -51,19 +53,19 @@ pub fn transformer_block(
         t,
         &h,
         p("attention.attention.query.weight"),
-        Some(p("attention.attention.query.bias")),
+        s.qkv_bias.then(|| p("attention.attention.query.bias")),
     );
     let k = ops::linear(
         t,
         &h,
         p("attention.attention.key.weight"),
-        Some(p("attention.attention.key.bias")),
+        s.qkv_bias.then(|| p("attention.attention.key.bias")),
     );
     let v = ops::linear(
         t,
         &h,
         p("attention.attention.value.weight"),
-        Some(p("attention.attention.value.bias")),
+        s.qkv_bias.then(|| p("attention.attention.value.bias")),
     );
     drop(h);
     let cfg = AttentionConfig {
@@ -106,6 +108,7 @@ pub fn block_param_shapes(
     prefix: &str,
     hidden: usize,
     intermediate: usize,
+    qkv_bias: bool,
 ) -> Vec<(String, Vec<usize>)> {
     let mut v = Vec::new();
     for proj in ["query", "key", "value"] {
@@ -113,6 +116,9 @@ pub fn block_param_shapes(
             format!("{prefix}.attention.attention.{proj}.weight"),
             vec![hidden, hidden],
         ));
+        if !qkv_bias {
+            continue;
+        }
         v.push((
             format!("{prefix}.attention.attention.{proj}.bias"),
             vec![hidden],

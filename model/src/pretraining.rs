@@ -61,7 +61,7 @@ pub fn pretraining_param_shapes(cfg: &PixelConfig) -> Vec<(String, Vec<usize>, b
     for i in 0..cfg.num_hidden_layers {
         let prefix = format!("vit.encoder.layer.{i}");
         v.extend(
-            block_param_shapes(&prefix, d, cfg.intermediate_size)
+            block_param_shapes(&prefix, d, cfg.intermediate_size, cfg.qkv_bias)
                 .into_iter()
                 .map(|(n, s)| (n, s, true)),
         );
@@ -79,7 +79,7 @@ pub fn pretraining_param_shapes(cfg: &PixelConfig) -> Vec<(String, Vec<usize>, b
     for j in 0..cfg.decoder_num_hidden_layers {
         let prefix = format!("decoder.decoder_layers.{j}");
         v.extend(
-            block_param_shapes(&prefix, dd, cfg.decoder_intermediate_size)
+            block_param_shapes(&prefix, dd, cfg.decoder_intermediate_size, cfg.qkv_bias)
                 .into_iter()
                 .map(|(n, s)| (n, s, true)),
         );
@@ -332,6 +332,7 @@ pub fn encode_all_patches(
 fn encoder_settings(cfg: &PixelConfig, training: bool) -> BlockSettings {
     BlockSettings {
         num_heads: cfg.num_attention_heads,
+        qkv_bias: cfg.qkv_bias,
         layer_norm_eps: cfg.layer_norm_eps as f32,
         hidden_dropout: cfg.hidden_dropout_prob as f32,
         attention_dropout: cfg.attention_probs_dropout_prob as f32,

@@ -152,10 +152,7 @@ pub fn parse_conllu(text: &str, path: &Path) -> Result<Vec<Sentence>, DataError>
             return Err(DataError::parse(
                 path,
                 lineno,
-                format!(
-                    "expected 10 tab-separated columns, found {}",
-                    cols.len()
-                ),
+                format!("expected 10 tab-separated columns, found {}", cols.len()),
             ));
         }
         let id = cols[0];
@@ -185,9 +182,9 @@ pub fn parse_conllu(text: &str, path: &Path) -> Result<Vec<Sentence>, DataError>
                 }
             }
         }
-        let id: usize = id.parse().map_err(|_| {
-            DataError::parse(path, lineno, format!("ID {id:?} is not an integer"))
-        })?;
+        let id: usize = id
+            .parse()
+            .map_err(|_| DataError::parse(path, lineno, format!("ID {id:?} is not an integer")))?;
         let expected = current.words.len() + 1;
         if id != expected {
             return Err(DataError::parse(
@@ -198,9 +195,8 @@ pub fn parse_conllu(text: &str, path: &Path) -> Result<Vec<Sentence>, DataError>
         }
         let form = cols[1];
         let upos = cols[3];
-        let upos_id = upos_index(upos).ok_or_else(|| {
-            DataError::parse(path, lineno, format!("unknown UPOS tag {upos:?}"))
-        })?;
+        let upos_id = upos_index(upos)
+            .ok_or_else(|| DataError::parse(path, lineno, format!("unknown UPOS tag {upos:?}")))?;
         let head: usize = cols[6].parse().map_err(|_| {
             DataError::parse(
                 path,

@@ -61,9 +61,8 @@ pub fn parse_glue_single(
                 format!("expected 2 tab-separated fields, found {}", fields.len()),
             ));
         };
-        let label = label_index(labels, label.trim()).ok_or_else(|| {
-            DataError::parse(path, lineno, format!("unknown label {label:?}"))
-        })?;
+        let label = label_index(labels, label.trim())
+            .ok_or_else(|| DataError::parse(path, lineno, format!("unknown label {label:?}")))?;
         examples.push(GlueExample {
             sentence: sentence.to_string(),
             label,

@@ -1,0 +1,69 @@
+//! The model's parameters are exactly the checkpoint key set of its config,
+//! and a forward/backward pass runs for configs the fixtures do not cover.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pixel_engine::{Rng, Tape, Tensor};
+use pixel_model::checkpoint::expected_pretraining_keys;
+use pixel_model::{ForwardMode, PatchMasking, PixelConfig, PixelForPreTraining};
+
+fn param_shapes(m: &PixelForPreTraining) -> BTreeMap<String, Vec<usize>> {
+    m.params
+        .iter()
+        .map(|p| (p.name.clone(), p.value.shape().to_vec()))
+        .collect()
+}
+
+#[test]
+fn parameters_match_the_checkpoint_keys_with_and_without_qkv_bias() {
+    for qkv_bias in [true, false] {
+        let mut cfg = PixelConfig::tiny(12);
+        cfg.qkv_bias = qkv_bias;
+        let model = PixelForPreTraining::new(cfg.clone(), &mut Rng::new(0));
+        let expected: BTreeMap<String, Vec<usize>> =
+            expected_pretraining_keys(&cfg).into_iter().collect();
+        assert_eq!(param_shapes(&model), expected, "qkv_bias {qkv_bias}");
+
+        // One pass with every gradient finite and the loss positive.
+        let l = cfg.num_patches();
+        let mut pixels = Tensor::zeros(&[2, 3, 16, 16 * l]);
+        Rng::new(1).fill_uniform(pixels.data_mut(), 0.0, 1.0);
+        let attn: Vec<f32> = (0..2 * l)
+            .map(|i| if i % l < 9 { 1.0 } else { 0.0 })
+            .collect();
+        let mut rng = Rng::new(2);
+        let patch_mask = vec![0.0; 2 * l];
+        let masking = PatchMasking::controlled(&patch_mask, 2, l, cfg.mask_ratio, &mut rng);
+        let mut tape = Tape::new();
+        let pv = model.params.vars(&mut tape);
+        let x = tape.leaf(Arc::new(pixels));
+        let out = model.forward(
+            &mut tape,
+            &pv,
+            &x,
+            &attn,
+            &masking,
+            ForwardMode {
+                training: true,
+                rng: &mut rng,
+            },
+        );
+        let loss = out.loss.value().item();
+        assert!(loss.is_finite() && loss > 0.0, "loss {loss}");
+        let mut grads = tape.backward(&out.loss);
+        let g = model.params.take_grads(&pv, &mut grads);
+        assert!(g.iter().flatten().all(|t| t.all_finite()));
+        assert!(
+            g.iter().flatten().count() >= model.params.iter().filter(|p| p.trainable).count() - 1
+        );
+    }
+}
+
+#[test]
+fn base_parameter_count_matches_spec() {
+    let model = PixelForPreTraining::new(PixelConfig::base(529), &mut Rng::new(0));
+    let (all, trainable) = model.params.count();
+    assert_eq!(all, 112_334_080);
+    assert_eq!(trainable, 111_655_680);
+}
