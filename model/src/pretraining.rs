@@ -267,6 +267,25 @@ impl PixelForPreTraining {
         }
     }
 
+    /// Inference (no tape, no dropout) on one masked batch: (loss, logits (B, L, P*P*C)).
+    pub fn infer(
+        &self,
+        pixel_values: &Tensor,
+        attention_mask: &[f32],
+        masking: &PatchMasking,
+    ) -> (f32, Tensor) {
+        let mut tape = Tape::no_grad();
+        let pv = self.params.vars(&mut tape);
+        let mut rng = Rng::new(0); // unused: no dropout in inference
+        let mode = ForwardMode {
+            training: false,
+            rng: &mut rng,
+        };
+        let pixels = Var::constant(pixel_values.clone());
+        let out = self.forward(&mut tape, &pv, &pixels, attention_mask, masking, mode);
+        (out.loss.value().item(), out.logits.value().clone())
+    }
+
     /// The encoder on every patch, no masking, no decoder (SPEC 3.8): the path
     /// finetuning heads and feature extraction use. Returns (B, 1+L, hidden).
     pub fn encode_unmasked(

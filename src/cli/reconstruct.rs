@@ -9,9 +9,9 @@ use pixel::model::masking::SpanMaskingGenerator;
 use pixel::model::pretraining::pretraining_param_shapes;
 use pixel::model::train::PretrainBatch;
 use pixel::pretrain::run::reconstruction_rows;
-use pixel_engine::{Rng, Tape, Tensor, Var};
+use pixel_engine::{Rng, Tensor};
 use pixel_model::checkpoint::load_checkpoint;
-use pixel_model::{ForwardMode, PatchMasking, PixelForPreTraining};
+use pixel_model::{PatchMasking, PixelForPreTraining};
 use pixel_render::{Layout, RenderConfig, Renderer};
 
 /// Arguments of `pixel reconstruct`.
@@ -111,22 +111,8 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         attention_mask: attention,
         masking,
     };
-    let mut tape = Tape::no_grad();
-    let pv = model.params.vars(&mut tape);
-    let mode = ForwardMode {
-        training: false,
-        rng: &mut rng,
-    };
-    let pixels = Var::constant(batch.pixel_values.clone());
-    let out = model.forward(
-        &mut tape,
-        &pv,
-        &pixels,
-        &batch.attention_mask,
-        &batch.masking,
-        mode,
-    );
-    let mut rows = reconstruction_rows(&model, &batch, out.logits.data(), 1);
+    let (loss, logits) = model.infer(&batch.pixel_values, &batch.attention_mask, &batch.masking);
+    let mut rows = reconstruction_rows(&model, &batch, logits.data(), 1);
     rows[0].label = args.text.chars().take(80).collect();
     write_reconstruction_png(&args.output, &rows, l, config.norm_pix_loss, false)?;
     println!(
@@ -134,7 +120,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         args.output.display(),
         r.num_text_patches,
         batch.masking.len_removed(),
-        out.loss.value().item()
+        loss
     );
     if args.square {
         let sq = args.output.with_extension("square.png");

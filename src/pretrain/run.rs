@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use pixel_engine::{Rng, Tape, Var};
 use pixel_model::train::{PretrainBatch, Trainer};
-use pixel_model::{ForwardMode, PixelConfig, PixelForPreTraining};
+use pixel_model::{PixelConfig, PixelForPreTraining};
 use pixel_render::{Layout, RenderConfig, Renderer};
 
 use super::checkpoint::{load_training_checkpoint, save_training_checkpoint, TrainerState};
@@ -312,16 +312,9 @@ fn progress_bar(opts: &PretrainOptions, start: u64) -> ProgressBar {
 pub fn evaluate(model: &PixelForPreTraining, batches: &[PretrainBatch]) -> f32 {
     let mut total = 0.0f64;
     for b in batches {
-        let mut tape = Tape::no_grad();
-        let pv = model.params.vars(&mut tape);
-        let mut rng = Rng::new(0);
-        let mode = ForwardMode {
-            training: false,
-            rng: &mut rng,
-        };
-        let pixels = Var::constant(b.pixel_values.clone());
-        let out = model.forward(&mut tape, &pv, &pixels, &b.attention_mask, &b.masking, mode);
-        total += out.loss.value().item() as f64;
+        total += model
+            .infer(&b.pixel_values, &b.attention_mask, &b.masking)
+            .0 as f64;
     }
     (total / batches.len().max(1) as f64) as f32
 }
@@ -376,23 +369,8 @@ pub fn write_reconstructions(
     batch: &PretrainBatch,
     path: &Path,
 ) -> anyhow::Result<()> {
-    let mut tape = Tape::no_grad();
-    let pv = model.params.vars(&mut tape);
-    let mut rng = Rng::new(0);
-    let mode = ForwardMode {
-        training: false,
-        rng: &mut rng,
-    };
-    let pixels = Var::constant(batch.pixel_values.clone());
-    let out = model.forward(
-        &mut tape,
-        &pv,
-        &pixels,
-        &batch.attention_mask,
-        &batch.masking,
-        mode,
-    );
-    let rows = reconstruction_rows(model, batch, out.logits.data(), 4);
+    let (_, logits) = model.infer(&batch.pixel_values, &batch.attention_mask, &batch.masking);
+    let rows = reconstruction_rows(model, batch, logits.data(), 4);
     write_reconstruction_png(
         path,
         &rows,
