@@ -68,6 +68,24 @@ fn synthetic_inputs(cfg: &PixelConfig, b: usize, rng: &mut Rng) -> (Tensor, Vec<
     (pixels, mask, vec![text + 1; b])
 }
 
+/// Synthetic pixels and text length, span-masked as in pretraining.
+fn synthetic_batch(
+    cfg: &PixelConfig,
+    b: usize,
+    generator: &SpanMaskingGenerator,
+    rng: &mut Rng,
+) -> PretrainBatch {
+    let l = cfg.num_patches();
+    let (pixels, mask, text) = synthetic_inputs(cfg, b, rng);
+    let patch_mask = generator.generate_batch(&text, rng);
+    let masking = PatchMasking::controlled(&patch_mask, b, l, cfg.mask_ratio, rng);
+    PretrainBatch {
+        pixel_values: pixels,
+        attention_mask: mask,
+        masking,
+    }
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
@@ -135,14 +153,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     reset_peak_rss();
     let mut times = Vec::new();
     for rep in 0..=args.repeats {
-        let (pixels, mask, text) = synthetic_inputs(&cfg, b, &mut rng);
-        let patch_mask = generator.generate_batch(&text, &mut rng);
-        let masking = PatchMasking::controlled(&patch_mask, b, l, cfg.mask_ratio, &mut rng);
-        let batch = PretrainBatch {
-            pixel_values: pixels,
-            attention_mask: mask,
-            masking,
-        };
+        let batch = synthetic_batch(&cfg, b, &generator, &mut rng);
         let start = Instant::now();
         trainer
             .train_step(std::slice::from_ref(&batch), true, &mut rng)
@@ -157,14 +168,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         pretraining_step_flops(&cfg, b),
     );
     if args.profile {
-        let (pixels, mask, text) = synthetic_inputs(&cfg, b, &mut rng);
-        let patch_mask = generator.generate_batch(&text, &mut rng);
-        let masking = PatchMasking::controlled(&patch_mask, b, l, cfg.mask_ratio, &mut rng);
-        let batch = PretrainBatch {
-            pixel_values: pixels,
-            attention_mask: mask,
-            masking,
-        };
+        let batch = synthetic_batch(&cfg, b, &generator, &mut rng);
         super::profile::profile_step(&mut trainer.model, &batch, &mut rng);
     }
     Ok(())

@@ -122,6 +122,30 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
     )
 }
 
+/// The GEMM that gives dB from op(A) and dC, and whether dC is its left operand:
+/// B (N, K) = dC^T op(A) when B is transposed, else B (K, N) = op(A)^T dC.
+fn db_gemm(trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize) -> (GemmShape, bool) {
+    if trans_b {
+        let s = GemmShape {
+            m: n,
+            n: k,
+            k: m,
+            trans_a: true,
+            trans_b: trans_a,
+        };
+        (s, true)
+    } else {
+        let s = GemmShape {
+            m: k,
+            n,
+            k: m,
+            trans_a: !trans_a,
+            trans_b: false,
+        };
+        (s, false)
+    }
+}
+
 /// dB for one product, `db = beta * db + grad`.
 #[allow(clippy::too_many_arguments)]
 fn db_one(
@@ -135,29 +159,15 @@ fn db_one(
     db: &mut [f32],
     beta: f32,
 ) {
-    if trans_b {
-        // B (N, K) = dC^T op(A)
-        let s = GemmShape {
-            m: n,
-            n: k,
-            k: m,
-            trans_a: true,
-            trans_b: trans_a,
-        };
+    let (s, dc_left) = db_gemm(trans_a, trans_b, m, n, k);
+    if dc_left {
         sgemm(s, 1.0, dc, a, beta, db);
     } else {
-        // B (K, N) = op(A)^T dC
-        let s = GemmShape {
-            m: k,
-            n,
-            k: m,
-            trans_a: !trans_a,
-            trans_b: false,
-        };
         sgemm(s, 1.0, a, dc, beta, db);
     }
 }
 
+/// dB of every batch item (B not shared).
 #[allow(clippy::too_many_arguments)]
 fn for_batch_db(
     trans_a: bool,
@@ -170,23 +180,10 @@ fn for_batch_db(
     dc: &[f32],
     db: &mut [f32],
 ) {
-    if trans_b {
-        let s = GemmShape {
-            m: n,
-            n: k,
-            k: m,
-            trans_a: true,
-            trans_b: trans_a,
-        };
+    let (s, dc_left) = db_gemm(trans_a, trans_b, m, n, k);
+    if dc_left {
         sgemm_batched(s, batch, 1.0, dc, m * n, a, m * k, 0.0, db);
     } else {
-        let s = GemmShape {
-            m: k,
-            n,
-            k: m,
-            trans_a: !trans_a,
-            trans_b: false,
-        };
         sgemm_batched(s, batch, 1.0, a, m * k, dc, m * n, 0.0, db);
     }
 }
