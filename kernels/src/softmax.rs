@@ -37,13 +37,7 @@ pub fn softmax_forward(
         .zip(inp.par_chunks(chunk * cols))
         .enumerate()
         .for_each(|(t, (o, x))| {
-            #[cfg(target_arch = "x86_64")]
-            if crate::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                unsafe { avx2::forward_rows(o, x, mask, rows_per_mask_row, cols, t * chunk) };
-                return;
-            }
-            softmax_forward_scalar(o, x, mask, rows_per_mask_row, cols, t * chunk)
+            softmax_forward_serial(o, x, mask, rows_per_mask_row, cols, t * chunk)
         });
 }
 
@@ -88,15 +82,7 @@ pub fn softmax_backward(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize
     dinp.par_chunks_mut(chunk * cols)
         .zip(dout.par_chunks(chunk * cols))
         .zip(out.par_chunks(chunk * cols))
-        .for_each(|((dx, dy), y)| {
-            #[cfg(target_arch = "x86_64")]
-            if crate::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                unsafe { avx2::backward_rows(dx, dy, y, cols) };
-                return;
-            }
-            softmax_backward_scalar(dx, dy, y, cols)
-        });
+        .for_each(|((dx, dy), y)| softmax_backward_serial(dx, dy, y, cols));
 }
 
 /// [`softmax_forward`] on the calling thread (for callers that already run in
