@@ -4,6 +4,7 @@
 pub mod blocks;
 pub mod checkpoint;
 pub mod config;
+pub mod finetune;
 pub mod flops;
 pub mod masking;
 pub mod params;
