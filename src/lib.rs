@@ -9,7 +9,24 @@ pub use pixel_model as model;
 pub use pixel_render as render;
 
 pub mod figures;
+pub mod finetune;
 pub mod pretrain;
+
+use pixel_model::PixelConfig;
+
+/// A model preset (tiny, small, base) or a config.json path, at L = `num_patches`.
+pub fn config_preset(spec: &str, num_patches: usize) -> anyhow::Result<PixelConfig> {
+    let cfg = match spec {
+        "tiny" => PixelConfig::tiny(num_patches),
+        "small" => PixelConfig::small(num_patches),
+        "base" => PixelConfig::base(num_patches),
+        path => PixelConfig::from_file(path)
+            .map_err(|e| anyhow::anyhow!("--config {path}: not a preset (tiny, small, base) and not a readable config.json: {e}"))?
+            .with_num_patches(num_patches),
+    };
+    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(cfg)
+}
 
 /// Keep freed buffers in the process instead of returning them to the kernel:
 /// a training step allocates and frees the same large activation buffers every

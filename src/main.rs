@@ -26,6 +26,12 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Describe a checkpoint: config, parameter counts, missing/unexpected keys.
     Inspect(cli::inspect::InspectArgs),
+    /// Finetune a task head (pos, ner, parse, classify) on the encoder; keeps the best dev checkpoint.
+    Finetune(cli::finetune::FinetuneArgs),
+    /// Score a finetuned checkpoint on a labelled file (metric and per-label table).
+    Evaluate(cli::finetune::EvaluateArgs),
+    /// Label raw text with a finetuned checkpoint (tags, heads and relations, or the class).
+    Predict(cli::finetune::PredictArgs),
 }
 
 fn main() {
@@ -50,5 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => cli::bench::run(args),
         Command::Pretrain(args) => cli::pretrain::run(args),
         Command::Reconstruct(args) => cli::reconstruct::run(args),
+        Command::Finetune(args) => cli::finetune::run_finetune(args),
+        Command::Evaluate(args) => cli::finetune::run_evaluate(args),
+        Command::Predict(args) => cli::finetune::run_predict(args),
     }
 }

@@ -9,6 +9,7 @@ use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
 use pixel_engine::{Rng, Tape, Tensor};
 
 use crate::masking::PatchMasking;
+use crate::params::ParamStore;
 use crate::pretraining::{ForwardMode, PixelForPreTraining};
 
 /// One micro-batch of pretraining input.
@@ -117,44 +118,16 @@ impl Trainer {
             loss_total += loss as f64;
             let mut grads = tape.backward(&out.loss);
             let grads = self.model.params.take_grads(&pv, &mut grads);
-            for (slot, g) in sum.iter_mut().zip(grads) {
-                match (slot.as_mut(), g) {
-                    (None, Some(mut g)) => {
-                        if n > 1.0 {
-                            scale(g.data_mut(), 1.0 / n);
-                        }
-                        *slot = Some(g);
-                    }
-                    (Some(s), Some(g)) => axpy(s.data_mut(), 1.0 / n, g.data()),
-                    _ => {}
-                }
-            }
-        }
-        // Global norm, clip coefficient (torch clip_grad_norm_), non-finite check.
-        let mut norm_sq = 0.0f64;
-        for (p, g) in self.model.params.iter().zip(&sum) {
-            if let Some(g) = g {
-                let s = sum_squares(g.data());
-                if !s.is_finite() {
-                    return Err(NonFiniteError {
-                        step,
-                        what: format!("gradient of {} ({})", p.name, param_group(&p.name)),
-                    });
-                }
-                norm_sq += s;
-            }
-        }
-        let grad_norm = norm_sq.sqrt();
-        let clip_coef = (self.max_grad_norm as f64 / (grad_norm + 1e-6)).min(1.0) as f32;
-        if clip_coef < 1.0 {
-            for g in sum.iter_mut().flatten() {
-                scale(g.data_mut(), clip_coef);
-            }
+            accumulate_gradients(&mut sum, grads, n);
         }
         let lr = self.schedule.lr(step);
-        self.model
-            .params
-            .adamw_update(&mut self.optimizer, &sum, lr);
+        let (grad_norm, clip_coef) = clip_and_update(
+            &mut self.model.params,
+            &mut self.optimizer,
+            &mut sum,
+            self.max_grad_norm,
+            lr,
+        )?;
         Ok(StepStats {
             loss: (loss_total / n as f64) as f32,
             grad_norm,
@@ -162,6 +135,58 @@ impl Trainer {
             lr,
         })
     }
+}
+
+/// Adds one micro-batch's gradients, scaled by 1 / `n`, into `sum` (gradient
+/// accumulation averages over the `n` micro-batches of a step).
+pub fn accumulate_gradients(sum: &mut [Option<Tensor>], grads: Vec<Option<Tensor>>, n: f32) {
+    for (slot, g) in sum.iter_mut().zip(grads) {
+        match (slot.as_mut(), g) {
+            (None, Some(mut g)) => {
+                if n > 1.0 {
+                    scale(g.data_mut(), 1.0 / n);
+                }
+                *slot = Some(g);
+            }
+            (Some(s), Some(g)) => axpy(s.data_mut(), 1.0 / n, g.data()),
+            _ => {}
+        }
+    }
+}
+
+/// Global-norm clipping (torch `clip_grad_norm_`) then one AdamW update at `lr`.
+/// Returns (norm before clipping, clip coefficient). Nothing is updated when a
+/// gradient is not finite.
+pub fn clip_and_update(
+    params: &mut ParamStore,
+    optimizer: &mut AdamW,
+    grads: &mut [Option<Tensor>],
+    max_grad_norm: f32,
+    lr: f32,
+) -> Result<(f64, f32), NonFiniteError> {
+    let step = optimizer.step;
+    let mut norm_sq = 0.0f64;
+    for (p, g) in params.iter().zip(grads.iter()) {
+        if let Some(g) = g {
+            let s = sum_squares(g.data());
+            if !s.is_finite() {
+                return Err(NonFiniteError {
+                    step,
+                    what: format!("gradient of {} ({})", p.name, param_group(&p.name)),
+                });
+            }
+            norm_sq += s;
+        }
+    }
+    let grad_norm = norm_sq.sqrt();
+    let clip_coef = (max_grad_norm as f64 / (grad_norm + 1e-6)).min(1.0) as f32;
+    if clip_coef < 1.0 {
+        for g in grads.iter_mut().flatten() {
+            scale(g.data_mut(), clip_coef);
+        }
+    }
+    params.adamw_update(optimizer, grads, lr);
+    Ok((grad_norm, clip_coef))
 }
 
 /// A readable name for the group a parameter belongs to (for error messages).

@@ -44,16 +44,7 @@ pub struct BenchArgs {
 
 /// Resolve `--config`: a preset name or a config.json file, at sequence length `l`.
 pub fn resolve_config(spec: &str, l: usize) -> anyhow::Result<PixelConfig> {
-    let cfg = match spec {
-        "tiny" => PixelConfig::tiny(l),
-        "small" => PixelConfig::small(l),
-        "base" => PixelConfig::base(l),
-        path => PixelConfig::from_file(path)
-            .map_err(|e| anyhow::anyhow!("--config {path}: not a preset (tiny, small, base) and not a readable config.json: {e}"))?
-            .with_num_patches(l),
-    };
-    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(cfg)
+    pixel::config_preset(spec, l)
 }
 
 fn synthetic_inputs(cfg: &PixelConfig, b: usize, rng: &mut Rng) -> (Tensor, Vec<f32>, Vec<usize>) {

@@ -1,0 +1,244 @@
+//! `pixel finetune`, `pixel evaluate`, `pixel predict`: task heads on the encoder.
+
+use std::path::PathBuf;
+
+use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Target};
+use pixel::finetune::eval::{majority_predictions, predict, score};
+use pixel::finetune::run::{load_finetuned, run_finetuning, task_renderer, FinetuneOptions};
+use pixel::finetune::{parse_pooling, Task};
+use pixel_render::Layout;
+
+/// Arguments of `pixel finetune`. Unset options take the task's recipe from
+/// the PIXEL paper's finetuning scripts (SPEC 6.2).
+#[derive(clap::Args, Debug)]
+pub struct FinetuneArgs {
+    /// pos (UPOS tagging, CoNLL-U), ner (CoNLL-style `token tag`), parse
+    /// (dependency parsing, CoNLL-U) or classify (GLUE TSV `sentence<TAB>label`).
+    #[arg(long)]
+    pub task: Task,
+    /// Training file.
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Development file: evaluated every --eval-every steps; the best checkpoint is kept.
+    #[arg(long)]
+    pub dev: PathBuf,
+    /// Pretrained checkpoint (directory or weights file) to start from; without it the
+    /// model is trained from scratch (--config). Its position table must have at least
+    /// L + 1 rows: it is truncated to L + 1.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Model preset (tiny, small, base) or config.json for training from scratch.
+    #[arg(long, default_value = "tiny")]
+    pub config: String,
+    /// Output directory: log.csv and best/ (config.json + model.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Patches per strip (default: 256 for pos/parse/classify, 196 for ner).
+    #[arg(long)]
+    pub max_seq_length: Option<usize>,
+    /// Examples per micro-batch [default: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimizer step (default: 4 for classify, else 1).
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Peak learning rate (default: pos/ner 5e-5, parse 8e-5, classify 3e-5).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Optimizer steps (linear decay to 0 at the last) [default: 15000].
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Linear warmup steps [default: 100].
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// AdamW weight decay (HF Trainer default 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+    /// Hidden/attention/head dropout (default: the checkpoint's config; PIXEL 0.1).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Evaluate on --dev every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub eval_every: u64,
+    /// Stop after this many evaluations without a better dev score (0: never).
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Renderer layout (default: pygame for classify as the GLUE recipe, else pango).
+    #[arg(long)]
+    pub layout: Option<Layout>,
+    /// Sequence classification pooling: mean, max, cls or pma1..pma8.
+    #[arg(long, default_value = "mean", value_parser = parse_pooling)]
+    pub pooling: pixel_model::finetune::Pooling,
+    /// Classification labels in order, comma-separated (default: the sorted
+    /// distinct values of the train file's label column).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// Use only the first N training examples.
+    #[arg(long)]
+    pub max_train_examples: Option<usize>,
+    /// Use only the first N dev examples.
+    #[arg(long)]
+    pub max_dev_examples: Option<usize>,
+}
+
+pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
+    let d = args.task.defaults();
+    let opts = FinetuneOptions {
+        task: args.task,
+        train: args.train,
+        dev: args.dev,
+        init: args.init,
+        scratch_config: args.config,
+        out: args.out,
+        max_seq_length: args.max_seq_length.unwrap_or(d.max_seq_length),
+        batch_size: args.batch_size.unwrap_or(d.batch_size),
+        grad_accum: args.grad_accum.unwrap_or(d.grad_accum),
+        lr: args.lr.unwrap_or(d.lr),
+        steps: args.steps.unwrap_or(d.max_steps),
+        warmup_steps: args.warmup_steps.unwrap_or(d.warmup_steps),
+        weight_decay: args.weight_decay,
+        max_grad_norm: args.max_grad_norm,
+        dropout: args.dropout,
+        eval_every: args.eval_every,
+        patience: args.patience,
+        seed: args.seed,
+        layout: args.layout.unwrap_or(d.layout),
+        pooling: args.pooling,
+        labels: args.labels,
+        max_train_examples: args.max_train_examples,
+        max_dev_examples: args.max_dev_examples,
+        progress: true,
+    };
+    let s = run_finetuning(&opts)?;
+    println!(
+        "{} on {}: best dev {} at step {} of {}{} ({:.0} s); majority baseline {}",
+        opts.task.name(),
+        opts.dev.display(),
+        s.best.summary,
+        s.best_step,
+        s.steps,
+        if s.stopped_early { ", stopped early" } else { "" },
+        s.seconds,
+        s.baseline.summary
+    );
+    println!("best checkpoint: {}", s.best_dir.display());
+    Ok(())
+}
+
+/// Arguments of `pixel evaluate`.
+#[derive(clap::Args, Debug)]
+pub struct EvaluateArgs {
+    /// Finetuned checkpoint directory (OUT/best of `pixel finetune`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Labelled file in the task's format.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Task; must match the checkpoint's (default: the checkpoint's).
+    #[arg(long)]
+    pub task: Option<Task>,
+    /// Training file, to print the majority baseline next to the score.
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+}
+
+pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+    let m = load_finetuned(&args.checkpoint)?;
+    if let Some(t) = args.task {
+        anyhow::ensure!(
+            t == m.task,
+            "--task {} but {} was finetuned for {}",
+            t.name(),
+            args.checkpoint.display(),
+            m.task.name()
+        );
+    }
+    let ds = load_dataset(m.task, &args.data, &m.labels)?;
+    let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
+    let (rs, stats) = render_examples(&renderer, &ds.examples, true, "data");
+    eprintln!("{}: {stats}", args.data.display());
+    let preds = predict(&m.model, m.task, &ds.examples, &rs, args.batch_size);
+    let report = score(m.task, &m.labels, &ds.examples, &preds);
+    println!("{} {}: {}", m.task.name(), args.data.display(), report.summary);
+    if report.unscored_words > 0 {
+        println!(
+            "({} words did not fit the strip and are not scored)",
+            report.unscored_words
+        );
+    }
+    for row in &report.table {
+        println!("  {row}");
+    }
+    if let Some(train) = &args.train {
+        let train = load_dataset(m.task, train, &m.labels)?;
+        let base = score(
+            m.task,
+            &m.labels,
+            &ds.examples,
+            &majority_predictions(m.task, &train.examples, &ds.examples),
+        );
+        println!("majority baseline: {}", base.summary);
+    }
+    Ok(())
+}
+
+/// Arguments of `pixel predict`.
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// Finetuned checkpoint directory (OUT/best of `pixel finetune`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Task; must match the checkpoint's (default: the checkpoint's).
+    #[arg(long)]
+    pub task: Option<Task>,
+    /// Text to label; words are split on whitespace for pos, ner and parse.
+    pub text: String,
+}
+
+pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
+    let m = load_finetuned(&args.checkpoint)?;
+    if let Some(t) = args.task {
+        anyhow::ensure!(
+            t == m.task,
+            "--task {} but {} was finetuned for {}",
+            t.name(),
+            args.checkpoint.display(),
+            m.task.name()
+        );
+    }
+    let example = example_from_text(m.task, &args.text);
+    anyhow::ensure!(
+        !example.words().is_empty() || m.task == Task::Classify,
+        "no words in the text"
+    );
+    let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
+    let (rs, stats) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
+    if stats.dropped_words > 0 || stats.missing_glyphs > 0 {
+        eprintln!("note: {stats}");
+    }
+    let pred = predict(&m.model, m.task, std::slice::from_ref(&example), &rs, 1);
+    let words = example.words();
+    match &pred[0] {
+        Target::Tags(tags) => {
+            for (w, t) in words.iter().zip(tags) {
+                println!("{w}\t{}", m.labels[*t]);
+            }
+        }
+        Target::Tree { heads, rels } => {
+            // CoNLL-U-like: ID FORM HEAD DEPREL.
+            for (j, w) in words.iter().enumerate().take(heads.len()) {
+                println!("{}\t{w}\t{}\t{}", j + 1, heads[j], m.labels[rels[j]]);
+            }
+        }
+        Target::Class(c) => println!("{}", m.labels[*c]),
+        Target::Unknown => unreachable!("predict always returns a prediction"),
+    }
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! The finetuning loop: model from a checkpoint (or from scratch), AdamW with
+//! warmup and linear decay, evaluation on the dev set every N steps, early
+//! stopping, the best checkpoint kept, a CSV log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
+use pixel_engine::{Rng, Tape};
+use pixel_model::checkpoint::{infer_config, load_checkpoint, save_checkpoint};
+use pixel_model::finetune::{HeadKind, PixelForFinetuning, Pooling};
+use pixel_model::train::{accumulate_gradients, clip_and_update};
+use pixel_model::{ForwardMode, PixelConfig};
+use pixel_render::{FontConfig, Layout, RenderConfig, Renderer};
+
+use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
+use super::eval::{majority_predictions, predict, score, EvalReport};
+use super::{parse_pooling, pooling_name, Task};
+
+/// Everything a finetuning run is told.
+#[derive(Clone, Debug)]
+pub struct FinetuneOptions {
+    pub task: Task,
+    pub train: PathBuf,
+    pub dev: PathBuf,
+    /// Pretrained (or finetuned) checkpoint; `None` trains from scratch.
+    pub init: Option<PathBuf>,
+    /// Preset or config.json for a model from scratch (ignored with `init`).
+    pub scratch_config: String,
+    pub out: PathBuf,
+    pub max_seq_length: usize,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub lr: f32,
+    pub steps: u64,
+    pub warmup_steps: u64,
+    pub weight_decay: f32,
+    pub max_grad_norm: f32,
+    /// Overrides the config's hidden and attention dropout.
+    pub dropout: Option<f64>,
+    pub eval_every: u64,
+    /// Evaluations without improvement before stopping.
+    pub patience: usize,
+    pub seed: u64,
+    pub layout: Layout,
+    pub pooling: Pooling,
+    /// Class labels (classification); `None` reads them from the train file.
+    pub labels: Option<Vec<String>>,
+    /// Use only the first N training / dev examples (quick runs and tests).
+    pub max_train_examples: Option<usize>,
+    pub max_dev_examples: Option<usize>,
+    pub progress: bool,
+}
+
+/// What a run achieved.
+#[derive(Clone, Debug)]
+pub struct FinetuneSummary {
+    pub steps: u64,
+    pub best_step: u64,
+    /// Best dev metric in percent, and its report.
+    pub best: EvalReport,
+    /// The majority baseline on the same dev examples.
+    pub baseline: EvalReport,
+    /// Training loss of the first and the last step.
+    pub first_loss: f32,
+    pub last_loss: f32,
+    pub seconds: f64,
+    pub stopped_early: bool,
+    pub best_dir: PathBuf,
+}
+
+/// Directory of the best checkpoint under a run's output directory.
+pub fn best_dir(out: &Path) -> PathBuf {
+    out.join("best")
+}
+
+/// Sequence length, labels, layout and pooling as stored in a finetuned config.
+fn task_metadata(
+    config: &mut PixelConfig,
+    task: Task,
+    labels: &[String],
+    layout: Layout,
+    pooling: Pooling,
+) {
+    config.num_labels = Some(labels.len());
+    config.id2label = Some(
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l.clone()))
+            .collect(),
+    );
+    config.label2id = Some(
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), i as i64))
+            .collect(),
+    );
+    let architecture = match task {
+        Task::Pos | Task::Ner => "PIXELForTokenClassification",
+        Task::Parse => "PIXELForBiaffineParsing",
+        Task::Classify => "PIXELForSequenceClassification",
+    };
+    config.architectures = Some(vec![architecture.into()]);
+    let layout_name = match layout {
+        Layout::Pango => "pango",
+        Layout::Pygame => "pygame",
+    };
+    let extra = &mut config.extra;
+    extra.insert("finetuning_task".into(), task.name().into());
+    extra.insert("renderer_layout".into(), layout_name.into());
+    extra.insert("pooling_mode".into(), pooling_name(pooling).into());
+}
+
+/// A finetuned checkpoint with what is needed to use it.
+pub struct FinetunedModel {
+    pub model: PixelForFinetuning,
+    pub task: Task,
+    pub labels: Vec<String>,
+    pub layout: Layout,
+}
+
+/// Loads a checkpoint written by `pixel finetune` (its config.json names the task).
+pub fn load_finetuned(dir: &Path) -> anyhow::Result<FinetunedModel> {
+    let ckpt = load_checkpoint(dir).with_context(|| format!("checkpoint {}", dir.display()))?;
+    let config = ckpt.config.with_context(|| {
+        format!("{}: no config.json beside the weights", dir.display())
+    })?;
+    let get = |key: &str| config.extra.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let task: Task = get("finetuning_task")
+        .with_context(|| {
+            format!(
+                "{}: config.json has no finetuning_task (not written by pixel finetune?)",
+                dir.display()
+            )
+        })?
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let layout: Layout = get("renderer_layout")
+        .unwrap_or_else(|| "pango".into())
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let pooling = parse_pooling(&get("pooling_mode").unwrap_or_else(|| "mean".into()))
+        .map_err(anyhow::Error::msg)?;
+    let id2label = config
+        .id2label
+        .clone()
+        .with_context(|| format!("{}: config.json has no id2label", dir.display()))?;
+    let mut labels = vec![String::new(); id2label.len()];
+    for (k, v) in id2label {
+        let i: usize = k
+            .parse()
+            .ok()
+            .filter(|&i| i < labels.len())
+            .with_context(|| format!("{}: bad id2label key {k:?}", dir.display()))?;
+        labels[i] = v;
+    }
+    let head = task.head(labels.len(), pooling);
+    let l = config.num_patches();
+    let (model, report) = PixelForFinetuning::from_state_dict(
+        config,
+        head,
+        l,
+        &ckpt.weights,
+        &mut Rng::new(0),
+    )
+    .map_err(anyhow::Error::msg)
+    .with_context(|| format!("loading {}", dir.display()))?;
+    if !report.missing.is_empty() {
+        bail!(
+            "{}: the checkpoint lacks {} weights of the {} model, e.g. {}",
+            dir.display(),
+            report.missing.len(),
+            task.name(),
+            report.missing[0]
+        );
+    }
+    Ok(FinetunedModel {
+        model,
+        task,
+        labels,
+        layout,
+    })
+}
+
+/// A renderer for `task` at L patches.
+pub fn task_renderer(max_seq_length: usize, layout: Layout) -> anyhow::Result<Renderer> {
+    Renderer::new(RenderConfig {
+        max_seq_length,
+        layout,
+        fonts: FontConfig::default(),
+        ..RenderConfig::default()
+    })
+    .context("renderer")
+}
+
+/// Builds the model: from `init` (encoder weights, position table truncated to
+/// L + 1 rows; a new head) or from a preset.
+fn build_model(
+    opts: &FinetuneOptions,
+    head: HeadKind,
+    rng: &mut Rng,
+) -> anyhow::Result<PixelForFinetuning> {
+    let l = opts.max_seq_length;
+    let mut model = match &opts.init {
+        Some(path) => {
+            let ckpt =
+                load_checkpoint(path).with_context(|| format!("--init {}", path.display()))?;
+            let config = match ckpt.config.clone() {
+                Some(c) => c,
+                None => infer_config(&ckpt.weights).with_context(|| {
+                    format!(
+                        "--init {}: no config.json and the weights do not name a PIXEL model",
+                        path.display()
+                    )
+                })?,
+            };
+            let (model, report) =
+                PixelForFinetuning::from_state_dict(config, head, l, &ckpt.weights, rng)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("--init {}", path.display()))?;
+            let unexpected_decoder = report
+                .unexpected
+                .iter()
+                .filter(|k| k.starts_with("decoder."))
+                .count();
+            eprintln!(
+                "init: {} ({} new head weights; {} decoder weights unused{})",
+                path.display(),
+                report.missing.len(),
+                unexpected_decoder,
+                match report.unexpected.len() - unexpected_decoder {
+                    0 => String::new(),
+                    n => format!(", {n} other unused keys: {:?}", report.unexpected),
+                }
+            );
+            model
+        }
+        None => {
+            let config = crate::config_preset(&opts.scratch_config, l)?;
+            PixelForFinetuning::new(config, head, rng)
+        }
+    };
+    if let Some(p) = opts.dropout {
+        model.config.hidden_dropout_prob = p;
+        model.config.attention_probs_dropout_prob = p;
+    }
+    Ok(model)
+}
+
+fn take_examples(mut ds: Dataset, max: Option<usize>) -> Vec<Example> {
+    if let Some(n) = max {
+        ds.examples.truncate(n);
+    }
+    ds.examples
+}
+
+/// Runs finetuning; writes OUT/log.csv and OUT/best (config.json + model.safetensors).
+pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary> {
+    anyhow::ensure!(opts.batch_size > 0, "--batch-size must be at least 1");
+    anyhow::ensure!(opts.grad_accum > 0, "--grad-accum must be at least 1");
+    anyhow::ensure!(opts.steps > 0, "--steps must be at least 1");
+    anyhow::ensure!(opts.eval_every > 0, "--eval-every must be at least 1");
+    let task = opts.task;
+    let labels = match (task.fixed_labels(), &opts.labels) {
+        (Some(fixed), _) => fixed,
+        (None, Some(given)) => given.clone(),
+        (None, None) => super::data::classification_labels(&opts.train)?,
+    };
+    let train = take_examples(
+        load_dataset(task, &opts.train, &labels)?,
+        opts.max_train_examples,
+    );
+    let dev = take_examples(load_dataset(task, &opts.dev, &labels)?, opts.max_dev_examples);
+    let renderer = task_renderer(opts.max_seq_length, opts.layout)?;
+    let (train_r, train_stats) = render_examples(&renderer, &train, opts.progress, "train");
+    let (dev_r, dev_stats) = render_examples(&renderer, &dev, opts.progress, "dev");
+    eprintln!("train {}: {train_stats}", opts.train.display());
+    eprintln!("dev {}: {dev_stats}", opts.dev.display());
+
+    let mut rng = Rng::new(opts.seed);
+    let head = task.head(labels.len(), opts.pooling);
+    let mut model = build_model(opts, head, &mut rng)?;
+    task_metadata(&mut model.config, task, &labels, opts.layout, opts.pooling);
+    let mut optimizer = AdamW::new(AdamWConfig {
+        weight_decay: opts.weight_decay,
+        ..Default::default()
+    });
+    let schedule = LrSchedule::WarmupLinear {
+        max_lr: opts.lr,
+        warmup: opts.warmup_steps,
+        total: opts.steps,
+    };
+
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("{}", opts.out.display()))?;
+    let csv_path = opts.out.join("log.csv");
+    let mut csv = std::io::BufWriter::new(
+        std::fs::File::create(&csv_path).with_context(|| format!("{}", csv_path.display()))?,
+    );
+    writeln!(csv, "step,loss,lr,grad_norm,dev_{},ms_per_step", task.metric_name())?;
+
+    let eval_batch = opts.batch_size.max(16);
+    let baseline = score(task, &labels, &dev, &majority_predictions(task, &train, &dev));
+    let mut best = score(task, &labels, &dev, &predict(&model, task, &dev, &dev_r, eval_batch));
+    eprintln!(
+        "dev before training: {} | majority baseline: {}",
+        best.summary, baseline.summary
+    );
+    let best_path = best_dir(&opts.out);
+    save_checkpoint(&best_path, &model.config, &model.params.state_dict())?;
+    let mut best_step = 0;
+    let mut since_best = 0;
+    let mut stopped_early = false;
+
+    let bar = progress_bar(opts);
+    let mut order = BatchOrder::new(train.len(), opts.batch_size, opts.seed ^ 0x5eed);
+    let start = Instant::now();
+    let (mut first_loss, mut last_loss) = (f32::NAN, f32::NAN);
+    let mut step = 0u64;
+    while step < opts.steps {
+        let t0 = Instant::now();
+        let n = opts.grad_accum as f32;
+        let mut sum = vec![None; model.params.len()];
+        let mut loss_total = 0.0f64;
+        for _ in 0..opts.grad_accum {
+            let idx = order.next_batch();
+            let ex: Vec<&Example> = idx.iter().map(|&i| &train[i]).collect();
+            let rs: Vec<_> = idx.iter().map(|&i| &train_r[i]).collect();
+            let batch = make_batch(task, &ex, &rs, true);
+            let mut tape = Tape::new();
+            let pv = model.params.vars(&mut tape);
+            let mode = ForwardMode {
+                training: true,
+                rng: &mut rng,
+            };
+            let out = model.forward(&mut tape, &pv, &batch, mode);
+            let loss_var = out.loss.expect("labelled batch gives a loss");
+            let loss = loss_var.value().item();
+            if !loss.is_finite() {
+                bail!("step {}: the training loss is {loss}", step + 1);
+            }
+            loss_total += loss as f64;
+            let mut grads = tape.backward(&loss_var);
+            let grads = model.params.take_grads(&pv, &mut grads);
+            accumulate_gradients(&mut sum, grads, n);
+        }
+        let lr = schedule.lr(step);
+        let (grad_norm, _) = clip_and_update(
+            &mut model.params,
+            &mut optimizer,
+            &mut sum,
+            opts.max_grad_norm,
+            lr,
+        )?;
+        step += 1;
+        let loss = (loss_total / n as f64) as f32;
+        if step == 1 {
+            first_loss = loss;
+        }
+        last_loss = loss;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let mut dev_metric = String::new();
+        if step % opts.eval_every == 0 || step == opts.steps {
+            let report = score(task, &labels, &dev, &predict(&model, task, &dev, &dev_r, eval_batch));
+            let metric = report.metric;
+            dev_metric = format!("{metric:.4}");
+            if metric > best.metric || best_step == 0 {
+                best = report;
+                best_step = step;
+                since_best = 0;
+                save_checkpoint(&best_path, &model.config, &model.params.state_dict())?;
+            } else {
+                since_best += 1;
+            }
+            bar.println(format!(
+                "step {step}: dev {} {metric:.2} (best {:.2} at step {best_step})",
+                task.metric_name(),
+                best.metric
+            ));
+        }
+        writeln!(csv, "{step},{loss:.6},{lr:.6e},{grad_norm:.6},{dev_metric},{ms:.1}")?;
+        bar.set_position(step);
+        bar.set_message(format!("loss {loss:.4}"));
+        if since_best >= opts.patience && opts.patience > 0 {
+            stopped_early = true;
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    csv.flush()?;
+    Ok(FinetuneSummary {
+        steps: step,
+        best_step,
+        best,
+        baseline,
+        first_loss,
+        last_loss,
+        seconds: start.elapsed().as_secs_f64(),
+        stopped_early,
+        best_dir: best_path,
+    })
+}
+
+fn progress_bar(opts: &FinetuneOptions) -> ProgressBar {
+    if !opts.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(opts.steps);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (ETA {eta})")
+            .expect("progress template"),
+    );
+    bar
+}
