@@ -98,3 +98,239 @@ fn pos_tagging_learns_on_english_ewt() {
     check_learns(&s, "pos en_ewt");
     let _ = std::fs::remove_dir_all(&o.out);
 }
+
+#[test]
+fn ner_learns_on_masakhaner_pcm() {
+    let dir = data_dir().join("ner/masakhaner1/pcm");
+    let mut o = options(Task::Ner, dir.join("train.txt"), dir.join("dev.txt"), "ner");
+    o.steps = 120;
+    o.eval_every = 40;
+    let s = run_finetuning(&o).unwrap();
+    check_learns(&s, "ner pcm");
+    let _ = std::fs::remove_dir_all(&o.out);
+}
+
+#[test]
+fn parsing_learns_on_english_ewt() {
+    let mut o = options(
+        Task::Parse,
+        ud("UD_English-EWT", "train"),
+        ud("UD_English-EWT", "dev"),
+        "parse",
+    );
+    o.steps = 120;
+    o.eval_every = 40;
+    let s = run_finetuning(&o).unwrap();
+    check_learns(&s, "parse en_ewt");
+    let _ = std::fs::remove_dir_all(&o.out);
+}
+
+#[test]
+fn pos_tagging_learns_on_coptic_script() {
+    let o = options(
+        Task::Pos,
+        ud("UD_Coptic-Scriptorium", "train"),
+        ud("UD_Coptic-Scriptorium", "dev"),
+        "pos-cop",
+    );
+    let s = run_finetuning(&o).unwrap();
+    check_learns(&s, "pos coptic");
+    let _ = std::fs::remove_dir_all(&o.out);
+}
+
+#[test]
+fn sentence_classification_learns_on_sst2() {
+    for pooling in [Pooling::Mean, Pooling::Cls, Pooling::Max, Pooling::Pma(2)] {
+        let dir = data_dir().join("sst2");
+        let mut o = options(
+            Task::Classify,
+            dir.join("train.tsv"),
+            dir.join("train.tsv"),
+            "sst2",
+        );
+        // Fitting check: the dev slice is the training slice (short phrases learn fast).
+        o.max_train_examples = Some(64);
+        o.max_dev_examples = Some(64);
+        o.pooling = pooling;
+        o.steps = 200;
+        o.eval_every = 50;
+        let s = run_finetuning(&o).unwrap();
+        check_learns(&s, &format!("sst2 {pooling:?}"));
+        let _ = std::fs::remove_dir_all(&o.out);
+    }
+}
+
+#[test]
+fn token_labels_sit_on_each_words_first_patch() {
+    let ds = load_dataset(
+        Task::Pos,
+        &ud("UD_English-EWT", "dev"),
+        &Task::Pos.fixed_labels().unwrap(),
+    )
+    .unwrap();
+    let examples = &ds.examples[..4];
+    let renderer = task_renderer(64, Layout::Pango).unwrap();
+    let (rs, _) = render_examples(&renderer, examples, false, "dev");
+    let ex: Vec<_> = examples.iter().collect();
+    let rr: Vec<_> = rs.iter().collect();
+    let batch = make_batch(Task::Pos, &ex, &rr, true);
+    assert_eq!(batch.pixel_values.shape(), &[4, 3, 16, 16 * 64]);
+    let FinetuneLabels::Tokens(labels) = &batch.labels else {
+        panic!("token labels expected")
+    };
+    for (i, (e, r)) in examples.iter().zip(&rs).enumerate() {
+        let starts = r.word_starts.as_ref().unwrap();
+        let Target::Tags(tags) = &e.target else {
+            panic!()
+        };
+        let row = &labels[i * 64..(i + 1) * 64];
+        let labelled: Vec<usize> = (0..64).filter(|&p| row[p] != IGNORE).collect();
+        assert_eq!(labelled, starts[..starts.len() - 1].to_vec());
+        for (w, &p) in starts[..starts.len() - 1].iter().enumerate() {
+            assert_eq!(row[p], tags[w] as i64);
+        }
+        // The attention mask covers the text and the EOS patch.
+        let eos = *starts.last().unwrap();
+        assert_eq!(batch.attention_mask[i * 64 + eos.min(63)], 1.0);
+    }
+    // Parsing: word starts padded with IGNORE after the EOS entry; heads as CoNLL-U.
+    let ds = load_dataset(
+        Task::Parse,
+        &ud("UD_English-EWT", "dev"),
+        &Task::Parse.fixed_labels().unwrap(),
+    )
+    .unwrap();
+    let e = &ds.examples[0];
+    let (rs, _) = render_examples(&renderer, std::slice::from_ref(e), false, "dev");
+    let batch = make_batch(Task::Parse, &[e], &[&rs[0]], true);
+    let FinetuneLabels::Parsing {
+        word_starts,
+        arc_labels,
+        rel_labels,
+    } = &batch.labels
+    else {
+        panic!("parsing labels expected")
+    };
+    let starts = rs[0].word_starts.as_ref().unwrap();
+    assert_eq!(word_starts.len(), 65);
+    for (j, &s) in starts.iter().enumerate() {
+        assert_eq!(word_starts[j], s as i64);
+    }
+    assert!(word_starts[starts.len()..].iter().all(|&s| s == IGNORE));
+    let Target::Tree { heads, rels } = &e.target else {
+        panic!()
+    };
+    let n = starts.len() - 1;
+    for j in 0..n {
+        assert_eq!(arc_labels[j], heads[j] as i64);
+        assert_eq!(rel_labels[j], rels[j] as i64);
+    }
+    assert!(arc_labels[n..].iter().all(|&h| h == IGNORE));
+}
+
+#[test]
+fn batch_order_visits_every_example_once_per_pass() {
+    let mut order = BatchOrder::new(10, 4, 1);
+    let mut seen: Vec<usize> = (0..3).flat_map(|_| order.next_batch()).collect();
+    seen.sort();
+    assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    assert_eq!(order.epoch, 0);
+    order.next_batch();
+    assert_eq!(order.epoch, 1);
+}
+
+#[test]
+fn majority_baselines_on_hand_made_examples() {
+    use pixel::finetune::data::Example;
+    use pixel::render::Input;
+    let words = |n: usize| Input::Words((0..n).map(|i| format!("w{i}")).collect());
+    let tags = |t: Vec<usize>| Example {
+        input: words(t.len()),
+        target: Target::Tags(t),
+    };
+    let train = vec![tags(vec![1, 1, 2]), tags(vec![1, 3])];
+    let eval = vec![tags(vec![1, 2, 1, 1])];
+    let p = majority_predictions(Task::Pos, &train, &eval, &[3]);
+    assert_eq!(p, vec![Target::Tags(vec![1, 1, 1])]);
+    let labels: Vec<String> = (0..4).map(|i| i.to_string()).collect();
+    let r = score(Task::Pos, &labels, &eval, &p);
+    assert!((r.metric - 200.0 / 3.0).abs() < 1e-9, "{}", r.summary);
+    assert_eq!(r.unscored_words, 1);
+    // Parsing: the most frequent offset is +1 (word attaches to the next word).
+    let tree = |heads: Vec<usize>, rels: Vec<usize>| Example {
+        input: words(heads.len()),
+        target: Target::Tree { heads, rels },
+    };
+    let train = vec![tree(vec![2, 3, 0], vec![5, 5, 1])];
+    let eval = vec![tree(vec![2, 0], vec![5, 1])];
+    let p = majority_predictions(Task::Parse, &train, &eval, &[2]);
+    assert_eq!(
+        p,
+        vec![Target::Tree {
+            heads: vec![2, 0],
+            rels: vec![5, 5]
+        }]
+    );
+    let r = score(Task::Parse, &labels, &eval, &p);
+    assert!(r.summary.contains("uas 100.00 las 50.00"), "{}", r.summary);
+}
+
+#[test]
+fn cli_finetune_then_evaluate_and_predict() {
+    let exe = env!("CARGO_BIN_EXE_pixel");
+    let out = out_dir("cli");
+    let dir = data_dir().join("ner/masakhaner1/pcm");
+    let status = Command::new(exe)
+        .args(["finetune", "--task", "ner", "--config", "tiny"])
+        .arg("--train")
+        .arg(dir.join("train.txt"))
+        .arg("--dev")
+        .arg(dir.join("dev.txt"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--max-seq-length", "64", "--batch-size", "8", "--steps", "6"])
+        .args(["--eval-every", "3", "--max-train-examples", "32"])
+        .args(["--max-dev-examples", "16", "--lr", "1e-3"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let best = out.join("best");
+    let eval = Command::new(exe)
+        .args(["evaluate", "--checkpoint"])
+        .arg(&best)
+        .arg("--data")
+        .arg(dir.join("dev.txt"))
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(text.contains("f1 "), "{text}");
+    let pred = Command::new(exe)
+        .args(["predict", "--checkpoint"])
+        .arg(&best)
+        .arg("Obi go Lagos for Monday")
+        .output()
+        .unwrap();
+    assert!(pred.status.success(), "{}", String::from_utf8_lossy(&pred.stderr));
+    let text = String::from_utf8_lossy(&pred.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].starts_with("Obi\t"), "{text}");
+    // A task mismatch and a missing checkpoint are errors that name the problem.
+    let wrong = Command::new(exe)
+        .args(["predict", "--task", "pos", "--checkpoint"])
+        .arg(&best)
+        .arg("x")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("finetuned for ner"));
+    let missing = Command::new(exe)
+        .args(["evaluate", "--checkpoint", "/nonexistent/ckpt", "--data"])
+        .arg(dir.join("dev.txt"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/ckpt"));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Target};
-use pixel::finetune::eval::{majority_predictions, predict, score};
+use pixel::finetune::eval::{majority_predictions, predict, rendered_words, score};
 use pixel::finetune::run::{load_finetuned, run_finetuning, task_renderer, FinetuneOptions};
 use pixel::finetune::{parse_pooling, Task};
 use pixel_render::Layout;
@@ -182,7 +182,7 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             m.task,
             &m.labels,
             &ds.examples,
-            &majority_predictions(m.task, &train.examples, &ds.examples),
+            &majority_predictions(m.task, &train.examples, &ds.examples, &rendered_words(&rs)),
         );
         println!("majority baseline: {}", base.summary);
     }

@@ -242,11 +242,27 @@ fn pct(c: usize, n: usize) -> f64 {
     }
 }
 
+/// Number of words each word-list rendering drew (scored words), 0 for sentences.
+pub fn rendered_words(renderings: &[Rendering]) -> Vec<usize> {
+    renderings
+        .iter()
+        .map(|r| r.word_starts.as_ref().map_or(0, |s| s.len() - 1))
+        .collect()
+}
+
 /// The majority baseline on `eval`, from `train` statistics: the most frequent
 /// tag for every word (POS, NER: that is all-`O`, F1 0), the most frequent
 /// class, and for parsing every word attached at the most frequent signed
 /// distance (clamped to the sentence, else ROOT) with the most frequent relation.
-pub fn majority_predictions(task: Task, train: &[Example], eval: &[Example]) -> Vec<Target> {
+/// Word-level predictions cover the first `words[i]` words of example i, the
+/// words the model sees, so both are scored on the same words.
+pub fn majority_predictions(
+    task: Task,
+    train: &[Example],
+    eval: &[Example],
+    words: &[usize],
+) -> Vec<Target> {
+    assert_eq!(eval.len(), words.len(), "majority_predictions: one word count per example");
     fn most_frequent<I: Iterator<Item = i64>>(items: I) -> i64 {
         let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
         for i in items {
@@ -264,12 +280,7 @@ pub fn majority_predictions(task: Task, train: &[Example], eval: &[Example]) -> 
                 Target::Tags(t) => t.iter().map(|&x| x as i64).collect(),
                 _ => Vec::new(),
             })) as usize;
-            eval.iter()
-                .map(|e| match &e.target {
-                    Target::Tags(g) => Target::Tags(vec![tag; g.len()]),
-                    _ => Target::Unknown,
-                })
-                .collect()
+            words.iter().map(|&n| Target::Tags(vec![tag; n])).collect()
         }
         Task::Parse => {
             let trees = || {
@@ -286,16 +297,19 @@ pub fn majority_predictions(task: Task, train: &[Example], eval: &[Example]) -> 
                     .collect::<Vec<_>>()
             }));
             let rel = most_frequent(trees().flat_map(|(_, r)| r.iter().map(|&x| x as i64).collect::<Vec<_>>())) as usize;
-            eval.iter()
-                .map(|e| {
-                    let n = match &e.target {
+            words
+                .iter()
+                .zip(eval)
+                .map(|(&n, e)| {
+                    // Clamp to the whole sentence, as a parser could attach there.
+                    let len = match &e.target {
                         Target::Tree { heads, .. } => heads.len(),
-                        _ => 0,
+                        _ => n,
                     };
                     let heads = (0..n)
                         .map(|j| {
                             let h = j as i64 + 1 + offset;
-                            if h >= 1 && h <= n as i64 { h as usize } else { 0 }
+                            if h >= 1 && h <= len as i64 { h as usize } else { 0 }
                         })
                         .collect();
                     Target::Tree {

@@ -17,7 +17,7 @@ use pixel_model::{ForwardMode, PixelConfig};
 use pixel_render::{FontConfig, Layout, RenderConfig, Renderer};
 
 use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
-use super::eval::{majority_predictions, predict, score, EvalReport};
+use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
 use super::{parse_pooling, pooling_name, Task};
 
 /// Everything a finetuning run is told.
@@ -304,7 +304,13 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
     writeln!(csv, "step,loss,lr,grad_norm,dev_{},ms_per_step", task.metric_name())?;
 
     let eval_batch = opts.batch_size.max(16);
-    let baseline = score(task, &labels, &dev, &majority_predictions(task, &train, &dev));
+    let dev_words = rendered_words(&dev_r);
+    let baseline = score(
+        task,
+        &labels,
+        &dev,
+        &majority_predictions(task, &train, &dev, &dev_words),
+    );
     let mut best = score(task, &labels, &dev, &predict(&model, task, &dev, &dev_r, eval_batch));
     eprintln!(
         "dev before training: {} | majority baseline: {}",
