@@ -398,7 +398,7 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
     }
     bar.finish_and_clear();
     csv.flush()?;
-    Ok(FinetuneSummary {
+    let summary = FinetuneSummary {
         steps: step,
         best_step,
         best,
@@ -408,7 +408,46 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
         seconds: start.elapsed().as_secs_f64(),
         stopped_early,
         best_dir: best_path,
-    })
+    };
+    write_summary(opts, &summary, train.len(), dev.len())?;
+    Ok(summary)
+}
+
+/// OUT/summary.json: the run's settings and results in one machine-readable file.
+fn write_summary(
+    opts: &FinetuneOptions,
+    s: &FinetuneSummary,
+    train_examples: usize,
+    dev_examples: usize,
+) -> anyhow::Result<()> {
+    let json = serde_json::json!({
+        "task": opts.task.name(),
+        "metric": opts.task.metric_name(),
+        "train": opts.train.display().to_string(),
+        "dev": opts.dev.display().to_string(),
+        "train_examples": train_examples,
+        "dev_examples": dev_examples,
+        "init": opts.init.as_ref().map(|p| p.display().to_string()),
+        "scratch_config": opts.scratch_config,
+        "max_seq_length": opts.max_seq_length,
+        "batch_size": opts.batch_size,
+        "grad_accum": opts.grad_accum,
+        "lr": opts.lr,
+        "steps": s.steps,
+        "best_step": s.best_step,
+        "stopped_early": s.stopped_early,
+        "best_metric": s.best.metric,
+        "best_summary": s.best.summary,
+        "baseline_metric": s.baseline.metric,
+        "baseline_summary": s.baseline.summary,
+        "first_loss": s.first_loss,
+        "last_loss": s.last_loss,
+        "seconds": s.seconds,
+    });
+    let path = opts.out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(())
 }
 
 fn progress_bar(opts: &FinetuneOptions) -> ProgressBar {
