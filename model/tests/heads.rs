@@ -13,6 +13,10 @@ use pixel_model::finetune::{
 };
 use pixel_model::{ForwardMode, ParamStore, PixelConfig, PixelForPreTraining};
 
+mod heads_reference;
+
+use heads_reference::{assert_close, ref_head};
+
 const B: usize = 2;
 const L: usize = 6;
 
@@ -689,4 +693,91 @@ fn dropout_only_acts_in_training() {
     };
     assert_eq!(run(false).data(), run(false).data());
     assert_ne!(run(false).data(), run(true).data());
+}
+
+#[test]
+fn every_head_matches_a_plain_reference_implementation() {
+    let cfg = small_config(L);
+    for head in all_heads() {
+        let model = PixelForFinetuning::new(cfg.clone(), head, &mut Rng::new(61));
+        let mut rng = Rng::new(62);
+        let mut store = ParamStore::new();
+        for p in model.params.iter().filter(|p| is_head_param(&p.name)) {
+            let mut value = randn(p.value.shape(), &mut rng);
+            value.data_mut().iter_mut().for_each(|v| *v *= 0.5);
+            store.insert(&p.name, value, true);
+        }
+        let h = randn(&[B, L + 1, cfg.hidden_size], &mut rng);
+        let labels = labels_for(head);
+        let attention = mask();
+        let mut tape = Tape::no_grad();
+        let pv = store.vars(&mut tape);
+        let mut drop_rng = Rng::new(0);
+        let out = model.forward_head(
+            &mut tape,
+            &pv,
+            &pixel_engine::Var::constant(h.clone()),
+            &attention,
+            &labels,
+            eval_mode(&mut drop_rng),
+        );
+        let want = ref_head(head, &cfg, &h, &store, &attention, &labels);
+        let what = format!("{head:?}");
+        assert_close(&format!("{what} logits"), out.logits.data(), &want.logits);
+        if let Some(rel) = want.rel_logits {
+            assert_close(
+                &format!("{what} relations"),
+                out.rel_logits.unwrap().data(),
+                &rel,
+            );
+        }
+        assert_close(
+            &format!("{what} loss"),
+            &[out.loss.unwrap().value().item()],
+            &[want.loss],
+        );
+    }
+}
+
+#[test]
+fn pma_padding_keys_are_zero_vectors_not_removed() {
+    // With every patch attended, softmax cancels fc_k's bias (it shifts all
+    // scores alike): zero gradient. Padding keys are zero vectors with score 0,
+    // so with padding the bias does matter (with -inf masking it would not).
+    let head = HeadKind::SequenceClassification {
+        num_labels: 3,
+        pooling: Pooling::Pma(2),
+    };
+    let model = PixelForFinetuning::new(small_config(L), head, &mut Rng::new(71));
+    let mut rng = Rng::new(72);
+    let h = randn(&[B, L + 1, 16], &mut rng);
+    let mut params = model.params.clone();
+    for name in [
+        "pooler.pooling.pooler.mab.fc_k.bias",
+        "pooler.pooling.pooler.mab.fc_q.bias",
+    ] {
+        params.set(name, randn(&[16], &mut rng)).unwrap();
+    }
+    let key_bias_grad = |attention: &[f32]| {
+        let mut tape = Tape::new();
+        let pv = params.vars(&mut tape);
+        let mut drop_rng = Rng::new(0);
+        let out = model.forward_head(
+            &mut tape,
+            &pv,
+            &pixel_engine::Var::constant(h.clone()),
+            attention,
+            &labels_for(head),
+            eval_mode(&mut drop_rng),
+        );
+        let mut grads = tape.backward(&out.loss.unwrap());
+        grads
+            .take(pv.get("pooler.pooling.pooler.mab.fc_k.bias"))
+            .unwrap()
+            .max_abs()
+    };
+    let full = key_bias_grad(&[1.0; B * L]);
+    let padded = key_bias_grad(&mask());
+    assert!(full < 1e-6, "all attended: fc_k bias gradient {full}");
+    assert!(padded > 1e-4, "with padding: fc_k bias gradient {padded}");
 }
