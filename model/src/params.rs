@@ -124,6 +124,19 @@ impl ParamStore {
         ParamVars { store: self, vars }
     }
 
+    /// Tape vars supplied by the caller, one per parameter in store order
+    /// (gradient checks perturb parameter values through these).
+    pub fn vars_from(&self, vars: Vec<Var>) -> ParamVars<'_> {
+        assert_eq!(
+            vars.len(),
+            self.params.len(),
+            "vars_from: {} vars for {} parameters",
+            vars.len(),
+            self.params.len()
+        );
+        ParamVars { store: self, vars }
+    }
+
     /// A copy of every parameter by name.
     pub fn state_dict(&self) -> BTreeMap<String, Tensor> {
         self.params

@@ -7,6 +7,7 @@ pub mod fused;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod reduce;
 pub mod shape;
 
 pub use activation::{dropout, gelu, relu, tanh};
@@ -16,6 +17,7 @@ pub use fused::gelu_linear;
 pub use loss::{cross_entropy, masked_mse, IGNORE_INDEX};
 pub use matmul::{linear, matmul};
 pub use norm::{layer_norm, normalize_rows_unbiased};
+pub use reduce::max_axis;
 pub use shape::{
     concat, expand_first, gather_rows, narrow, permute, reshape, scatter_rows, transpose,
 };

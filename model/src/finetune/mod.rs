@@ -6,6 +6,14 @@
 //! strips, their attention mask and the task's labels; the forward pass
 //! returns the loss and what evaluation needs (logits or parse scores).
 
+mod model;
+mod parser;
+mod pooling;
+mod token;
+
+pub use model::finetune_param_shapes;
+pub use parser::word_average_matrix;
+
 use pixel_engine::{Tensor, Var};
 
 use crate::config::PixelConfig;
