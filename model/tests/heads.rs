@@ -781,3 +781,62 @@ fn pma_padding_keys_are_zero_vectors_not_removed() {
     assert!(full < 1e-6, "all attended: fc_k bias gradient {full}");
     assert!(padded > 1e-4, "with padding: fc_k bias gradient {padded}");
 }
+
+/// Cost of each head at the pixel-base size (B = 2, L = 256, hidden 768, 38
+/// relations) on random encoder output: `cargo test --release -p pixel-model
+/// --test heads -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn head_timing_at_base_size() {
+    let l = 256;
+    let cfg = PixelConfig::base(l);
+    let d = cfg.hidden_size;
+    let b = 2;
+    let heads = [
+        HeadKind::TokenClassification { num_labels: 17 },
+        HeadKind::BiaffineParsing { num_rels: 38 },
+        HeadKind::SequenceClassification {
+            num_labels: 3,
+            pooling: Pooling::Pma(8),
+        },
+    ];
+    let mut rng = Rng::new(1);
+    let h = randn(&[b, l + 1, d], &mut rng);
+    let attention = vec![1.0; b * l];
+    for head in heads {
+        let model = PixelForFinetuning::new(cfg.clone(), head, &mut Rng::new(2));
+        let labels = match head {
+            HeadKind::TokenClassification { .. } => {
+                FinetuneLabels::Tokens((0..b * l).map(|i| (i % 17) as i64).collect())
+            }
+            HeadKind::BiaffineParsing { .. } => FinetuneLabels::Parsing {
+                word_starts: (0..b)
+                    .flat_map(|_| (0..=l as i64).map(|s| s.min(l as i64)))
+                    .collect(),
+                arc_labels: (0..b * l).map(|i| (i % l) as i64).collect(),
+                rel_labels: (0..b * l).map(|i| (i % 38) as i64).collect(),
+            },
+            HeadKind::SequenceClassification { .. } => FinetuneLabels::Sequence(vec![0.0, 2.0]),
+        };
+        let started = std::time::Instant::now();
+        let mut tape = Tape::new();
+        let pv = model.params.vars(&mut tape);
+        let hv = tape.leaf_tensor(h.clone());
+        let mut drop_rng = Rng::new(3);
+        let mode = ForwardMode {
+            training: true,
+            rng: &mut drop_rng,
+        };
+        let out = model.forward_head(&mut tape, &pv, &hv, &attention, &labels, mode);
+        let forward = started.elapsed();
+        let loss = out.loss.unwrap();
+        assert!(loss.value().item().is_finite());
+        let grads = tape.backward(&loss);
+        assert!(grads.get(&hv).is_some());
+        eprintln!(
+            "{head:?}: forward {:.3}s, forward + backward {:.3}s",
+            forward.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -64,11 +64,14 @@ pub enum FinetuneLabels {
         /// HEAD value), [`IGNORE`] for padding words and heads beyond L.
         arc_labels: Vec<i64>,
         /// (B * L): index into the relation labels, [`IGNORE`] for padding.
+        /// A relation counts in the loss only where the arc label is not IGNORE.
+        /// Both lists empty: prediction (no loss; relations at the argmax head).
         rel_labels: Vec<i64>,
     },
     /// (B): class index (as f32 for regression when num_labels == 1).
     Sequence(Vec<f32>),
-    /// No labels (prediction): the forward returns no loss.
+    /// No labels (prediction): the forward returns no loss. Not for parsing,
+    /// which always needs `word_starts` (give `Parsing` with empty arc lists).
     None,
 }
 
