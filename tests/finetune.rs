@@ -288,7 +288,14 @@ fn cli_finetune_then_evaluate_and_predict() {
         .arg(dir.join("dev.txt"))
         .arg("--out")
         .arg(&out)
-        .args(["--max-seq-length", "64", "--batch-size", "8", "--steps", "6"])
+        .args([
+            "--max-seq-length",
+            "64",
+            "--batch-size",
+            "8",
+            "--steps",
+            "6",
+        ])
         .args(["--eval-every", "3", "--max-train-examples", "32"])
         .args(["--max-dev-examples", "16", "--lr", "1e-3"])
         .status()
@@ -302,7 +309,11 @@ fn cli_finetune_then_evaluate_and_predict() {
         .arg(dir.join("dev.txt"))
         .output()
         .unwrap();
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let text = String::from_utf8_lossy(&eval.stdout);
     assert!(text.contains("f1 "), "{text}");
     let pred = Command::new(exe)
@@ -311,7 +322,11 @@ fn cli_finetune_then_evaluate_and_predict() {
         .arg("Obi go Lagos for Monday")
         .output()
         .unwrap();
-    assert!(pred.status.success(), "{}", String::from_utf8_lossy(&pred.stderr));
+    assert!(
+        pred.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pred.stderr)
+    );
     let text = String::from_utf8_lossy(&pred.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
@@ -333,4 +348,28 @@ fn cli_finetune_then_evaluate_and_predict() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/ckpt"));
     let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn parser_predicts_raw_text_without_gold_trees() {
+    use pixel::engine::Rng;
+    use pixel::finetune::data::example_from_text;
+    use pixel::finetune::eval::predict;
+    use pixel::model::finetune::PixelForFinetuning;
+    use pixel::model::PixelConfig;
+    let model = PixelForFinetuning::new(
+        PixelConfig::tiny(32),
+        Task::Parse.head(38, Pooling::Mean),
+        &mut Rng::new(1),
+    );
+    let example = example_from_text(Task::Parse, "the cat sat on the mat");
+    let renderer = task_renderer(32, Layout::Pango).unwrap();
+    let (rs, _) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
+    let pred = predict(&model, Task::Parse, std::slice::from_ref(&example), &rs, 1);
+    let Target::Tree { heads, rels } = &pred[0] else {
+        panic!("parser must predict a tree")
+    };
+    assert_eq!(heads.len(), 6);
+    assert_eq!(rels.len(), 6);
+    assert!(heads.iter().all(|&h| h <= 32) && rels.iter().all(|&r| r < 38));
 }

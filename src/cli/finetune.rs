@@ -122,7 +122,11 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         s.best.summary,
         s.best_step,
         s.steps,
-        if s.stopped_early { ", stopped early" } else { "" },
+        if s.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        },
         s.seconds,
         s.baseline.summary
     );
@@ -166,7 +170,12 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     eprintln!("{}: {stats}", args.data.display());
     let preds = predict(&m.model, m.task, &ds.examples, &rs, args.batch_size);
     let report = score(m.task, &m.labels, &ds.examples, &preds);
-    println!("{} {}: {}", m.task.name(), args.data.display(), report.summary);
+    println!(
+        "{} {}: {}",
+        m.task.name(),
+        args.data.display(),
+        report.summary
+    );
     if report.unscored_words > 0 {
         println!(
             "({} words did not fit the strip and are not scored)",

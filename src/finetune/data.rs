@@ -147,7 +147,8 @@ pub fn render_examples(
     let bar = if progress {
         let bar = ProgressBar::new(examples.len() as u64);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}").expect("progress template"),
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
+                .expect("progress template"),
         );
         bar.set_message(format!("rendering {what}"));
         bar
@@ -188,7 +189,11 @@ pub fn make_batch(
     renderings: &[&Rendering],
     with_labels: bool,
 ) -> FinetuneBatch {
-    assert_eq!(examples.len(), renderings.len(), "make_batch: lengths differ");
+    assert_eq!(
+        examples.len(),
+        renderings.len(),
+        "make_batch: lengths differ"
+    );
     assert!(!examples.is_empty(), "make_batch: empty batch");
     let b = examples.len();
     let l = renderings[0].max_seq_length;
@@ -196,12 +201,22 @@ pub fn make_batch(
     let mut pixels = vec![0f32; b * per_example]; // (B, 3, 16, 16 L)
     let mut attention_mask = Vec::with_capacity(b * l); // (B * L)
     for (r, out) in renderings.iter().zip(pixels.chunks_mut(per_example)) {
-        assert_eq!(r.max_seq_length, l, "make_batch: strips of different lengths");
+        assert_eq!(
+            r.max_seq_length, l,
+            "make_batch: strips of different lengths"
+        );
         r.write_pixel_values(out);
         attention_mask.extend(r.attention_mask());
     }
     let labels = if with_labels {
         batch_labels(task, examples, renderings, l)
+    } else if task == Task::Parse {
+        // The parser needs the word layout even without gold trees.
+        FinetuneLabels::Parsing {
+            word_starts: parse_word_starts(renderings, l),
+            arc_labels: Vec::new(),
+            rel_labels: Vec::new(),
+        }
     } else {
         FinetuneLabels::None
     };
@@ -235,7 +250,7 @@ fn batch_labels(
             FinetuneLabels::Tokens(labels)
         }
         Task::Parse => {
-            let mut starts_out = vec![IGNORE; b * (l + 1)]; // (B * (L + 1))
+            let starts_out = parse_word_starts(renderings, l);
             let mut arcs = vec![IGNORE; b * l]; // (B * L)
             let mut rels = vec![IGNORE; b * l]; // (B * L)
             for (i, (e, r)) in examples.iter().zip(renderings).enumerate() {
@@ -243,9 +258,6 @@ fn batch_labels(
                     panic!("parsing example without a tree")
                 };
                 let starts = word_starts(r);
-                for (j, &s) in starts.iter().enumerate() {
-                    starts_out[i * (l + 1) + j] = s as i64;
-                }
                 for j in 0..starts.len() - 1 {
                     // As the original: heads beyond the strip cannot be scored.
                     if heads[j] <= l {
@@ -270,6 +282,17 @@ fn batch_labels(
                 .collect(),
         ),
     }
+}
+
+/// (B * (L + 1)): each example's word starts then its EOS patch, padded with IGNORE.
+fn parse_word_starts(renderings: &[&Rendering], l: usize) -> Vec<i64> {
+    let mut out = vec![IGNORE; renderings.len() * (l + 1)];
+    for (i, r) in renderings.iter().enumerate() {
+        for (j, &s) in word_starts(r).iter().enumerate() {
+            out[i * (l + 1) + j] = s as i64;
+        }
+    }
+    out
 }
 
 /// Seeded shuffled passes over `n` examples, `batch` at a time (the last batch

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use pixel_engine::{Rng, Tape, Var};
-use pixel_model::finetune::{FinetuneLabels, PixelForFinetuning};
+use pixel_model::finetune::PixelForFinetuning;
 use pixel_model::tasks::metrics::{entity_scores, AttachmentCounter};
 use pixel_model::ForwardMode;
 use pixel_render::Rendering;
@@ -43,6 +43,7 @@ pub fn predict(
         let ex: Vec<&Example> = ex.iter().collect();
         let rs: Vec<&Rendering> = rs.iter().collect();
         let gold = ex.iter().all(|e| e.target != Target::Unknown);
+        // Only the parser reads labels at evaluation (relations at the gold head).
         let batch = make_batch(task, &ex, &rs, gold && task == Task::Parse);
         let mut tape = Tape::no_grad();
         let pv = model.params.vars(&mut tape);
@@ -51,8 +52,12 @@ pub fn predict(
             rng: &mut rng,
         };
         let output = model.forward(&mut tape, &pv, &batch, mode);
-        debug_assert!(matches!(batch.labels, FinetuneLabels::None) || task == Task::Parse);
-        out.extend(decode(task, &rs, &output.logits, output.rel_logits.as_ref()));
+        out.extend(decode(
+            task,
+            &rs,
+            &output.logits,
+            output.rel_logits.as_ref(),
+        ));
     }
     out
 }
@@ -79,7 +84,9 @@ fn decode(task: Task, rs: &[&Rendering], logits: &Var, rel_logits: Option<&Var>)
         }
         Task::Parse => {
             let (l, cands) = (shape[1], shape[2]); // (B, L, L + 1)
-            let rel = rel_logits.expect("parser output without relation scores").value();
+            let rel = rel_logits
+                .expect("parser output without relation scores")
+                .value();
             let nr = rel.shape()[2]; // (B, L, rels)
             rs.iter()
                 .enumerate()
@@ -121,7 +128,11 @@ pub struct EvalReport {
 /// cut to the predicted (rendered) words, as the original evaluates only
 /// labelled patches.
 pub fn score(task: Task, labels: &[String], examples: &[Example], preds: &[Target]) -> EvalReport {
-    assert_eq!(examples.len(), preds.len(), "score: one prediction per example");
+    assert_eq!(
+        examples.len(),
+        preds.len(),
+        "score: one prediction per example"
+    );
     let mut unscored = 0;
     match task {
         Task::Pos => {
@@ -198,8 +209,13 @@ pub fn score(task: Task, labels: &[String], examples: &[Example], preds: &[Targe
         Task::Parse => {
             let mut counter = AttachmentCounter::new();
             for (e, p) in examples.iter().zip(preds) {
-                let (Target::Tree { heads, rels }, Target::Tree { heads: ph, rels: pr }) =
-                    (&e.target, p)
+                let (
+                    Target::Tree { heads, rels },
+                    Target::Tree {
+                        heads: ph,
+                        rels: pr,
+                    },
+                ) = (&e.target, p)
                 else {
                     panic!("parse scoring needs trees")
                 };
@@ -262,7 +278,11 @@ pub fn majority_predictions(
     eval: &[Example],
     words: &[usize],
 ) -> Vec<Target> {
-    assert_eq!(eval.len(), words.len(), "majority_predictions: one word count per example");
+    assert_eq!(
+        eval.len(),
+        words.len(),
+        "majority_predictions: one word count per example"
+    );
     fn most_frequent<I: Iterator<Item = i64>>(items: I) -> i64 {
         let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
         for i in items {
@@ -296,7 +316,9 @@ pub fn majority_predictions(
                     .map(|(j, &h)| h as i64 - (j as i64 + 1))
                     .collect::<Vec<_>>()
             }));
-            let rel = most_frequent(trees().flat_map(|(_, r)| r.iter().map(|&x| x as i64).collect::<Vec<_>>())) as usize;
+            let rel = most_frequent(
+                trees().flat_map(|(_, r)| r.iter().map(|&x| x as i64).collect::<Vec<_>>()),
+            ) as usize;
             words
                 .iter()
                 .zip(eval)
@@ -309,7 +331,11 @@ pub fn majority_predictions(
                     let heads = (0..n)
                         .map(|j| {
                             let h = j as i64 + 1 + offset;
-                            if h >= 1 && h <= len as i64 { h as usize } else { 0 }
+                            if h >= 1 && h <= len as i64 {
+                                h as usize
+                            } else {
+                                0
+                            }
                         })
                         .collect();
                     Target::Tree {

@@ -127,10 +127,16 @@ pub struct FinetunedModel {
 /// Loads a checkpoint written by `pixel finetune` (its config.json names the task).
 pub fn load_finetuned(dir: &Path) -> anyhow::Result<FinetunedModel> {
     let ckpt = load_checkpoint(dir).with_context(|| format!("checkpoint {}", dir.display()))?;
-    let config = ckpt.config.with_context(|| {
-        format!("{}: no config.json beside the weights", dir.display())
-    })?;
-    let get = |key: &str| config.extra.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let config = ckpt
+        .config
+        .with_context(|| format!("{}: no config.json beside the weights", dir.display()))?;
+    let get = |key: &str| {
+        config
+            .extra
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     let task: Task = get("finetuning_task")
         .with_context(|| {
             format!(
@@ -161,15 +167,10 @@ pub fn load_finetuned(dir: &Path) -> anyhow::Result<FinetunedModel> {
     }
     let head = task.head(labels.len(), pooling);
     let l = config.num_patches();
-    let (model, report) = PixelForFinetuning::from_state_dict(
-        config,
-        head,
-        l,
-        &ckpt.weights,
-        &mut Rng::new(0),
-    )
-    .map_err(anyhow::Error::msg)
-    .with_context(|| format!("loading {}", dir.display()))?;
+    let (model, report) =
+        PixelForFinetuning::from_state_dict(config, head, l, &ckpt.weights, &mut Rng::new(0))
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("loading {}", dir.display()))?;
     if !report.missing.is_empty() {
         bail!(
             "{}: the checkpoint lacks {} weights of the {} model, e.g. {}",
@@ -275,7 +276,10 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
         load_dataset(task, &opts.train, &labels)?,
         opts.max_train_examples,
     );
-    let dev = take_examples(load_dataset(task, &opts.dev, &labels)?, opts.max_dev_examples);
+    let dev = take_examples(
+        load_dataset(task, &opts.dev, &labels)?,
+        opts.max_dev_examples,
+    );
     let renderer = task_renderer(opts.max_seq_length, opts.layout)?;
     let (train_r, train_stats) = render_examples(&renderer, &train, opts.progress, "train");
     let (dev_r, dev_stats) = render_examples(&renderer, &dev, opts.progress, "dev");
@@ -301,7 +305,11 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
     let mut csv = std::io::BufWriter::new(
         std::fs::File::create(&csv_path).with_context(|| format!("{}", csv_path.display()))?,
     );
-    writeln!(csv, "step,loss,lr,grad_norm,dev_{},ms_per_step", task.metric_name())?;
+    writeln!(
+        csv,
+        "step,loss,lr,grad_norm,dev_{},ms_per_step",
+        task.metric_name()
+    )?;
 
     let eval_batch = opts.batch_size.max(16);
     let dev_words = rendered_words(&dev_r);
@@ -311,7 +319,12 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
         &dev,
         &majority_predictions(task, &train, &dev, &dev_words),
     );
-    let mut best = score(task, &labels, &dev, &predict(&model, task, &dev, &dev_r, eval_batch));
+    let mut best = score(
+        task,
+        &labels,
+        &dev,
+        &predict(&model, task, &dev, &dev_r, eval_batch),
+    );
     eprintln!(
         "dev before training: {} | majority baseline: {}",
         best.summary, baseline.summary
@@ -370,8 +383,13 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
         last_loss = loss;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         let mut dev_metric = String::new();
-        if step % opts.eval_every == 0 || step == opts.steps {
-            let report = score(task, &labels, &dev, &predict(&model, task, &dev, &dev_r, eval_batch));
+        if step.is_multiple_of(opts.eval_every) || step == opts.steps {
+            let report = score(
+                task,
+                &labels,
+                &dev,
+                &predict(&model, task, &dev, &dev_r, eval_batch),
+            );
             let metric = report.metric;
             dev_metric = format!("{metric:.4}");
             if metric > best.metric || best_step == 0 {
@@ -388,7 +406,10 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
                 best.metric
             ));
         }
-        writeln!(csv, "{step},{loss:.6},{lr:.6e},{grad_norm:.6},{dev_metric},{ms:.1}")?;
+        writeln!(
+            csv,
+            "{step},{loss:.6},{lr:.6e},{grad_norm:.6},{dev_metric},{ms:.1}"
+        )?;
         bar.set_position(step);
         bar.set_message(format!("loss {loss:.4}"));
         if since_best >= opts.patience && opts.patience > 0 {
@@ -456,8 +477,10 @@ fn progress_bar(opts: &FinetuneOptions) -> ProgressBar {
     }
     let bar = ProgressBar::new(opts.steps);
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (ETA {eta})")
-            .expect("progress template"),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (ETA {eta})",
+        )
+        .expect("progress template"),
     );
     bar
 }

@@ -45,7 +45,10 @@ mod tests {
             detokenize("it 's a charming , funny movie . "),
             "it's a charming, funny movie."
         );
-        assert_eq!(detokenize("i did n't like it ( at all ) !"), "i didn't like it (at all)!");
+        assert_eq!(
+            detokenize("i did n't like it ( at all ) !"),
+            "i didn't like it (at all)!"
+        );
         assert_eq!(detokenize("   "), "");
     }
 }
