@@ -373,3 +373,52 @@ fn parser_predicts_raw_text_without_gold_trees() {
     assert_eq!(rels.len(), 6);
     assert!(heads.iter().all(|&h| h <= 32) && rels.iter().all(|&r| r < 38));
 }
+
+#[test]
+fn foreign_finetuned_checkpoint_loads_with_task_given() {
+    use pixel::engine::{Rng, Tensor};
+    use pixel::finetune::data::example_from_text;
+    use pixel::finetune::eval::predict;
+    use pixel::finetune::run::load_finetuned;
+    use pixel::model::checkpoint::save_checkpoint;
+    use pixel::model::finetune::PixelForFinetuning;
+    use pixel::model::PixelConfig;
+    // A token-classification checkpoint as HuggingFace writes it: HF key names,
+    // id2label, no pixel-specific fields, plus a key the model does not use.
+    let labels = ["O", "B-PER", "I-PER"];
+    let mut config = PixelConfig::tiny(32);
+    config.id2label = Some(
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l.to_string()))
+            .collect(),
+    );
+    let model = PixelForFinetuning::new(
+        config.clone(),
+        Task::Ner.head(3, Pooling::Mean),
+        &mut Rng::new(5),
+    );
+    let mut weights = model.state_dict();
+    weights.insert("qa_outputs.weight".into(), Tensor::zeros(&[2, 64]));
+    let dir = out_dir("foreign");
+    save_checkpoint(&dir, &model.config, &weights).unwrap();
+    let err = load_finetuned(&dir, None).err().expect("task is unknown");
+    assert!(format!("{err:#}").contains("pass --task"), "{err:#}");
+    let loaded = load_finetuned(&dir, Some(Task::Ner)).unwrap();
+    assert_eq!(loaded.labels, labels);
+    assert_eq!(loaded.layout, Layout::Pango);
+    let example = example_from_text(Task::Ner, "Obi go Lagos");
+    let renderer = task_renderer(32, Layout::Pango).unwrap();
+    let (rs, _) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
+    let a = predict(&model, Task::Ner, std::slice::from_ref(&example), &rs, 1);
+    let b = predict(
+        &loaded.model,
+        Task::Ner,
+        std::slice::from_ref(&example),
+        &rs,
+        1,
+    );
+    assert_eq!(a, b);
+    let _ = std::fs::remove_dir_all(&dir);
+}

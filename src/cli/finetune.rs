@@ -143,7 +143,8 @@ pub struct EvaluateArgs {
     /// Labelled file in the task's format.
     #[arg(long)]
     pub data: PathBuf,
-    /// Task; must match the checkpoint's (default: the checkpoint's).
+    /// Task; must match the checkpoint's. Needed for checkpoints not written by
+    /// `pixel finetune` (e.g. HuggingFace PIXEL ones), whose config does not say.
     #[arg(long)]
     pub task: Option<Task>,
     /// Training file, to print the majority baseline next to the score.
@@ -154,16 +155,7 @@ pub struct EvaluateArgs {
 }
 
 pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
-    let m = load_finetuned(&args.checkpoint)?;
-    if let Some(t) = args.task {
-        anyhow::ensure!(
-            t == m.task,
-            "--task {} but {} was finetuned for {}",
-            t.name(),
-            args.checkpoint.display(),
-            m.task.name()
-        );
-    }
+    let m = load_finetuned(&args.checkpoint, args.task)?;
     let ds = load_dataset(m.task, &args.data, &m.labels)?;
     let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
     let (rs, stats) = render_examples(&renderer, &ds.examples, true, "data");
@@ -204,7 +196,8 @@ pub struct PredictArgs {
     /// Finetuned checkpoint directory (OUT/best of `pixel finetune`).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Task; must match the checkpoint's (default: the checkpoint's).
+    /// Task; must match the checkpoint's. Needed for checkpoints not written by
+    /// `pixel finetune` (e.g. HuggingFace PIXEL ones), whose config does not say.
     #[arg(long)]
     pub task: Option<Task>,
     /// Text to label; words are split on whitespace for pos, ner and parse.
@@ -212,16 +205,7 @@ pub struct PredictArgs {
 }
 
 pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
-    let m = load_finetuned(&args.checkpoint)?;
-    if let Some(t) = args.task {
-        anyhow::ensure!(
-            t == m.task,
-            "--task {} but {} was finetuned for {}",
-            t.name(),
-            args.checkpoint.display(),
-            m.task.name()
-        );
-    }
+    let m = load_finetuned(&args.checkpoint, args.task)?;
     let example = example_from_text(m.task, &args.text);
     anyhow::ensure!(
         !example.words().is_empty() || m.task == Task::Classify,

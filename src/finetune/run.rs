@@ -124,8 +124,11 @@ pub struct FinetunedModel {
     pub layout: Layout,
 }
 
-/// Loads a checkpoint written by `pixel finetune` (its config.json names the task).
-pub fn load_finetuned(dir: &Path) -> anyhow::Result<FinetunedModel> {
+/// Loads a finetuned checkpoint. One written by `pixel finetune` names its task,
+/// layout and pooling in config.json; for any other (e.g. a HuggingFace PIXEL
+/// checkpoint, SPEC 4.2) pass `task` and the labels come from `id2label`.
+/// Keys the model does not use are reported on stderr, not fatal.
+pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<FinetunedModel> {
     let ckpt = load_checkpoint(dir).with_context(|| format!("checkpoint {}", dir.display()))?;
     let config = ckpt
         .config
@@ -137,19 +140,28 @@ pub fn load_finetuned(dir: &Path) -> anyhow::Result<FinetunedModel> {
             .and_then(|v| v.as_str())
             .map(str::to_string)
     };
-    let task: Task = get("finetuning_task")
-        .with_context(|| {
-            format!(
-                "{}: config.json has no finetuning_task (not written by pixel finetune?)",
-                dir.display()
-            )
-        })?
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let layout: Layout = get("renderer_layout")
-        .unwrap_or_else(|| "pango".into())
-        .parse()
-        .map_err(anyhow::Error::msg)?;
+    let stored: Option<Task> = get("finetuning_task")
+        .map(|t| t.parse().map_err(anyhow::Error::msg))
+        .transpose()?;
+    let task = match (stored, task) {
+        (Some(s), Some(t)) if s != t => bail!(
+            "--task {} but {} was finetuned for {}",
+            t.name(),
+            dir.display(),
+            s.name()
+        ),
+        (Some(s), _) => s,
+        (None, Some(t)) => t,
+        (None, None) => bail!(
+            "{}: config.json does not say which task the model was finetuned for \
+             (not written by pixel finetune): pass --task",
+            dir.display()
+        ),
+    };
+    let layout: Layout = match get("renderer_layout") {
+        Some(l) => l.parse().map_err(anyhow::Error::msg)?,
+        None => task.defaults().layout,
+    };
     let pooling = parse_pooling(&get("pooling_mode").unwrap_or_else(|| "mean".into()))
         .map_err(anyhow::Error::msg)?;
     let id2label = config
@@ -171,6 +183,14 @@ pub fn load_finetuned(dir: &Path) -> anyhow::Result<FinetunedModel> {
         PixelForFinetuning::from_state_dict(config, head, l, &ckpt.weights, &mut Rng::new(0))
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("loading {}", dir.display()))?;
+    if !report.unexpected.is_empty() {
+        eprintln!(
+            "{}: {} unused keys in the checkpoint: {:?}",
+            dir.display(),
+            report.unexpected.len(),
+            report.unexpected
+        );
+    }
     if !report.missing.is_empty() {
         bail!(
             "{}: the checkpoint lacks {} weights of the {} model, e.g. {}",
