@@ -19,3 +19,7 @@ pub use norm::{layer_norm, normalize_rows_unbiased};
 pub use shape::{
     concat, expand_first, gather_rows, narrow, permute, reshape, scatter_rows, transpose,
 };
+
+/// The CUDA path of the ops above (feature `cuda`).
+#[cfg(feature = "cuda")]
+pub mod cuda;

@@ -194,6 +194,17 @@ impl DeviceBuffer {
     }
 }
 
+impl fmt::Debug for DeviceBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "DeviceBuffer({} floats on cuda:{})",
+            self.slice.len(),
+            self.device.ordinal
+        )
+    }
+}
+
 impl Clone for DeviceBuffer {
     /// A device-to-device copy.
     fn clone(&self) -> DeviceBuffer {

@@ -171,6 +171,29 @@ pub fn binary_broadcast(
     );
 }
 
+/// `x[i] += b[i % nb]` in place (a bias over rows).
+pub fn add_broadcast_in_place(x: &mut DeviceBuffer, b: &DeviceBuffer, n: usize, nb: usize) {
+    assert!(
+        nb > 0 && n.is_multiple_of(nb),
+        "add_broadcast_in_place: {nb} does not divide {n}"
+    );
+    check("add_broadcast_in_place", x, n);
+    check("add_broadcast_in_place", b, nb);
+    let dev = same_device("add_broadcast_in_place", &[x, b]);
+    let (px, pb) = (ptr(x, 0), ptr(b, 0));
+    let (op, n_, nb_) = (
+        BinaryOp::Add as i32,
+        int("add_broadcast", n),
+        int("add_broadcast", nb),
+    );
+    launch!(
+        dev,
+        "binary_broadcast",
+        grid(n),
+        [&px, &px, &pb, &op, &n_, &nb_]
+    );
+}
+
 /// `out[i] = a[i % na]` for i < n.
 pub fn repeat(out: &mut DeviceBuffer, a: &DeviceBuffer, n: usize, na: usize) {
     assert!(na > 0, "repeat: empty source");
