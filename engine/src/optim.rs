@@ -196,6 +196,19 @@ fn sum_squares_all(grads: &[&Tensor]) -> f64 {
     grads.iter().map(|g| sum_squares(g.data())).sum::<f64>()
 }
 
+/// Sum of squares of each gradient, in f64 (device gradients: one read-back for all).
+pub fn sum_squares_each(grads: &[&Tensor]) -> Vec<f64> {
+    #[cfg(feature = "cuda")]
+    if grads.iter().any(|g| g.device() != Device::Cpu) {
+        let bufs: Vec<_> = grads
+            .iter()
+            .map(|g| (g.cuda_buffer("sum_squares_each"), g.numel()))
+            .collect();
+        return pixel_kernels::cuda::launch::sum_squares(&bufs);
+    }
+    grads.iter().map(|g| sum_squares(g.data())).collect()
+}
+
 /// Global L2 norm of all gradients (accumulated in f64).
 pub fn global_grad_norm(grads: &[&Tensor]) -> f64 {
     sum_squares_all(grads).sqrt()

@@ -316,6 +316,19 @@ impl fmt::Debug for Tensor {
     }
 }
 
+/// Wait until all work queued on `device` has finished (timing; a no-op on the CPU).
+pub fn synchronize(device: Device) {
+    match device {
+        Device::Cpu => {}
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => pixel_kernels::cuda::device(i)
+            .unwrap_or_else(|e| panic!("synchronize(cuda:{i}): {e}"))
+            .synchronize(),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(i) => panic!("synchronize: cuda:{i} needs the `cuda` feature"),
+    }
+}
+
 /// Resolve a possibly negative axis against a rank.
 pub fn normalize_axis(axis: isize, rank: usize) -> usize {
     let a = if axis < 0 { axis + rank as isize } else { axis };

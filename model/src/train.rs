@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use pixel_engine::kernels::elementwise::{axpy, scale, sum_squares};
-use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
+use pixel_engine::optim::{sum_squares_each, AdamW, AdamWConfig, LrSchedule};
 use pixel_engine::{Rng, Tape, Tensor};
 
 use crate::masking::PatchMasking;
@@ -121,34 +120,40 @@ impl Trainer {
                 match (slot.as_mut(), g) {
                     (None, Some(mut g)) => {
                         if n > 1.0 {
-                            scale(g.data_mut(), 1.0 / n);
+                            g.scale_in_place(1.0 / n);
                         }
                         *slot = Some(g);
                     }
-                    (Some(s), Some(g)) => axpy(s.data_mut(), 1.0 / n, g.data()),
+                    (Some(s), Some(g)) => s.axpy_in_place(1.0 / n, &g),
                     _ => {}
                 }
             }
         }
         // Global norm, clip coefficient (torch clip_grad_norm_), non-finite check.
+        // Device gradients are reduced on the device and read back once.
+        let present: Vec<(&str, &Tensor)> = self
+            .model
+            .params
+            .iter()
+            .zip(&sum)
+            .filter_map(|(p, g)| g.as_ref().map(|g| (p.name.as_str(), g)))
+            .collect();
+        let squares = sum_squares_each(&present.iter().map(|(_, g)| *g).collect::<Vec<_>>());
         let mut norm_sq = 0.0f64;
-        for (p, g) in self.model.params.iter().zip(&sum) {
-            if let Some(g) = g {
-                let s = sum_squares(g.data());
-                if !s.is_finite() {
-                    return Err(NonFiniteError {
-                        step,
-                        what: format!("gradient of {} ({})", p.name, param_group(&p.name)),
-                    });
-                }
-                norm_sq += s;
+        for (&(name, _), &s) in present.iter().zip(&squares) {
+            if !s.is_finite() {
+                return Err(NonFiniteError {
+                    step,
+                    what: format!("gradient of {name} ({})", param_group(name)),
+                });
             }
+            norm_sq += s;
         }
         let grad_norm = norm_sq.sqrt();
         let clip_coef = (self.max_grad_norm as f64 / (grad_norm + 1e-6)).min(1.0) as f32;
         if clip_coef < 1.0 {
             for g in sum.iter_mut().flatten() {
-                scale(g.data_mut(), clip_coef);
+                g.scale_in_place(clip_coef);
             }
         }
         let lr = self.schedule.lr(step);

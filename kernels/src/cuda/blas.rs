@@ -6,10 +6,12 @@
 //! one's transpose flag.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
 use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
-use cudarc::driver::{CudaView, CudaViewMut};
+use cudarc::driver::sys::CUevent_flags;
+use cudarc::driver::{CudaEvent, CudaView, CudaViewMut};
 
 use super::context::GpuDevice;
 use crate::gemm::GemmShape;
@@ -25,6 +27,36 @@ pub fn set_tf32(on: bool) {
 
 pub fn tf32_enabled() -> bool {
     TF32.load(Ordering::Relaxed)
+}
+
+/// While timing is on, a (start, end) event pair around every matmul.
+static GEMM_EVENTS: Mutex<Option<Vec<(CudaEvent, CudaEvent)>>> = Mutex::new(None);
+
+/// Start timing every matmul (events on the stream: no synchronisation per call).
+pub fn gemm_timing_start() {
+    *GEMM_EVENTS.lock().expect("GEMM timing poisoned") = Some(Vec::new());
+}
+
+/// Stop timing; the GPU time of the matmuls since [`gemm_timing_start`], in ms
+/// (waits for them to finish).
+pub fn gemm_timing_take() -> f64 {
+    let events = GEMM_EVENTS.lock().expect("GEMM timing poisoned").take();
+    events
+        .unwrap_or_default()
+        .iter()
+        .map(|(start, end)| start.elapsed_ms(end).expect("GEMM timing event") as f64)
+        .sum()
+}
+
+/// A timing event recorded on the device's stream now.
+fn timing_event(dev: &GpuDevice) -> CudaEvent {
+    let e = dev
+        .ctx
+        .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .expect("GEMM timing: cannot create an event");
+    e.record(&dev.stream)
+        .expect("GEMM timing: cannot record an event");
+    e
 }
 
 /// Put the device's cuBLAS handle in the math mode the TF32 flag asks for.
@@ -111,6 +143,8 @@ pub fn sgemm_strided_batched(
         stride_b: stride_a as i64,
         stride_c: stride_c as i64,
     };
+    let timing = GEMM_EVENTS.lock().expect("GEMM timing poisoned").is_some();
+    let start = timing.then(|| timing_event(dev));
     // SAFETY: the sizes were checked against the buffer lengths above.
     unsafe { dev.blas.gemm_strided_batched(cfg, b, a, c) }.unwrap_or_else(|e| {
         panic!(
@@ -118,4 +152,10 @@ pub fn sgemm_strided_batched(
             dev.ordinal
         )
     });
+    if let Some(start) = start {
+        let end = timing_event(dev);
+        if let Some(events) = GEMM_EVENTS.lock().expect("GEMM timing poisoned").as_mut() {
+            events.push((start, end));
+        }
+    }
 }

@@ -18,7 +18,9 @@ pub mod nvrtc;
 
 use std::fmt;
 
-pub use blas::{set_tf32, sgemm_strided_batched, tf32_enabled};
+pub use blas::{
+    gemm_timing_start, gemm_timing_take, set_tf32, sgemm_strided_batched, tf32_enabled,
+};
 pub use context::{device, driver_present, DeviceBuffer, GpuDevice};
 
 /// A CUDA setup failure: no driver, no NVRTC, a kernel that does not compile,
