@@ -177,13 +177,16 @@ impl Tensor {
             (Storage::Cpu(_), Device::Cpu) => Ok(self.clone()),
             (Storage::Cuda(_), Device::Cpu) => Ok(self.to_host()),
             (Storage::Cuda(b), Device::Cuda(i)) if b.ordinal() == i => Ok(self.clone()),
-            (_, Device::Cuda(i)) => {
+            (Storage::Cpu(v), Device::Cuda(i)) => {
                 let dev = cuda::device(i).map_err(|e| format!("to_device(cuda:{i}): {e}"))?;
-                let host = self.to_host();
                 Ok(Tensor::from_device(
                     &self.shape,
-                    DeviceBuffer::from_host(&dev, host.data()),
+                    DeviceBuffer::from_host(&dev, v),
                 ))
+            }
+            (Storage::Cuda(_), Device::Cuda(i)) => {
+                // Between GPUs through the host (explicit, and rare).
+                self.to_host().to_device(Device::Cuda(i))
             }
         }
     }

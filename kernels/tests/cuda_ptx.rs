@@ -4,7 +4,7 @@
 //! PIXEL_REQUIRE_NVRTC=1 (CI) makes that a failure.
 #![cfg(feature = "cuda")]
 
-use pixel_kernels::cuda::nvrtc::{compile, entry_names, nvrtc_present, SOURCES};
+use pixel_kernels::cuda::nvrtc::{compile, compile_cubin, entry_names, nvrtc_present, SOURCES};
 
 fn nvrtc_or_skip() -> bool {
     if nvrtc_present() {
@@ -38,6 +38,23 @@ fn every_kernel_source_compiles_to_ptx_with_its_entries() {
                     "PTX of {name}.cu ({arch:?}) has no entry {entry}"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_source_compiles_to_machine_code() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    // A100 and H100: what a device loads first.
+    for arch in ["sm_80", "sm_90"] {
+        for (name, _) in SOURCES {
+            let bin = compile_cubin(name, arch).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                bin.starts_with(b"\x7fELF"),
+                "{name}.cu for {arch}: not an ELF cubin"
+            );
         }
     }
 }

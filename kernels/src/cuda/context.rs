@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut};
+use cudarc::nvrtc::Ptx;
 
-use super::nvrtc::{compile, entry_names, SOURCES};
+use super::nvrtc::{compile, compile_cubin, entry_names, SOURCES};
 use super::CudaError;
 
 /// True when the CUDA driver library can be loaded. cudarc panics when it
@@ -77,17 +78,24 @@ impl GpuDevice {
         }
         let blas = CudaBlas::new(stream.clone())
             .map_err(|e| CudaError(format!("cannot create a cuBLAS handle: {e}")))?;
-        // PTX for the device's own architecture.
+        // Machine code for the device's own architecture; PTX if that fails to
+        // load (then the driver JIT-compiles it, if it is as new as NVRTC).
         let (major, minor) = ctx
             .compute_capability()
             .map_err(|e| CudaError(format!("cannot query CUDA device {ordinal}: {e}")))?;
-        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+        let sm = format!("sm_{major}{minor}");
+        let compute: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
         let mut functions = HashMap::new();
         for (name, source) in SOURCES {
-            let ptx = compile(name, Some(arch))?;
-            let module = ctx
-                .load_module(ptx)
-                .map_err(|e| CudaError(format!("cannot load kernels/cuda/{name}.cu: {e} (a driver older than NVRTC rejects its PTX)")))?;
+            let cubin = compile_cubin(name, &sm)?;
+            let module = match ctx.load_module(Ptx::from_binary(cubin)) {
+                Ok(m) => m,
+                Err(cubin_err) => ctx.load_module(compile(name, Some(compute))?).map_err(|e| {
+                    CudaError(format!(
+                        "cannot load kernels/cuda/{name}.cu: CUBIN for {sm}: {cubin_err}; PTX: {e} (a driver older than NVRTC rejects its PTX)"
+                    ))
+                })?,
+            };
             for entry in entry_names(source) {
                 let f = module
                     .load_function(&entry)
