@@ -267,6 +267,19 @@ fn device_reported_and_host_accessors_explain_themselves() {
             let err = std::panic::catch_unwind(|| g.data().len()).expect_err("data() on CUDA");
             let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
             assert!(msg.contains("to_host()"), "unhelpful message: {msg}");
+            // Mixed devices: a clear panic naming the op, never an implicit copy.
+            let err = std::panic::catch_unwind(|| {
+                let mut tape = Tape::new();
+                let a = tape.leaf_tensor(t.clone());
+                let b = tape.leaf_tensor(on(d, &t));
+                ops::add(&mut tape, &a, &b);
+            })
+            .expect_err("add of a host and a device tensor");
+            let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(
+                msg.contains("add") && msg.contains("Cuda(0)"),
+                "unhelpful message: {msg}"
+            );
         }
         Err(why) => {
             eprintln!("CUDA half skipped: {why}");
