@@ -3,7 +3,8 @@
 # GPU and driver:
 #   1. build with --features cuda,
 #   2. the CUDA op tests (each op on CPU and CUDA, compared) and the PTX test,
-#   3. model parity with the reference fixtures on CUDA,
+#   3. model parity with the reference fixtures on CUDA, and two full training
+#      steps of a tiny model on CUDA against the CPU,
 #   4. `pixel bench --device cuda` on PIXEL-base at batch 32, FP32 and TF32,
 #   5. the PyTorch reference step on the same GPU (TF32 on), for comparison.
 # Run from anywhere; PIXEL_SHARED (default ../shared, else ./shared) locates
@@ -61,6 +62,8 @@ step "CUDA op tests and NVRTC test" \
     cargo test --release -p pixel-kernels -p pixel-engine --features cuda -- --nocapture
 step "parity on CUDA ($PIXEL_FIXTURES)" \
     cargo test --release --features cuda --test parity -- --nocapture
+step "training steps on CUDA vs CPU (tiny model)" \
+    cargo test --release --features cuda --test cuda_train_step -- --nocapture
 step "pixel bench, PIXEL-base, batch 32, FP32" \
     "$target/release/pixel" bench --config base --device cuda --step-batch 32 --repeats 5
 step "pixel bench, PIXEL-base, batch 32, TF32" \
