@@ -111,7 +111,7 @@ pub fn attention(
     }
     #[cfg(feature = "cuda")]
     if cuda::any_on_device(&[q, k, v]) {
-        return cuda::linalg::attention(t, q, k, v, key_mask, cfg, rng);
+        return cuda::attention::attention(t, q, k, v, key_mask, cfg, rng);
     }
     let split = [b, n, h, d];
     let to_heads = [0, 2, 1, 3]; // (B, N, H, D) -> (B, H, N, D)

@@ -5,6 +5,7 @@
 //! lists, row weights, labels) are uploaded by the op.
 
 pub mod arith;
+pub mod attention;
 pub mod linalg;
 pub mod nn;
 pub mod shape;
