@@ -1,11 +1,13 @@
 //! Model parity with the reference PyTorch PIXEL: forward outputs, loss and
 //! every gradient, from a fixture directory (`PIXEL_FIXTURES`, default
 //! `../shared/fixtures/pixel-tiny`). Runs unchanged on any fixture of that format.
+//! With the `cuda` feature the same comparison also runs on GPU 0 when a
+//! driver is present.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pixel::engine::{Rng, Tape, Tensor, Var};
+use pixel::engine::{Device, Rng, Tape, Tensor, Var};
 use pixel::model::checkpoint::{read_npy, read_npy_dir};
 use pixel::model::{ForwardMode, PatchMasking, PixelConfig, PixelForPreTraining};
 
@@ -71,8 +73,29 @@ impl Tally {
 #[test]
 fn forward_backward_and_unmasked_encoder_match_reference() {
     let Some(dir) = fixture_dir() else { return };
+    check_parity(&dir, Device::Cpu);
+}
+
+/// The same comparison with the model and inputs on GPU 0 (outputs copied back).
+#[cfg(feature = "cuda")]
+#[test]
+fn forward_backward_and_unmasked_encoder_match_reference_on_cuda() {
+    let Some(dir) = fixture_dir() else { return };
+    if let Err(e) = pixel::engine::kernels::cuda::device(0) {
+        eprintln!("skipping CUDA parity: {e}");
+        return;
+    }
+    check_parity(&dir, Device::Cuda(0));
+}
+
+/// A host copy of a var's value (a clone on the CPU).
+fn host(v: &Var) -> Tensor {
+    v.value().to_host()
+}
+
+fn check_parity(dir: &Path, device: Device) {
     let config = PixelConfig::from_file(dir.join("config.json")).expect("fixture config");
-    let weights = read_npy_dir(&dir, None).expect("fixture weights");
+    let weights = read_npy_dir(dir, None).expect("fixture weights");
     let mut model = PixelForPreTraining::new(config.clone(), &mut Rng::new(0));
     let report = model
         .params
@@ -83,6 +106,10 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
         "fixture lacks weights: {:?}",
         report.missing
     );
+    model
+        .params
+        .to_device(device)
+        .expect("parameters to device");
 
     let npy = |name: &str| {
         read_npy(dir.join(format!("{name}.npy"))).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -96,7 +123,9 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
 
     let mut tape = Tape::new();
     let pv = model.params.vars(&mut tape);
-    let pixels = tape.leaf(Arc::new(pixel_values.clone()));
+    let pixels = tape.leaf(Arc::new(
+        pixel_values.to_device(device).expect("pixels to device"),
+    ));
     let mut rng = Rng::new(0);
     let mode = ForwardMode {
         training: false,
@@ -118,19 +147,19 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
     };
     tally.check(
         "last_hidden_state",
-        out.last_hidden_state.data(),
+        host(&out.last_hidden_state).data(),
         &npy("last_hidden_state"),
         1e-7,
     );
-    tally.check("logits", out.logits.data(), &npy("logits"), 1e-7);
-    tally.check("loss", out.loss.data(), &npy("loss"), 1e-7);
+    tally.check("logits", host(&out.logits).data(), &npy("logits"), 1e-7);
+    tally.check("loss", host(&out.loss).data(), &npy("loss"), 1e-7);
     assert_eq!(out.loss_mask, npy("loss_mask").data(), "loss_mask differs");
 
     let mut grads = tape.backward(&out.loss);
     let dpixels = grads.take(&pixels).expect("gradient for pixel_values");
     tally.check(
         "grad.pixel_values",
-        dpixels.data(),
+        dpixels.to_host().data(),
         &npy("grad.pixel_values"),
         1e-7,
     );
@@ -146,7 +175,12 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
             .unwrap_or_else(|| panic!("no gradient reached {}", p.name));
         // Gradients that are exactly zero in exact arithmetic (attention key
         // bias) are rounding noise in the fixture: an absolute floor covers them.
-        tally.check(&format!("grad.{}", p.name), g.data(), &reference, 1e-7);
+        tally.check(
+            &format!("grad.{}", p.name),
+            g.to_host().data(),
+            &reference,
+            1e-7,
+        );
         checked += 1;
     }
     drop(pv);
@@ -163,13 +197,13 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
         let hidden = model.encode_unmasked(
             &mut t2,
             &pv2,
-            &Var::constant(pixel_values),
+            &Var::constant(pixel_values.to_device(device).expect("pixels to device")),
             attention_mask.data(),
             mode,
         );
         tally.check(
             "unmasked_last_hidden_state",
-            hidden.data(),
+            host(&hidden).data(),
             &npy("unmasked_last_hidden_state"),
             1e-7,
         );
@@ -178,7 +212,7 @@ fn forward_backward_and_unmasked_encoder_match_reference() {
     }
 
     eprintln!(
-        "parity: {checked} parameter gradients + 6 outputs checked; worst {} at {:.3} of tolerance",
+        "parity ({device:?}): {checked} parameter gradients + 6 outputs checked; worst {} at {:.3} of tolerance",
         tally.worst_name, tally.worst_ratio
     );
     assert!(

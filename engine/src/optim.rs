@@ -4,7 +4,11 @@
 use pixel_kernels::adamw::{adamw_update, AdamWStep};
 use pixel_kernels::elementwise::{scale, sum_squares};
 
+#[cfg(feature = "cuda")]
+use crate::tensor::Device;
 use crate::tensor::Tensor;
+#[cfg(feature = "cuda")]
+use pixel_kernels::cuda::DeviceBuffer;
 
 /// AdamW hyper-parameters (HF defaults: beta1 0.9, beta2 0.999, eps 1e-8).
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +47,10 @@ pub struct AdamW {
     pub v: Vec<Vec<f32>>,
     /// Updates taken so far (the next update uses t = step + 1).
     pub step: u64,
+    /// Moments of device parameters: (m, v), each one flat buffer over every
+    /// parameter in order (the fused kernel updates them all in one launch).
+    #[cfg(feature = "cuda")]
+    pub device_moments: Option<(DeviceBuffer, DeviceBuffer)>,
 }
 
 impl AdamW {
@@ -52,12 +60,18 @@ impl AdamW {
             m: Vec::new(),
             v: Vec::new(),
             step: 0,
+            #[cfg(feature = "cuda")]
+            device_moments: None,
         }
     }
 
     /// Apply one update with learning rate `lr` to every parameter. The order
     /// of `params` must be the same at every call (it indexes the moments).
     pub fn update(&mut self, params: &mut [ParamUpdate<'_>], lr: f32) {
+        #[cfg(feature = "cuda")]
+        if params.iter().any(|p| p.value.device() != Device::Cpu) {
+            return self.update_cuda(params, lr);
+        }
         if self.m.is_empty() {
             self.m = params.iter().map(|p| vec![0.0; p.value.numel()]).collect();
             self.v = self.m.clone();
@@ -101,27 +115,118 @@ impl AdamW {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl AdamW {
+    /// [`AdamW::update`] for device parameters: one fused kernel over all of them.
+    fn update_cuda(&mut self, params: &mut [ParamUpdate<'_>], lr: f32) {
+        use pixel_kernels::cuda::launch::{adamw_fused, FusedAdamW};
+        let device = params[0].value.device();
+        for (i, p) in params.iter().enumerate() {
+            assert!(
+                p.value.device() == device && p.grad.device() == device,
+                "AdamW::update: parameter {i} on {:?} with gradient on {:?}, parameter 0 on {device:?}",
+                p.value.device(),
+                p.grad.device()
+            );
+            assert_eq!(
+                p.value.shape(),
+                p.grad.shape(),
+                "AdamW::update: parameter {i} and its gradient differ in shape"
+            );
+        }
+        assert!(
+            self.m.is_empty(),
+            "AdamW::update: host moments exist but the parameters are on {device:?}"
+        );
+        let lens: Vec<usize> = params.iter().map(|p| p.value.numel()).collect();
+        let total: usize = lens.iter().sum();
+        let (m, v) = self.device_moments.get_or_insert_with(|| {
+            let dev = params[0].value.cuda_buffer("AdamW").device().clone();
+            (
+                DeviceBuffer::zeros(&dev, total),
+                DeviceBuffer::zeros(&dev, total),
+            )
+        });
+        assert!(
+            m.capacity() >= total,
+            "AdamW::update: device moments hold {} values, parameters {total}",
+            m.capacity()
+        );
+        self.step += 1;
+        let t = self.step as i32;
+        let bc1 = 1.0 - (self.config.beta1 as f64).powi(t);
+        let bc2 = 1.0 - (self.config.beta2 as f64).powi(t);
+        let h = FusedAdamW {
+            step_size: (lr as f64 * bc2.sqrt() / bc1) as f32,
+            beta1: self.config.beta1,
+            beta2: self.config.beta2,
+            eps: self.config.eps,
+        };
+        let decay: Vec<f32> = params
+            .iter()
+            .map(|p| {
+                if p.decay {
+                    lr * self.config.weight_decay
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut values = Vec::with_capacity(params.len());
+        let mut grads = Vec::with_capacity(params.len());
+        for p in params.iter_mut() {
+            grads.push(p.grad.cuda_buffer("AdamW"));
+            values.push(p.value.cuda_buffer_mut("AdamW"));
+        }
+        adamw_fused(&mut values, &grads, &lens, m, v, &decay, h);
+    }
+}
+
+/// Sum of squares of every gradient (device gradients reduced on the device,
+/// one read-back for all of them).
+fn sum_squares_all(grads: &[&Tensor]) -> f64 {
+    #[cfg(feature = "cuda")]
+    if grads.iter().any(|g| g.device() != Device::Cpu) {
+        let bufs: Vec<_> = grads
+            .iter()
+            .map(|g| (g.cuda_buffer("clip_grad_norm"), g.numel()))
+            .collect();
+        return pixel_kernels::cuda::launch::sum_squares(&bufs).iter().sum();
+    }
+    grads.iter().map(|g| sum_squares(g.data())).sum::<f64>()
+}
+
+/// Sum of squares of each gradient, in f64 (device gradients: one read-back for all).
+pub fn sum_squares_each(grads: &[&Tensor]) -> Vec<f64> {
+    #[cfg(feature = "cuda")]
+    if grads.iter().any(|g| g.device() != Device::Cpu) {
+        let bufs: Vec<_> = grads
+            .iter()
+            .map(|g| (g.cuda_buffer("sum_squares_each"), g.numel()))
+            .collect();
+        return pixel_kernels::cuda::launch::sum_squares(&bufs);
+    }
+    grads.iter().map(|g| sum_squares(g.data())).collect()
+}
+
 /// Global L2 norm of all gradients (accumulated in f64).
 pub fn global_grad_norm(grads: &[&Tensor]) -> f64 {
-    grads
-        .iter()
-        .map(|g| sum_squares(g.data()))
-        .sum::<f64>()
-        .sqrt()
+    sum_squares_all(grads).sqrt()
 }
 
 /// Clip gradients to a global norm as `torch.nn.utils.clip_grad_norm_`:
 /// `coef = min(1, max_norm / (norm + 1e-6))`. Returns (norm before clipping, coef).
 pub fn clip_grad_norm(grads: &mut [&mut Tensor], max_norm: f32) -> (f64, f32) {
-    let norm = grads
-        .iter()
-        .map(|g| sum_squares(g.data()))
-        .sum::<f64>()
-        .sqrt();
+    let views: Vec<&Tensor> = grads.iter().map(|g| &**g).collect();
+    let norm = sum_squares_all(&views).sqrt();
     let coef = (max_norm as f64 / (norm + 1e-6)).min(1.0) as f32;
     if coef < 1.0 {
         for g in grads.iter_mut() {
-            scale(g.data_mut(), coef);
+            if g.device() == crate::tensor::Device::Cpu {
+                scale(g.data_mut(), coef);
+            } else {
+                g.scale_in_place(coef);
+            }
         }
     }
     (norm, coef)

@@ -236,6 +236,10 @@ impl Tape {
             loss.shape()
         );
         let seed = Tensor::full(loss.shape(), 1.0);
+        #[cfg(feature = "cuda")]
+        let seed = seed
+            .to_device(loss.value().device())
+            .expect("backward: the loss's device is already open");
         self.backward_with(loss, seed)
     }
 
@@ -289,6 +293,11 @@ fn accumulate(slot: &mut Option<Tensor>, dx: Tensor) {
                 dx.shape(),
                 "gradient shape mismatch in accumulate"
             );
+            #[cfg(feature = "cuda")]
+            if g.device() != crate::tensor::Device::Cpu || dx.device() != crate::tensor::Device::Cpu
+            {
+                return g.axpy_in_place(1.0, &dx);
+            }
             pixel_kernels::elementwise::add_assign(g.data_mut(), dx.data());
         }
     }

@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-/// Where a tensor's storage lives. Only `Cpu` is implemented; `Cuda` is kept in
-/// the type so device code can be added without changing every signature.
+/// Where a tensor's storage lives. `Cuda(ordinal)` needs the `cuda` feature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
@@ -14,6 +13,9 @@ pub enum Device {
 #[derive(Clone)]
 pub enum Storage {
     Cpu(Vec<f32>),
+    /// Device memory (cloning copies on the device).
+    #[cfg(feature = "cuda")]
+    Cuda(pixel_kernels::cuda::DeviceBuffer),
 }
 
 /// A contiguous row-major f32 tensor.
@@ -75,34 +77,72 @@ impl Tensor {
     }
 
     pub fn device(&self) -> Device {
-        match self.storage {
+        match &self.storage {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Device::Cuda(b.ordinal()),
         }
     }
 
-    /// The host data. (Device tensors must be copied with `to_device(Cpu)` first.)
+    /// The host data. Panics on a device tensor: copy it with `to_host()` first.
+    #[track_caller]
     pub fn data(&self) -> &[f32] {
         match &self.storage {
             Storage::Cpu(v) => v,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => self.not_on_host("Tensor::data"),
         }
     }
 
+    #[track_caller]
     pub fn data_mut(&mut self) -> &mut [f32] {
+        #[cfg(feature = "cuda")]
+        if self.device() != Device::Cpu {
+            self.not_on_host("Tensor::data_mut")
+        }
         match &mut self.storage {
             Storage::Cpu(v) => v,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => unreachable!(),
         }
     }
 
+    #[track_caller]
     pub fn into_vec(self) -> Vec<f32> {
         match self.storage {
             Storage::Cpu(v) => v,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => self.not_on_host("Tensor::into_vec"),
         }
     }
 
-    /// The single value of a one-element tensor.
+    /// The single value of a one-element tensor (a device tensor is read back:
+    /// one synchronisation).
     pub fn item(&self) -> f32 {
         assert_eq!(self.numel(), 1, "item: tensor has shape {:?}", self.shape);
-        self.data()[0]
+        match &self.storage {
+            Storage::Cpu(v) => v[0],
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.to_host(1)[0],
+        }
+    }
+
+    /// Zeros on a device.
+    pub fn zeros_on(shape: &[usize], device: Device) -> Tensor {
+        match device {
+            Device::Cpu => Tensor::zeros(shape),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => {
+                let dev = pixel_kernels::cuda::device(i)
+                    .unwrap_or_else(|e| panic!("Tensor::zeros_on(cuda:{i}): {e}"));
+                Tensor::from_device(
+                    shape,
+                    pixel_kernels::cuda::DeviceBuffer::zeros(&dev, numel(shape)),
+                )
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(i) => panic!("Tensor::zeros_on: cuda:{i} needs the `cuda` feature"),
+        }
     }
 
     /// Same data, new shape (no copy). Panics if the element count differs.
@@ -117,14 +157,88 @@ impl Tensor {
         self
     }
 
-    /// Explicit copy to a device. Only the CPU exists in this build.
+    /// Explicit copy to a device (the only way data moves between host and GPU).
+    #[cfg(not(feature = "cuda"))]
     pub fn to_device(&self, device: Device) -> Result<Tensor, String> {
         match device {
             Device::Cpu => Ok(self.clone()),
             Device::Cuda(i) => Err(format!(
-                "to_device: CUDA device {i} requested, but this build has no CUDA support"
+                "to_device: CUDA device {i} requested, but this build has no CUDA support (build with --features cuda)"
             )),
         }
+    }
+
+    /// Explicit copy to a device (the only way data moves between host and GPU).
+    /// Errors when the device cannot be opened (no driver, no such GPU).
+    #[cfg(feature = "cuda")]
+    pub fn to_device(&self, device: Device) -> Result<Tensor, String> {
+        use pixel_kernels::cuda::{self, DeviceBuffer};
+        match (&self.storage, device) {
+            (Storage::Cpu(_), Device::Cpu) => Ok(self.clone()),
+            (Storage::Cuda(_), Device::Cpu) => Ok(self.to_host()),
+            (Storage::Cuda(b), Device::Cuda(i)) if b.ordinal() == i => Ok(self.clone()),
+            (Storage::Cpu(v), Device::Cuda(i)) => {
+                let dev = cuda::device(i).map_err(|e| format!("to_device(cuda:{i}): {e}"))?;
+                Ok(Tensor::from_device(
+                    &self.shape,
+                    DeviceBuffer::from_host(&dev, v),
+                ))
+            }
+            (Storage::Cuda(_), Device::Cuda(i)) => {
+                // Between GPUs through the host (explicit, and rare).
+                self.to_host().to_device(Device::Cuda(i))
+            }
+        }
+    }
+
+    /// A host copy (a clone for a host tensor; waits for queued device work).
+    pub fn to_host(&self) -> Tensor {
+        match &self.storage {
+            Storage::Cpu(_) => self.clone(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Tensor::new(&self.shape, b.to_host(self.numel())),
+        }
+    }
+
+    /// `self *= alpha` in place, on the tensor's device.
+    pub fn scale_in_place(&mut self, alpha: f32) {
+        #[cfg(feature = "cuda")]
+        if let Storage::Cuda(b) = &mut self.storage {
+            let n = numel(&self.shape);
+            return pixel_kernels::cuda::launch::scale(b, n, alpha);
+        }
+        pixel_kernels::elementwise::scale(self.data_mut(), alpha);
+    }
+
+    /// `self += alpha * src` in place (same shape, same device).
+    #[track_caller]
+    pub fn axpy_in_place(&mut self, alpha: f32, src: &Tensor) {
+        assert_eq!(self.shape, src.shape, "axpy_in_place: shapes differ");
+        #[cfg(feature = "cuda")]
+        if let Storage::Cuda(b) = &mut self.storage {
+            let n = numel(&self.shape);
+            return pixel_kernels::cuda::launch::axpy(
+                b,
+                alpha,
+                src.cuda_buffer("axpy_in_place"),
+                n,
+            );
+        }
+        if alpha == 1.0 {
+            pixel_kernels::elementwise::add_assign(self.data_mut(), src.data());
+        } else {
+            pixel_kernels::elementwise::axpy(self.data_mut(), alpha, src.data());
+        }
+    }
+
+    /// Sum of squares in f64 (a device tensor is reduced on the device and the
+    /// result read back).
+    pub fn sum_squares(&self) -> f64 {
+        #[cfg(feature = "cuda")]
+        if let Storage::Cuda(b) = &self.storage {
+            return pixel_kernels::cuda::launch::sum_squares(&[(b, self.numel())])[0];
+        }
+        pixel_kernels::elementwise::sum_squares(self.data())
     }
 
     /// Largest absolute value (0 for an empty tensor).
@@ -138,8 +252,61 @@ impl Tensor {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl Tensor {
+    /// A tensor over a device buffer of at least `numel(shape)` values.
+    pub fn from_device(shape: &[usize], buf: pixel_kernels::cuda::DeviceBuffer) -> Tensor {
+        assert!(
+            buf.capacity() >= numel(shape),
+            "Tensor::from_device: shape {shape:?} needs {} values, buffer holds {}",
+            numel(shape),
+            buf.capacity()
+        );
+        Tensor {
+            shape: shape.to_vec(),
+            storage: Storage::Cuda(buf),
+        }
+    }
+
+    /// The device buffer; panics naming `op` on a host tensor (a CUDA op was
+    /// handed a host tensor: move it with `to_device` first).
+    #[track_caller]
+    pub fn cuda_buffer(&self, op: &str) -> &pixel_kernels::cuda::DeviceBuffer {
+        match &self.storage {
+            Storage::Cuda(b) => b,
+            Storage::Cpu(_) => panic!(
+                "{op}: a tensor of shape {:?} is on the CPU while the op runs on CUDA; move it with to_device first",
+                self.shape
+            ),
+        }
+    }
+
+    #[track_caller]
+    pub fn cuda_buffer_mut(&mut self, op: &str) -> &mut pixel_kernels::cuda::DeviceBuffer {
+        let shape = self.shape.clone();
+        match &mut self.storage {
+            Storage::Cuda(b) => b,
+            Storage::Cpu(_) => panic!(
+                "{op}: a tensor of shape {shape:?} is on the CPU while the op runs on CUDA; move it with to_device first"
+            ),
+        }
+    }
+
+    #[track_caller]
+    fn not_on_host(&self, accessor: &str) -> ! {
+        panic!(
+            "{accessor}: the tensor of shape {:?} is on {:?}; copy it with to_host() first",
+            self.shape,
+            self.device()
+        )
+    }
+}
+
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.device() != Device::Cpu {
+            return write!(f, "Tensor{:?} on {:?}", self.shape, self.device());
+        }
         let d = self.data();
         let head: Vec<f32> = d.iter().take(6).copied().collect();
         write!(
@@ -149,6 +316,19 @@ impl fmt::Debug for Tensor {
             head,
             if d.len() > 6 { "..." } else { "" }
         )
+    }
+}
+
+/// Wait until all work queued on `device` has finished (timing; a no-op on the CPU).
+pub fn synchronize(device: Device) {
+    match device {
+        Device::Cpu => {}
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => pixel_kernels::cuda::device(i)
+            .unwrap_or_else(|e| panic!("synchronize(cuda:{i}): {e}"))
+            .synchronize(),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(i) => panic!("synchronize: cuda:{i} needs the `cuda` feature"),
     }
 }
 

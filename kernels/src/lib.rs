@@ -32,3 +32,7 @@ pub fn has_avx2_fma() -> bool {
         false
     }
 }
+
+/// The CUDA backend (feature `cuda`): NVRTC-compiled kernels and cuBLAS.
+#[cfg(feature = "cuda")]
+pub mod cuda;

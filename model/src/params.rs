@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use pixel_engine::optim::{AdamW, ParamUpdate};
-use pixel_engine::{Gradients, Tape, Tensor, Var};
+use pixel_engine::{Device, Gradients, Tape, Tensor, Var};
 
 /// One named parameter. Frozen ones (the sin-cos tables) get no gradient.
 #[derive(Clone)]
@@ -93,6 +93,24 @@ impl ParamStore {
         }
         p.value = Arc::new(value);
         Ok(())
+    }
+
+    /// Move every parameter to `device` (an explicit copy; a no-op for
+    /// parameters already there). Errors when the device cannot be opened.
+    pub fn to_device(&mut self, device: Device) -> Result<(), String> {
+        for p in &mut self.params {
+            if p.value.device() != device {
+                p.value = Arc::new(p.value.to_device(device)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The device of the parameters (the first one's; CPU when empty).
+    pub fn device(&self) -> Device {
+        self.params
+            .first()
+            .map_or(Device::Cpu, |p| p.value.device())
     }
 
     /// Number of values (all, and trainable only).
@@ -193,7 +211,10 @@ impl ParamStore {
             .params
             .iter()
             .zip(grads)
-            .map(|(p, g)| (p.trainable && g.is_none()).then(|| Tensor::zeros(p.value.shape())))
+            .map(|(p, g)| {
+                (p.trainable && g.is_none())
+                    .then(|| Tensor::zeros_on(p.value.shape(), p.value.device()))
+            })
             .collect();
         let mut updates: Vec<ParamUpdate<'_>> = Vec::new();
         for ((p, g), z) in self.params.iter_mut().zip(grads).zip(&zeros) {

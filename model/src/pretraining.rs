@@ -2,7 +2,7 @@
 //! the normalised-pixel loss (SPEC 3), on the engine's tape.
 
 use pixel_engine::ops;
-use pixel_engine::{Rng, Tape, Tensor, Var};
+use pixel_engine::{Device, Rng, Tape, Tensor, Var};
 
 use crate::blocks::{additive_key_mask, block_param_shapes, transformer_block, BlockSettings};
 use crate::config::{PixelConfig, DECODER_NORM_EPS};
@@ -173,6 +173,7 @@ impl PixelForPreTraining {
         // Encoder over [CLS, kept patches] with their attention mask.
         let kept_mask = masking.gather_kept(attention_mask);
         let enc_mask = additive_key_mask(&with_cls(&kept_mask, b, k), b, k + 1);
+        let enc_mask = on_device_of(enc_mask, pixel_values);
         let enc = encoder_settings(cfg, training);
         for i in 0..cfg.num_hidden_layers {
             x = transformer_block(
@@ -216,6 +217,7 @@ impl PixelForPreTraining {
         let y = ops::concat(t, &[&y_cls, &y_patches], 1); // (B, 1+L, Dd)
         let y = ops::add(t, &y, pv.get("decoder.decoder_pos_embed"));
         let dec_mask = additive_key_mask(&with_cls(attention_mask, b, l), b, l + 1);
+        let dec_mask = on_device_of(dec_mask, pixel_values);
         let dec = BlockSettings {
             num_heads: cfg.decoder_num_attention_heads,
             ..enc
@@ -327,6 +329,7 @@ pub fn encode_all_patches(
     let x = ops::concat(t, &[&cls, &x], 1);
     let mut x = ops::dropout(t, &x, embedding_dropout, training, rng);
     let mask = additive_key_mask(&with_cls(attention_mask, b, l), b, l + 1);
+    let mask = on_device_of(mask, pixel_values);
     let s = encoder_settings(cfg, training);
     for i in 0..cfg.num_hidden_layers {
         x = transformer_block(
@@ -376,6 +379,17 @@ fn check_inputs(cfg: &PixelConfig, pixel_values: &Var, attention_mask: &[f32]) -
         b * l
     );
     (b, l)
+}
+
+/// A host constant (an attention mask) moved once to the device of `like`, so
+/// the layers do not each upload it (no copy on the CPU).
+fn on_device_of(t: Tensor, like: &Var) -> Tensor {
+    match like.value().device() {
+        Device::Cpu => t,
+        device => t
+            .to_device(device)
+            .unwrap_or_else(|e| panic!("attention mask to {device:?}: {e}")),
+    }
 }
 
 /// [1, mask...] per example: CLS is always attended.

@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use pixel_engine::kernels::elementwise::{axpy, scale, sum_squares};
-use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
+use pixel_engine::optim::{sum_squares_each, AdamW, AdamWConfig, LrSchedule};
 use pixel_engine::{Rng, Tape, Tensor};
 
 use crate::masking::PatchMasking;
@@ -144,11 +143,11 @@ pub fn accumulate_gradients(sum: &mut [Option<Tensor>], grads: Vec<Option<Tensor
         match (slot.as_mut(), g) {
             (None, Some(mut g)) => {
                 if n > 1.0 {
-                    scale(g.data_mut(), 1.0 / n);
+                    g.scale_in_place(1.0 / n);
                 }
                 *slot = Some(g);
             }
-            (Some(s), Some(g)) => axpy(s.data_mut(), 1.0 / n, g.data()),
+            (Some(s), Some(g)) => s.axpy_in_place(1.0 / n, &g),
             _ => {}
         }
     }
@@ -165,24 +164,28 @@ pub fn clip_and_update(
     lr: f32,
 ) -> Result<(f64, f32), NonFiniteError> {
     let step = optimizer.step;
+    // Device gradients are reduced on the device and read back once.
+    let present: Vec<(&str, &Tensor)> = params
+        .iter()
+        .zip(grads.iter())
+        .filter_map(|(p, g)| g.as_ref().map(|g| (p.name.as_str(), g)))
+        .collect();
+    let squares = sum_squares_each(&present.iter().map(|(_, g)| *g).collect::<Vec<_>>());
     let mut norm_sq = 0.0f64;
-    for (p, g) in params.iter().zip(grads.iter()) {
-        if let Some(g) = g {
-            let s = sum_squares(g.data());
-            if !s.is_finite() {
-                return Err(NonFiniteError {
-                    step,
-                    what: format!("gradient of {} ({})", p.name, param_group(&p.name)),
-                });
-            }
-            norm_sq += s;
+    for (&(name, _), &s) in present.iter().zip(&squares) {
+        if !s.is_finite() {
+            return Err(NonFiniteError {
+                step,
+                what: format!("gradient of {name} ({})", param_group(name)),
+            });
         }
+        norm_sq += s;
     }
     let grad_norm = norm_sq.sqrt();
     let clip_coef = (max_grad_norm as f64 / (grad_norm + 1e-6)).min(1.0) as f32;
     if clip_coef < 1.0 {
         for g in grads.iter_mut().flatten() {
-            scale(g.data_mut(), clip_coef);
+            g.scale_in_place(clip_coef);
         }
     }
     params.adamw_update(optimizer, grads, lr);

@@ -40,6 +40,13 @@ pub struct BenchArgs {
     /// Also profile one training step: time per op kind and per model part.
     #[arg(long)]
     pub profile: bool,
+    /// Where the pretraining step runs: cpu, or cuda (GPU 0; needs a build
+    /// with --features cuda and an NVIDIA driver).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CUDA only: allow TF32 tensor-core matmuls (off: FP32, as the CPU).
+    #[arg(long)]
+    pub tf32: bool,
 }
 
 /// Resolve `--config`: a preset name or a config.json file, at sequence length `l`.
@@ -60,7 +67,7 @@ fn synthetic_inputs(cfg: &PixelConfig, b: usize, rng: &mut Rng) -> (Tensor, Vec<
 }
 
 /// Synthetic pixels and text length, span-masked as in pretraining.
-fn synthetic_batch(
+pub(super) fn synthetic_batch(
     cfg: &PixelConfig,
     b: usize,
     generator: &SpanMaskingGenerator,
@@ -77,7 +84,7 @@ fn synthetic_batch(
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(super) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
 }
@@ -90,6 +97,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     cfg.hidden_dropout_prob = args.dropout;
     cfg.attention_probs_dropout_prob = args.dropout;
+    match args.device.as_str() {
+        "cpu" => anyhow::ensure!(!args.tf32, "--tf32 applies to --device cuda only"),
+        "cuda" => return super::bench_cuda::run(&args, cfg),
+        other => anyhow::bail!("--device {other}: expected cpu or cuda"),
+    }
     let mut rng = Rng::new(0);
     let model = PixelForPreTraining::new(cfg.clone(), &mut rng);
     let l = cfg.num_patches();

@@ -1,6 +1,7 @@
 //! Subcommands of the `pixel` command line, one module each.
 
 pub mod bench;
+pub mod bench_cuda;
 pub mod finetune;
 pub mod inspect;
 pub mod mem;

@@ -87,6 +87,12 @@ pub fn save_training_checkpoint(
 }
 
 fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
+    // Moments of device training live on the GPU; writing them is not supported yet.
+    #[cfg(feature = "cuda")]
+    assert!(
+        trainer.optimizer.device_moments.is_none(),
+        "save_training_checkpoint: the AdamW moments are on the GPU; checkpointing CUDA training is not implemented yet"
+    );
     let mut out = BTreeMap::new();
     let trainable = trainer.model.params.iter().filter(|p| p.trainable);
     for (i, p) in trainable.enumerate() {

@@ -2,12 +2,18 @@
 
 use pixel_kernels::gelu::{gelu_backward, gelu_forward};
 
+#[cfg(feature = "cuda")]
+use super::cuda;
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
 /// Exact (erf) GELU. Saves its input.
 pub fn gelu(t: &mut Tape, x: &Var) -> Var {
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x]) {
+        return cuda::nn::gelu(t, x);
+    }
     let mut out = vec![0.0f32; x.value().numel()];
     gelu_forward(&mut out, x.data());
     let out = Tensor::new(x.shape(), out);
@@ -29,6 +35,10 @@ pub fn gelu(t: &mut Tape, x: &Var) -> Var {
 
 /// tanh. Saves its output (d tanh = 1 - y^2).
 pub fn tanh(t: &mut Tape, x: &Var) -> Var {
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x]) {
+        return cuda::nn::unary(t, "tanh", x, pixel_kernels::cuda::launch::UnaryOp::Tanh);
+    }
     let out = Tensor::new(x.shape(), x.data().iter().map(|v| v.tanh()).collect());
     if !t.needs_grad(&[x]) {
         return Var::constant(out);
@@ -50,6 +60,10 @@ pub fn tanh(t: &mut Tape, x: &Var) -> Var {
 
 /// ReLU. Saves its output (the sign pattern).
 pub fn relu(t: &mut Tape, x: &Var) -> Var {
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x]) {
+        return cuda::nn::unary(t, "relu", x, pixel_kernels::cuda::launch::UnaryOp::Relu);
+    }
     let out = Tensor::new(x.shape(), x.data().iter().map(|v| v.max(0.0)).collect());
     if !t.needs_grad(&[x]) {
         return Var::constant(out);
@@ -161,6 +175,10 @@ pub fn dropout(t: &mut Tape, x: &Var, p: f32, training: bool, rng: &mut Rng) -> 
     );
     if !training || p == 0.0 {
         return x.clone();
+    }
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x]) {
+        return cuda::nn::dropout(t, x, p, rng);
     }
     let mask = DropoutMask::new(x.value().numel(), p, rng);
     let out = Tensor::new(x.shape(), mask.apply(x.data()));

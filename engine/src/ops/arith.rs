@@ -7,6 +7,11 @@
 
 use pixel_kernels::elementwise as ew;
 
+#[cfg(feature = "cuda")]
+use super::cuda;
+#[cfg(feature = "cuda")]
+use pixel_kernels::cuda::launch::BinaryOp;
+
 use crate::tape::{Tape, Var};
 use crate::tensor::{normalize_axis, Tensor};
 
@@ -35,6 +40,10 @@ fn reduce_to(d: &Tensor, b_shape: &[usize], repeats: usize) -> Tensor {
 /// `a + b` (b same shape or broadcast over leading dims).
 pub fn add(t: &mut Tape, a: &Var, b: &Var) -> Var {
     let reps = broadcast_repeats("add", a.shape(), b.shape());
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a, b]) {
+        return cuda::arith::binary(t, "add", a, b, reps, BinaryOp::Add);
+    }
     let mut out = a.value().clone();
     if reps == 1 {
         ew::add_assign(out.data_mut(), b.data());
@@ -56,6 +65,10 @@ pub fn add(t: &mut Tape, a: &Var, b: &Var) -> Var {
 /// `a - b` (b same shape or broadcast over leading dims).
 pub fn sub(t: &mut Tape, a: &Var, b: &Var) -> Var {
     let reps = broadcast_repeats("sub", a.shape(), b.shape());
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a, b]) {
+        return cuda::arith::binary(t, "sub", a, b, reps, BinaryOp::Sub);
+    }
     let mut out = a.value().clone();
     let nb = b.value().numel();
     for chunk in out.data_mut().chunks_mut(nb) {
@@ -80,6 +93,10 @@ pub fn sub(t: &mut Tape, a: &Var, b: &Var) -> Var {
 /// `a * b` elementwise (b same shape or broadcast over leading dims).
 pub fn mul(t: &mut Tape, a: &Var, b: &Var) -> Var {
     let reps = broadcast_repeats("mul", a.shape(), b.shape());
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a, b]) {
+        return cuda::arith::binary(t, "mul", a, b, reps, BinaryOp::Mul);
+    }
     let nb = b.value().numel();
     let mut out = a.value().clone();
     for chunk in out.data_mut().chunks_mut(nb) {
@@ -113,6 +130,10 @@ pub fn mul(t: &mut Tape, a: &Var, b: &Var) -> Var {
 
 /// `alpha * a`.
 pub fn scale(t: &mut Tape, a: &Var, alpha: f32) -> Var {
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a]) {
+        return cuda::arith::scale(t, a, alpha);
+    }
     let mut out = a.value().clone();
     ew::scale(out.data_mut(), alpha);
     t.record(
@@ -128,6 +149,10 @@ pub fn scale(t: &mut Tape, a: &Var, alpha: f32) -> Var {
 
 /// Sum of all elements -> shape [].
 pub fn sum_all(t: &mut Tape, a: &Var) -> Var {
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a]) {
+        return cuda::arith::sum_all(t, a);
+    }
     let s: f64 = a.data().iter().map(|&v| v as f64).sum();
     let shape = a.shape().to_vec();
     t.record(
@@ -152,6 +177,12 @@ pub fn sum_axis(t: &mut Tape, a: &Var, axis: isize) -> Var {
     let outer: usize = shape[..ax].iter().product();
     let len = shape[ax];
     let inner: usize = shape[ax + 1..].iter().product();
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a]) {
+        let mut out_shape = shape.clone();
+        out_shape.remove(ax);
+        return cuda::arith::sum_axis(t, a, outer, len, inner, out_shape);
+    }
     let mut out = vec![0.0f32; outer * inner];
     let x = a.data();
     for o in 0..outer {

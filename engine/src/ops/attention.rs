@@ -9,6 +9,8 @@ use pixel_kernels::softmax::{
 };
 
 use super::activation::DropoutMask;
+#[cfg(feature = "cuda")]
+use super::cuda;
 use super::shape::permute_data;
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};
@@ -33,6 +35,10 @@ pub fn softmax(t: &mut Tape, x: &Var, mask: Option<&Tensor>) -> Var {
         }
         None => 1,
     };
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x]) {
+        return cuda::nn::softmax(t, x, mask, rows_per_mask_row);
+    }
     let mut out = vec![0.0f32; rows * cols];
     softmax_forward(
         &mut out,
@@ -102,6 +108,10 @@ pub fn attention(
             "attention: key mask shape {:?} does not match (B, N) = ({b}, {n})",
             m.shape()
         );
+    }
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[q, k, v]) {
+        return cuda::attention::attention(t, q, k, v, key_mask, cfg, rng);
     }
     let split = [b, n, h, d];
     let to_heads = [0, 2, 1, 3]; // (B, N, H, D) -> (B, H, N, D)

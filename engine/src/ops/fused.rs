@@ -4,6 +4,8 @@ use pixel_kernels::elementwise::{add_row_broadcast, sum_rows_into};
 use pixel_kernels::gelu::{gelu_backward, gelu_forward};
 use pixel_kernels::gemm::{sgemm, GemmShape};
 
+#[cfg(feature = "cuda")]
+use super::cuda;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -23,6 +25,12 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
     );
     let (out_f, in_f) = (ws[0], ws[1]);
     let rows = x.value().numel() / in_f;
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x, w, b]) {
+        let mut ys = xs.clone();
+        *ys.last_mut().unwrap() = out_f;
+        return cuda::linalg::gelu_linear(t, x, w, b, rows, ys);
+    }
     let mut g = vec![0.0f32; rows * in_f]; // (rows, in) gelu(x), dropped after use
     gelu_forward(&mut g, x.data());
     let mut y = vec![0.0f32; rows * out_f]; // (rows, out)

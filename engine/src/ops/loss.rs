@@ -1,5 +1,7 @@
 //! Losses: PIXEL's masked per-patch MSE and cross-entropy with an ignore index.
 
+#[cfg(feature = "cuda")]
+use super::cuda;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -26,6 +28,10 @@ pub fn masked_mse(t: &mut Tape, pred: &Var, target: &Var, weights: &[f32]) -> Va
     );
     let wsum: f64 = weights.iter().map(|&w| w as f64).sum();
     assert!(wsum > 0.0, "masked_mse: all row weights are zero");
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[pred, target]) {
+        return cuda::nn::masked_mse(t, pred, target, weights, wsum);
+    }
     let mut total = 0.0f64;
     for ((p, y), &w) in pred
         .data()
@@ -90,6 +96,15 @@ pub fn cross_entropy(t: &mut Tape, logits: &Var, labels: &[i64]) -> Var {
             l == IGNORE_INDEX || (0..k as i64).contains(&l),
             "cross_entropy: label {l} out of range for {k} classes"
         );
+    }
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[logits]) {
+        let count = labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
+        if count == 0 {
+            let zero = Tensor::scalar(0.0).to_device(logits.value().device());
+            return Var::constant(zero.expect("cross_entropy: device already open"));
+        }
+        return cuda::nn::cross_entropy(t, logits, labels, count);
     }
     let mut probs = vec![0.0f32; rows * k];
     let mut total = 0.0f64;

@@ -4,6 +4,8 @@
 use pixel_kernels::elementwise::sum_rows_into;
 use pixel_kernels::gemm::{sgemm, sgemm_batched, GemmShape};
 
+#[cfg(feature = "cuda")]
+use super::cuda;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -42,6 +44,10 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
     };
     let mut out_shape = sa[..sa.len() - 2].to_vec();
     out_shape.extend([m, n]);
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a, b]) {
+        return cuda::linalg::matmul(t, a, b, s, batch, b_shared, out_shape);
+    }
     let mut c = vec![0.0f32; batch * m * n];
     let b_stride = if b_shared { 0 } else { k * n };
     sgemm_batched(
@@ -207,6 +213,12 @@ pub fn linear(t: &mut Tape, x: &Var, w: &Var, b: Option<&Var>) -> Var {
         );
     }
     let rows = x.value().numel() / in_f;
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x, w]) || b.is_some_and(|b| cuda::any_on_device(&[b])) {
+        let mut ys = xs.clone();
+        *ys.last_mut().unwrap() = out_f;
+        return cuda::linalg::linear(t, x, w, b, rows, ys);
+    }
     let mut y = vec![0.0f32; rows * out_f];
     let s = GemmShape {
         m: rows,

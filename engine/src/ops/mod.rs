@@ -21,3 +21,7 @@ pub use reduce::max_axis;
 pub use shape::{
     concat, expand_first, gather_rows, narrow, permute, reshape, scatter_rows, transpose,
 };
+
+/// The CUDA path of the ops above (feature `cuda`).
+#[cfg(feature = "cuda")]
+pub mod cuda;

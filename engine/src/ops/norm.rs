@@ -5,6 +5,8 @@ use rayon::prelude::*;
 
 use pixel_kernels::layer_norm::{layer_norm_backward, layer_norm_forward};
 
+#[cfg(feature = "cuda")]
+use super::cuda;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -19,6 +21,10 @@ pub fn layer_norm(t: &mut Tape, x: &Var, weight: &Var, bias: &Var, eps: f32) -> 
         weight.shape(),
         bias.shape()
     );
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x, weight, bias]) {
+        return cuda::nn::layer_norm(t, x, weight, bias, eps);
+    }
     let rows = x.value().numel() / c;
     let mut out = vec![0.0f32; rows * c];
     let mut mean = vec![0.0f32; rows];
@@ -76,6 +82,10 @@ pub fn normalize_rows_unbiased(t: &mut Tape, x: &Var, eps: f32) -> Var {
         c >= 2,
         "normalize_rows_unbiased: need at least 2 values per row, got {c}"
     );
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x]) {
+        return cuda::nn::normalize_rows_unbiased(t, x, eps);
+    }
     let rows = x.value().numel() / c;
     let mut out = vec![0.0f32; rows * c];
     let mut rstd = vec![0.0f32; rows];

@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+#[cfg(feature = "cuda")]
+use super::cuda;
 use crate::tape::{Tape, Var};
 use crate::tensor::{normalize_axis, numel, Tensor};
 
@@ -86,6 +88,10 @@ pub fn permute_data(x: &[f32], shape: &[usize], perm: &[usize]) -> (Vec<usize>, 
 
 /// Reorder dims: `out.shape[i] = a.shape[perm[i]]` (copies).
 pub fn permute(t: &mut Tape, a: &Var, perm: &[usize]) -> Var {
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a]) {
+        return cuda::shape::permute(t, a, perm);
+    }
     let (shape, data) = permute_data(a.data(), a.shape(), perm);
     let mut inverse = vec![0usize; perm.len()];
     for (i, &p) in perm.iter().enumerate() {
@@ -125,6 +131,10 @@ pub fn concat(t: &mut Tape, xs: &[&Var], axis: isize) -> Var {
             x.shape(),
             xs[0].shape()
         );
+    }
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(xs) {
+        return cuda::shape::concat(t, xs, ax);
     }
     let outer: usize = xs[0].shape()[..ax].iter().product();
     let inner: usize = xs[0].shape()[ax + 1..].iter().product();
@@ -178,6 +188,10 @@ pub fn narrow(t: &mut Tape, a: &Var, axis: isize, start: usize, len: usize) -> V
         "narrow: range {start}..{} out of bounds for axis {ax} of shape {shape:?}",
         start + len
     );
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a]) {
+        return cuda::shape::narrow(t, a, ax, start, len);
+    }
     let outer: usize = shape[..ax].iter().product();
     let inner: usize = shape[ax + 1..].iter().product();
     let full = shape[ax];
@@ -212,6 +226,10 @@ pub fn expand_first(t: &mut Tape, a: &Var, n: usize) -> Var {
         !shape.is_empty() && shape[0] == 1,
         "expand_first: first dim must be 1, got shape {shape:?}"
     );
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[a]) {
+        return cuda::shape::expand_first(t, a, n);
+    }
     let mut out = Vec::with_capacity(n * a.value().numel());
     for _ in 0..n {
         out.extend_from_slice(a.data());
@@ -245,6 +263,10 @@ pub fn gather_rows(t: &mut Tape, x: &Var, idx: &[usize], k: usize) -> Var {
         idx.len(),
         idx.iter().max()
     );
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x]) {
+        return cuda::shape::gather_rows(t, x, idx, k);
+    }
     let xd = x.data();
     let mut out = vec![0.0f32; b * k * c];
     for (r, dst) in out.chunks_mut(c).enumerate() {
@@ -284,6 +306,10 @@ pub fn scatter_rows(t: &mut Tape, x: &Var, idx: &[usize], n: usize) -> Var {
         "scatter_rows: index list of length {} invalid for (B, K) = ({b}, {k}) and N = {n}",
         idx.len()
     );
+    #[cfg(feature = "cuda")]
+    if cuda::any_on_device(&[x]) {
+        return cuda::shape::scatter_rows(t, x, idx, n);
+    }
     let mut out = vec![0.0f32; b * n * c];
     for (r, src) in x.data().chunks(c).enumerate() {
         let dst = (r / k) * n + idx[r];

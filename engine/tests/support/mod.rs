@@ -1,0 +1,96 @@
+//! Shared support of the device tests: `test_device!` runs one test body on
+//! the CPU and, when the `cuda` feature is on and a driver is present, on
+//! cuda:0, and compares every CUDA output with the CPU's.
+#![allow(dead_code)]
+
+use pixel_engine::{Device, Tape, Tensor, Var};
+
+/// cuda:0 when this build and machine can run CUDA; otherwise why not.
+pub fn cuda_device() -> Result<Device, String> {
+    #[cfg(feature = "cuda")]
+    {
+        if !pixel_engine::kernels::cuda::driver_present() {
+            return Err("no CUDA driver found".into());
+        }
+        pixel_engine::kernels::cuda::device(0)
+            .map(|_| Device::Cuda(0))
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err("built without the `cuda` feature".into())
+    }
+}
+
+/// Every output of the CUDA run close to the CPU's: |gpu - cpu| <= tol * (1 + |cpu|).
+pub fn assert_close(test: &str, cpu: &[Tensor], gpu: &[Tensor], tol: f32) {
+    assert_eq!(cpu.len(), gpu.len(), "{test}: output counts differ");
+    for (i, (c, g)) in cpu.iter().zip(gpu).enumerate() {
+        assert_eq!(c.shape(), g.shape(), "{test}: output {i} shapes differ");
+        assert_eq!(
+            g.device(),
+            Device::Cpu,
+            "{test}: output {i} not copied to the host"
+        );
+        for (j, (&a, &b)) in c.data().iter().zip(g.data()).enumerate() {
+            assert!(
+                (a - b).abs() <= tol * (1.0 + a.abs()),
+                "{test}: output {i} element {j}: CPU {a}, CUDA {b} (tol {tol})"
+            );
+        }
+    }
+}
+
+/// `test_device!(name, tol, |device| -> Vec<Tensor> { ... })`: a test that runs
+/// the body on the CPU, then on cuda:0 when it can, comparing outputs (host
+/// tensors) within `tol`. Prints why the CUDA half was skipped otherwise.
+#[macro_export]
+macro_rules! test_device {
+    ($name:ident, $tol:expr, $body:expr) => {
+        #[test]
+        fn $name() {
+            let body: fn(pixel_engine::Device) -> Vec<pixel_engine::Tensor> = $body;
+            let cpu = body(pixel_engine::Device::Cpu);
+            match $crate::support::cuda_device() {
+                Ok(device) => {
+                    let gpu = body(device);
+                    $crate::support::assert_close(stringify!($name), &cpu, &gpu, $tol);
+                }
+                Err(why) => eprintln!("{}: CUDA half skipped: {why}", stringify!($name)),
+            }
+        }
+    };
+}
+
+/// Copy to a device (the device was opened by [`cuda_device`]).
+pub fn on(device: Device, t: &Tensor) -> Tensor {
+    t.to_device(device).expect("device already opened")
+}
+
+/// Run an op forward and backward on `device`: the inputs become leaves there,
+/// the output gradient is a fixed random tensor. Returns the output and every
+/// input's gradient, all copied to the host.
+pub fn forward_backward(
+    device: Device,
+    inputs: &[Tensor],
+    seed: u64,
+    f: impl Fn(&mut Tape, &[Var]) -> Var,
+) -> Vec<Tensor> {
+    let mut tape = Tape::new();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|x| tape.leaf_tensor(on(device, x)))
+        .collect();
+    let y = f(&mut tape, &vars);
+    let mut rng = pixel_engine::Rng::new(seed);
+    let dout = pixel_engine::gradcheck::randn(y.shape(), &mut rng);
+    let grads = tape.backward_with(&y, on(device, &dout));
+    let mut out = vec![y.value().to_host()];
+    for v in &vars {
+        out.push(match grads.get(v) {
+            Some(g) => g.to_host(),
+            None => Tensor::zeros(v.shape()),
+        });
+    }
+    out
+}
