@@ -43,6 +43,8 @@ shared="${PIXEL_SHARED:-$PWD/../shared}"
 export PIXEL_FIXTURES="${PIXEL_FIXTURES:-$shared/fixtures/pixel-tiny}"
 export PIXEL_ANCHORS="${PIXEL_ANCHORS:-$shared/anchors}"
 export PIXEL_REQUIRE_NVRTC=1
+# The op tests fail, rather than skip their CUDA half, when cuda:0 cannot be opened.
+export PIXEL_REQUIRE_CUDA=1
 
 # Every step runs even if an earlier one failed (one GPU session should report
 # everything); the exit status says whether all passed.

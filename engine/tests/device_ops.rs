@@ -207,6 +207,78 @@ test_device!(masked_mse_and_cross_entropy, 1e-5, |d| {
     out
 });
 
+// The shapes above are tiny: every row fits one warp and every column sum one
+// row chunk. These rows are longer than a block (300 > 256 threads, not a
+// multiple of 32: several warps, partial last warp, strided loops), the column
+// sums span several row chunks (130 > 64 rows: atomics across blocks), and one
+// sum covers more values than the reduction grid (grid-stride partials).
+test_device!(row_kernels_on_long_rows_and_many_rows, 1e-4, |d| {
+    let mut x = inputs(&[&[130, 300], &[300], &[300]], 60);
+    x[0].data_mut().iter_mut().for_each(|v| *v = *v * 2.0 - 0.5);
+    let mut out = forward_backward(d, &x, 61, |t, v| {
+        ops::layer_norm(t, &v[0], &v[1], &v[2], 1e-5)
+    });
+    out.extend(forward_backward(d, &x[..1], 62, |t, v| {
+        ops::normalize_rows_unbiased(t, &v[0], 1e-6)
+    }));
+    let s = inputs(&[&[4, 33, 300]], 63);
+    let mut mask = Tensor::zeros(&[2, 300]);
+    mask.data_mut()[7] = -10000.0;
+    mask.data_mut()[299] = -10000.0;
+    mask.data_mut()[300] = -10000.0;
+    out.extend(forward_backward(d, &s, 64, move |t, v| {
+        ops::softmax(t, &v[0], Some(&mask))
+    }));
+    let p = inputs(&[&[70, 300], &[70, 300]], 65);
+    let weights: Vec<f32> = (0..70).map(|i| (i % 3) as f32 * 0.5).collect();
+    out.extend(forward_backward(d, &p, 66, move |t, v| {
+        ops::masked_mse(t, &v[0], &v[1], &weights)
+    }));
+    let labels: Vec<i64> = (0..70)
+        .map(|i| {
+            if i % 4 == 1 {
+                ops::IGNORE_INDEX
+            } else {
+                (i * 37) % 300
+            }
+        })
+        .collect();
+    out.extend(forward_backward(d, &p[..1], 67, move |t, v| {
+        ops::cross_entropy(t, &v[0], &labels)
+    }));
+    let l = inputs(&[&[130, 40], &[20, 40], &[20]], 68);
+    out.extend(forward_backward(d, &l, 69, |t, v| {
+        ops::linear(t, &v[0], &v[1], Some(&v[2]))
+    }));
+    let a = inputs(&[&[130, 300], &[300]], 70);
+    out.extend(forward_backward(d, &a, 71, |t, v| {
+        ops::add(t, &v[0], &v[1])
+    }));
+    let big = inputs(&[&[600, 500]], 72);
+    out.extend(forward_backward(d, &big, 73, |t, v| ops::sum_all(t, &v[0])));
+    out
+});
+
+// Larger products than the unit shapes: cuBLAS picks other kernels (tiles,
+// split-K), and batch strides and leading dimensions all differ.
+test_device!(matmul_larger_shapes, 1e-4, |d| {
+    let mut out = Vec::new();
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        let a_shape: &[usize] = if ta { &[3, 130, 70] } else { &[3, 70, 130] };
+        let b_shape: &[usize] = if tb { &[3, 50, 130] } else { &[3, 130, 50] };
+        let x = inputs(&[a_shape, b_shape], 74);
+        out.extend(forward_backward(d, &x, 75, move |t, v| {
+            ops::matmul(t, &v[0], &v[1], ta, tb)
+        }));
+        let shared: &[usize] = if tb { &[50, 130] } else { &[130, 50] };
+        let x = inputs(&[a_shape, shared], 76);
+        out.extend(forward_backward(d, &x, 77, move |t, v| {
+            ops::matmul(t, &v[0], &v[1], ta, tb)
+        }));
+    }
+    out
+});
+
 // A var used twice: its two gradients are added on the tape.
 test_device!(tape_accumulates_gradients, 1e-5, |d| {
     let x = inputs(&[&[3, 4]], 54);

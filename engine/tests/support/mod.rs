@@ -6,7 +6,22 @@
 use pixel_engine::{Device, Tape, Tensor, Var};
 
 /// cuda:0 when this build and machine can run CUDA; otherwise why not.
+/// With `PIXEL_REQUIRE_CUDA=1` (scripts/gpu_check.sh) a missing device is a
+/// test failure instead of a skip: on the GPU machine a missing cuBLAS or a
+/// kernel that fails to load must not turn every comparison into a pass.
 pub fn cuda_device() -> Result<Device, String> {
+    let found = open_cuda();
+    if let Err(why) = &found {
+        let required = std::env::var("PIXEL_REQUIRE_CUDA").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "PIXEL_REQUIRE_CUDA=1 but cuda:0 is unusable: {why}"
+        );
+    }
+    found
+}
+
+fn open_cuda() -> Result<Device, String> {
     #[cfg(feature = "cuda")]
     {
         if !pixel_engine::kernels::cuda::driver_present() {

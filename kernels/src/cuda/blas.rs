@@ -123,7 +123,11 @@ pub fn sgemm_strided_batched(
         }
     };
     let int = |v: usize| i32::try_from(v).expect("sgemm_strided_batched: dimension over i32");
-    // Column-major C^T (N, M) = op(B)^T (N, K) op(A)^T (K, M).
+    // Column-major C^T (N, M) = op(B)^T (N, K) op(A)^T (K, M). Each leading
+    // dimension is the row length of the operand as stored row-major (B: N,
+    // or K if trans_b; A: K, or M if trans_a; C: N). cuBLAS rejects a leading
+    // dimension under 1 (CUBLAS_STATUS_INVALID_VALUE), which K = 0 would give:
+    // clamp it (nothing is read then; C = beta C, as on the CPU).
     let gemm = GemmConfig {
         transa: op(trans_b),
         transb: op(trans_a),
@@ -131,8 +135,8 @@ pub fn sgemm_strided_batched(
         n: int(m),
         k: int(k),
         alpha,
-        lda: int(if trans_b { k } else { n }),
-        ldb: int(if trans_a { m } else { k }),
+        lda: int(if trans_b { k } else { n }.max(1)),
+        ldb: int(if trans_a { m } else { k }.max(1)),
         beta,
         ldc: int(n),
     };
@@ -143,6 +147,11 @@ pub fn sgemm_strided_batched(
         stride_b: stride_a as i64,
         stride_c: stride_c as i64,
     };
+    // cuBLAS runs on the calling thread's current context; cudarc binds it
+    // for its own driver calls but not for cuBLAS, and ops may run on any thread.
+    dev.ctx
+        .bind_to_thread()
+        .unwrap_or_else(|e| panic!("cuda:{}: cannot bind the context: {e}", dev.ordinal));
     let timing = GEMM_EVENTS.lock().expect("GEMM timing poisoned").is_some();
     let start = timing.then(|| timing_event(dev));
     // SAFETY: the sizes were checked against the buffer lengths above.

@@ -40,6 +40,9 @@ fn gemm(
     c_offset: usize,
     c_stride: usize,
 ) {
+    if batch == 0 || s.m == 0 || s.n == 0 {
+        return; // an empty product (C keeps its zeros); `batch - 1` below needs batch > 0
+    }
     let dev = buf(name, a.t).device().clone();
     let la = (batch - 1) * a.stride + s.m * s.k;
     let lb = (batch - 1) * b.stride + s.k * s.n;
