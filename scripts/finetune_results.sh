@@ -56,10 +56,11 @@ rows = []
 for p in sorted(pathlib.Path(sys.argv[1]).glob("*/summary.json")):
     s = json.loads(p.read_text())
     init = "pretrained" if s["init"] else "scratch"
-    name = pathlib.Path(s["train"]).name
-    rows.append(f"| {s['task']} | {name} / dev ({s['dev_examples']}) | {init} | {s['steps']} (best {s['best_step']}) "
+    parent = pathlib.Path(s["train"]).parent.name
+    name = {"amh": "MasakhaNER amh", "pcm": "MasakhaNER pcm", "sst2": "SST-2"}.get(parent, parent)
+    rows.append(f"| {s['task']} | {name} ({s['train_examples']} / {s['dev_examples']}) | {init} | {s['steps']} (best {s['best_step']}) "
                 f"| {s['seconds'] / 60:.1f} min | {s['metric']} {s['best_metric']:.1f} | {s['baseline_metric']:.1f} |")
-print("| task | data | init | steps | wall | dev metric | majority baseline |")
+print("| task | data (train / dev sentences) | init | steps | wall | dev metric | majority baseline |")
 print("|---|---|---|---|---|---|---|")
 print("\n".join(rows))
 PY

@@ -54,6 +54,7 @@ fn options(task: Task, train: PathBuf, dev: PathBuf, name: &str) -> FinetuneOpti
         weight_decay: 0.0,
         max_grad_norm: 1.0,
         dropout: Some(0.0),
+        freeze_encoder: false,
         eval_every: 30,
         patience: 0,
         seed: 3,

@@ -53,6 +53,17 @@ impl ParamStore {
         });
     }
 
+    /// Marks every parameter whose name satisfies `frozen` as not trainable:
+    /// it enters the tape as a constant and the optimizer skips it. Call before
+    /// the first optimizer step (the optimizer state follows the trainable set).
+    pub fn freeze(&mut self, frozen: impl Fn(&str) -> bool) {
+        for p in &mut self.params {
+            if frozen(&p.name) {
+                p.trainable = false;
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.params.len()
     }

@@ -60,6 +60,9 @@ pub struct FinetuneArgs {
     /// Hidden/attention/head dropout (default: the checkpoint's config; PIXEL 0.1).
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Keep the encoder fixed and train only the head (a probe of pretrained features).
+    #[arg(long)]
+    pub freeze_encoder: bool,
     /// Evaluate on --dev every N steps.
     #[arg(long, default_value_t = 500)]
     pub eval_every: u64,
@@ -104,6 +107,7 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         weight_decay: args.weight_decay,
         max_grad_norm: args.max_grad_norm,
         dropout: args.dropout,
+        freeze_encoder: args.freeze_encoder,
         eval_every: args.eval_every,
         patience: args.patience,
         seed: args.seed,

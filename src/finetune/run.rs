@@ -41,6 +41,8 @@ pub struct FinetuneOptions {
     pub max_grad_norm: f32,
     /// Overrides the config's hidden and attention dropout.
     pub dropout: Option<f64>,
+    /// Train the head only (a probe of the encoder's features).
+    pub freeze_encoder: bool,
     pub eval_every: u64,
     /// Evaluations without improvement before stopping.
     pub patience: usize,
@@ -310,6 +312,9 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
     let head = task.head(labels.len(), opts.pooling);
     let mut model = build_model(opts, head, &mut rng)?;
     task_metadata(&mut model.config, task, &labels, opts.layout, opts.pooling);
+    if opts.freeze_encoder {
+        model.params.freeze(is_encoder_param);
+    }
     let mut optimizer = AdamW::new(AdamWConfig {
         weight_decay: opts.weight_decay,
         ..Default::default()
@@ -489,6 +494,11 @@ fn write_summary(
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("{}", path.display()))?;
     Ok(())
+}
+
+/// Encoder parameters (`vit.*` except the pooler, which belongs to the head).
+fn is_encoder_param(name: &str) -> bool {
+    name.starts_with("vit.") && !name.starts_with("vit.pooler.")
 }
 
 fn progress_bar(opts: &FinetuneOptions) -> ProgressBar {
