@@ -423,3 +423,42 @@ fn foreign_finetuned_checkpoint_loads_with_task_given() {
     assert_eq!(a, b);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn freeze_encoder_trains_the_head_only() {
+    use pixel::engine::Rng;
+    use pixel::model::checkpoint::load_checkpoint;
+    use pixel::model::finetune::PixelForFinetuning;
+    let mut o = options(
+        Task::Pos,
+        ud("UD_English-EWT", "train"),
+        ud("UD_English-EWT", "dev"),
+        "freeze",
+    );
+    o.freeze_encoder = true;
+    o.steps = 10;
+    o.eval_every = 10;
+    o.max_train_examples = Some(64);
+    o.max_dev_examples = Some(16);
+    let s = run_finetuning(&o).unwrap();
+    // The run builds its model from Rng::new(seed) first: the same initial weights.
+    let initial = PixelForFinetuning::new(
+        pixel::config_preset("tiny", 64).unwrap(),
+        Task::Pos.head(17, Pooling::Mean),
+        &mut Rng::new(o.seed),
+    )
+    .state_dict();
+    let trained = load_checkpoint(&s.best_dir).unwrap().weights;
+    let mut encoder_keys = 0;
+    for (name, before) in &initial {
+        let after = &trained[name];
+        if name.starts_with("vit.") {
+            encoder_keys += 1;
+            assert_eq!(before.data(), after.data(), "{name} changed while frozen");
+        } else {
+            assert_ne!(before.data(), after.data(), "{name} did not train");
+        }
+    }
+    assert!(encoder_keys > 10);
+    let _ = std::fs::remove_dir_all(&o.out);
+}
