@@ -210,8 +210,8 @@ impl ParamStore {
     }
 
     /// One AdamW update of every trainable parameter that has a gradient.
-    /// Parameters without a gradient get a zero gradient (their moments still
-    /// decay, as in PyTorch when the gradient is zero rather than None).
+    /// Parameters without a gradient get a zero gradient and no weight decay, so
+    /// one that never had a gradient does not move (PyTorch skips it).
     pub fn adamw_update(&mut self, opt: &mut AdamW, grads: &[Option<Tensor>], lr: f32) {
         assert_eq!(
             grads.len(),
@@ -234,7 +234,9 @@ impl ParamStore {
             }
             let grad = g.as_ref().or(z.as_ref()).expect("gradient or zero");
             updates.push(ParamUpdate {
-                decay: is_decayed(&p.name),
+                // No gradient, no decay: a weight the loss never reaches (a head's
+                // unused classifier) stays put, as PyTorch skips it.
+                decay: is_decayed(&p.name) && g.is_some(),
                 value: Arc::make_mut(&mut p.value),
                 grad,
             });
@@ -260,5 +262,28 @@ impl ParamVars<'_> {
 
     pub fn vars(&self) -> &[Var] {
         &self.vars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pixel_engine::optim::AdamWConfig;
+
+    #[test]
+    fn adamw_leaves_weights_without_a_gradient_untouched() {
+        let mut store = ParamStore::new();
+        store.insert("used.weight", Tensor::full(&[2], 1.0), true);
+        store.insert("unused.weight", Tensor::full(&[2], 1.0), true);
+        let mut opt = AdamW::new(AdamWConfig {
+            weight_decay: 0.1,
+            ..Default::default()
+        });
+        let grads = vec![Some(Tensor::full(&[2], 0.5)), None];
+        for _ in 0..3 {
+            store.adamw_update(&mut opt, &grads, 0.01);
+        }
+        assert_eq!(store.get("unused.weight").data(), &[1.0, 1.0]);
+        assert!(store.get("used.weight").data()[0] < 0.99);
     }
 }
