@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
 use pixel_engine::{Rng, Tape};
 use pixel_model::checkpoint::{infer_config, load_checkpoint, save_checkpoint};
@@ -15,6 +14,8 @@ use pixel_model::finetune::{HeadKind, PixelForFinetuning, Pooling};
 use pixel_model::train::{accumulate_gradients, clip_and_update};
 use pixel_model::{ForwardMode, PixelConfig};
 use pixel_render::{FontConfig, Layout, RenderConfig, Renderer};
+
+use crate::pretrain::run::step_progress_bar;
 
 use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
 use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
@@ -360,7 +361,7 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
     let mut since_best = 0;
     let mut stopped_early = false;
 
-    let bar = progress_bar(opts);
+    let bar = step_progress_bar(opts.progress, opts.steps, 0);
     let mut order = BatchOrder::new(train.len(), opts.batch_size, opts.seed ^ 0x5eed);
     let start = Instant::now();
     let (mut first_loss, mut last_loss) = (f32::NAN, f32::NAN);
@@ -499,18 +500,4 @@ fn write_summary(
 /// Encoder parameters (`vit.*` except the pooler, which belongs to the head).
 fn is_encoder_param(name: &str) -> bool {
     name.starts_with("vit.") && !name.starts_with("vit.pooler.")
-}
-
-fn progress_bar(opts: &FinetuneOptions) -> ProgressBar {
-    if !opts.progress {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(opts.steps);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (ETA {eta})",
-        )
-        .expect("progress template"),
-    );
-    bar
 }

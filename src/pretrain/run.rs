@@ -192,7 +192,7 @@ pub fn run_pretraining(
     let accum = opts.grad_accum as u64;
     // The data worker produces micro-batches; step s uses micro-batches s*accum .. (s+1)*accum.
     let prefetch = Prefetcher::spawn(maker, start_step * accum, opts.steps * accum, 4);
-    let bar = progress_bar(opts, start_step);
+    let bar = step_progress_bar(opts.progress, opts.steps, start_step);
     let mut summary = PretrainSummary {
         constant_baseline: baseline,
         train_strips: train_texts.len(),
@@ -292,11 +292,12 @@ pub fn run_pretraining(
     Ok(summary)
 }
 
-fn progress_bar(opts: &PretrainOptions, start: u64) -> ProgressBar {
-    if !opts.progress {
+/// A step progress bar (hidden when `enabled` is false), starting at `start`.
+pub fn step_progress_bar(enabled: bool, steps: u64, start: u64) -> ProgressBar {
+    if !enabled {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(opts.steps);
+    let bar = ProgressBar::new(steps);
     bar.set_style(
         ProgressStyle::with_template(
             "{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (ETA {eta})",
