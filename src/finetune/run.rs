@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
 use pixel_engine::{Rng, Tape};
 use pixel_model::checkpoint::{infer_config, load_checkpoint, save_checkpoint};
-use pixel_model::finetune::{HeadKind, PixelForFinetuning, Pooling};
+use pixel_model::finetune::{is_encoder_param, HeadKind, PixelForFinetuning, Pooling};
 use pixel_model::train::{accumulate_gradients, clip_and_update};
 use pixel_model::{ForwardMode, PixelConfig};
 use pixel_render::{FontConfig, Layout, RenderConfig, Renderer};
@@ -495,9 +495,4 @@ fn write_summary(
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("{}", path.display()))?;
     Ok(())
-}
-
-/// Encoder parameters (`vit.*` except the pooler, which belongs to the head).
-fn is_encoder_param(name: &str) -> bool {
-    name.starts_with("vit.") && !name.starts_with("vit.pooler.")
 }

@@ -11,7 +11,7 @@ mod parser;
 mod pooling;
 mod token;
 
-pub use model::finetune_param_shapes;
+pub use model::{finetune_param_shapes, is_encoder_param};
 pub use parser::word_average_matrix;
 
 use pixel_engine::{Tensor, Var};

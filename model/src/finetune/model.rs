@@ -95,8 +95,9 @@ fn init_head_param(cfg: &PixelConfig, name: &str, shape: &[usize], rng: &mut Rng
     t
 }
 
-/// Whether a parameter belongs to the encoder (initialised like pretraining).
-fn is_encoder_param(name: &str) -> bool {
+/// Whether a parameter belongs to the encoder (`vit.*` except the pooler, which
+/// belongs to the head; initialised like pretraining).
+pub fn is_encoder_param(name: &str) -> bool {
     name.starts_with("vit.") && !name.starts_with("vit.pooler.")
 }
 
