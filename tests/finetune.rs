@@ -462,3 +462,31 @@ fn freeze_encoder_trains_the_head_only() {
     assert!(encoder_keys > 10);
     let _ = std::fs::remove_dir_all(&o.out);
 }
+
+#[test]
+fn sentence_pair_classification_fits_a_small_slice() {
+    // Pairs built from SST-2: sentence 1 carries the label, sentence 2 is a
+    // fixed neutral sentence; the model must read the pair rendering.
+    let dir = out_dir("pairs-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sst = std::fs::read_to_string(data_dir().join("sst2/train.tsv")).unwrap();
+    let mut tsv = String::from("sentence1\tsentence2\tlabel\n");
+    for line in sst.lines().skip(1).take(64) {
+        let (sentence, label) = line.rsplit_once('\t').unwrap();
+        tsv += &format!("{sentence}\tthat is what the critic wrote .\t{label}\n");
+    }
+    let path = dir.join("pairs.tsv");
+    std::fs::write(&path, tsv).unwrap();
+    let ds = load_dataset(Task::Classify, &path, &["0".into(), "1".into()]).unwrap();
+    assert!(matches!(
+        ds.examples[0].input,
+        pixel::render::Input::Pair(..)
+    ));
+    let mut o = options(Task::Classify, path.clone(), path, "pairs");
+    o.steps = 200;
+    o.eval_every = 50;
+    let s = run_finetuning(&o).unwrap();
+    check_learns(&s, "sentence pairs");
+    let _ = std::fs::remove_dir_all(&o.out);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -182,13 +182,25 @@ fn glue_reader() {
     assert_eq!(s[0].sentence, "hide new secretions ");
     assert_eq!(s[0].label, 0);
     assert_eq!(s[1].label, 1);
+    assert_eq!(s[0].sentence_b, None);
+    let p = write(
+        &dir,
+        "pairs.tsv",
+        "sentence1\tsentence2\tlabel\nA man sleeps.\tA person rests.\t1\nIt rains.\tIt is dry.\t0\n",
+    );
+    let s = read_glue_single(&p).unwrap();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].sentence, "A man sleeps.");
+    assert_eq!(s[0].sentence_b.as_deref(), Some("A person rests."));
+    assert_eq!(s[1].label, 0);
 
     let bad = [
-        ("text\tlabel\na\t0\n", 1),              // wrong header
-        ("sentence\tlabel\na\t0\nb\n", 3),       // one field
-        ("sentence\tlabel\na\t0\nb\t1\t2\n", 3), // three fields
-        ("sentence\tlabel\na\t0\nb\t2\n", 3),    // unknown label
-        ("", 1),                                 // no header
+        ("text\tlabel\na\t0\n", 1),                          // wrong header
+        ("sentence\tlabel\na\t0\nb\n", 3),                   // one field
+        ("sentence\tlabel\na\t0\nb\t1\t2\n", 3),             // three fields
+        ("sentence\tlabel\na\t0\nb\t2\n", 3),                // unknown label
+        ("", 1),                                             // no header
+        ("sentence1\tsentence2\tlabel\na\tb\t1\nc\t0\n", 3), // pair row with 2 fields
     ];
     for (k, (text, line)) in bad.iter().enumerate() {
         let p = write(&dir, &format!("bad{k}.tsv"), text);

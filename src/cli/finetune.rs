@@ -13,7 +13,8 @@ use pixel_render::Layout;
 #[derive(clap::Args, Debug)]
 pub struct FinetuneArgs {
     /// pos (UPOS tagging, CoNLL-U), ner (CoNLL-style `token tag`), parse
-    /// (dependency parsing, CoNLL-U) or classify (GLUE TSV `sentence<TAB>label`).
+    /// (dependency parsing, CoNLL-U) or classify (GLUE TSV `sentence<TAB>label`,
+    /// or `sentence1<TAB>sentence2<TAB>label` for pairs).
     #[arg(long)]
     pub task: Task,
     /// Training file.
@@ -206,11 +207,22 @@ pub struct PredictArgs {
     pub task: Option<Task>,
     /// Text to label; words are split on whitespace for pos, ner and parse.
     pub text: String,
+    /// Second sentence of a pair (classification models trained on pairs).
+    #[arg(long)]
+    pub pair: Option<String>,
 }
 
 pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     let m = load_finetuned(&args.checkpoint, args.task)?;
-    let example = example_from_text(m.task, &args.text);
+    let mut example = example_from_text(m.task, &args.text);
+    if let Some(b) = &args.pair {
+        anyhow::ensure!(
+            m.task == Task::Classify,
+            "--pair is for sentence-pair classification, not {}",
+            m.task.name()
+        );
+        example.input = pixel_render::Input::Pair(args.text.trim().into(), b.trim().into());
+    }
     anyhow::ensure!(
         !example.words().is_empty() || m.task == Task::Classify,
         "no words in the text"

@@ -84,7 +84,10 @@ pub fn load_dataset(task: Task, path: &Path, labels: &[String]) -> anyhow::Resul
         Task::Classify => read_glue_single_with_labels(path, &label_refs)?
             .into_iter()
             .map(|e| Example {
-                input: Input::Text(detokenize(&e.sentence)),
+                input: match &e.sentence_b {
+                    None => Input::Text(detokenize(&e.sentence)),
+                    Some(b) => Input::Pair(detokenize(&e.sentence), detokenize(b)),
+                },
                 target: Target::Class(e.label),
             })
             .collect(),

@@ -1,6 +1,7 @@
-//! GLUE TSV reader for single-sentence tasks (SST-2): a header line
-//! `sentence<TAB>label`, then one `sentence<TAB>label` row per example.
-//! The sentence is kept verbatim (GLUE SST-2 rows usually end with a space).
+//! GLUE-style TSV reader: a header line `sentence<TAB>label` (single
+//! sentences, SST-2) or `sentence1<TAB>sentence2<TAB>label` (pairs), then one
+//! row per example with that many fields. Sentences are kept verbatim (GLUE
+//! SST-2 rows usually end with a space).
 
 use std::path::Path;
 
@@ -9,10 +10,12 @@ use super::{label_index, read_text, strip_cr, DataError};
 /// SST-2 labels: `0` = negative, `1` = positive.
 pub const SST2_LABELS: [&str; 2] = ["0", "1"];
 
-/// One single-sentence classification example.
+/// One classification example: a sentence or a sentence pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlueExample {
     pub sentence: String,
+    /// The second sentence of a pair file; `None` for single sentences.
+    pub sentence_b: Option<String>,
     /// Index of the label in the label list the file was read with.
     pub label: usize,
 }
@@ -38,33 +41,43 @@ pub fn parse_glue_single(
     labels: &[&str],
 ) -> Result<Vec<GlueExample>, DataError> {
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, header)) if strip_cr(header) == "sentence\tlabel" => {}
-        Some((_, header)) => {
+    let pair = match lines.next().map(|(_, h)| strip_cr(h)) {
+        Some("sentence\tlabel") => false,
+        Some("sentence1\tsentence2\tlabel") => true,
+        Some(header) => {
             return Err(DataError::parse(
                 path,
                 1,
-                format!("expected header `sentence<TAB>label`, found {header:?}"),
+                format!(
+                    "expected header `sentence<TAB>label` or \
+                     `sentence1<TAB>sentence2<TAB>label`, found {header:?}"
+                ),
             ))
         }
         None => return Err(DataError::parse(path, 1, "empty file (no header)")),
-    }
+    };
+    let columns = if pair { 3 } else { 2 };
     let mut examples = Vec::new();
     for (i, raw) in lines {
         let lineno = i + 1;
         let line = strip_cr(raw);
         let fields: Vec<&str> = line.split('\t').collect();
-        let [sentence, label] = fields.as_slice() else {
+        if fields.len() != columns {
             return Err(DataError::parse(
                 path,
                 lineno,
-                format!("expected 2 tab-separated fields, found {}", fields.len()),
+                format!(
+                    "expected {columns} tab-separated fields, found {}",
+                    fields.len()
+                ),
             ));
-        };
+        }
+        let label = fields[columns - 1];
         let label = label_index(labels, label.trim())
             .ok_or_else(|| DataError::parse(path, lineno, format!("unknown label {label:?}")))?;
         examples.push(GlueExample {
-            sentence: sentence.to_string(),
+            sentence: fields[0].to_string(),
+            sentence_b: pair.then(|| fields[1].to_string()),
             label,
         });
     }
