@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 
 use pixel::finetune::data::{load_dataset, make_batch, render_examples, BatchOrder, Target};
 use pixel::finetune::eval::{majority_predictions, score};
@@ -95,7 +96,7 @@ fn pos_tagging_learns_on_english_ewt() {
         ud("UD_English-EWT", "dev"),
         "pos",
     );
-    let s = run_finetuning(&o).unwrap();
+    let s = run_finetuning(&o, &AtomicBool::new(false)).unwrap();
     check_learns(&s, "pos en_ewt");
     let _ = std::fs::remove_dir_all(&o.out);
 }
@@ -106,7 +107,7 @@ fn ner_learns_on_masakhaner_pcm() {
     let mut o = options(Task::Ner, dir.join("train.txt"), dir.join("dev.txt"), "ner");
     o.steps = 120;
     o.eval_every = 40;
-    let s = run_finetuning(&o).unwrap();
+    let s = run_finetuning(&o, &AtomicBool::new(false)).unwrap();
     check_learns(&s, "ner pcm");
     let _ = std::fs::remove_dir_all(&o.out);
 }
@@ -121,7 +122,7 @@ fn parsing_learns_on_english_ewt() {
     );
     o.steps = 120;
     o.eval_every = 40;
-    let s = run_finetuning(&o).unwrap();
+    let s = run_finetuning(&o, &AtomicBool::new(false)).unwrap();
     check_learns(&s, "parse en_ewt");
     let _ = std::fs::remove_dir_all(&o.out);
 }
@@ -134,7 +135,7 @@ fn pos_tagging_learns_on_coptic_script() {
         ud("UD_Coptic-Scriptorium", "dev"),
         "pos-cop",
     );
-    let s = run_finetuning(&o).unwrap();
+    let s = run_finetuning(&o, &AtomicBool::new(false)).unwrap();
     check_learns(&s, "pos coptic");
     let _ = std::fs::remove_dir_all(&o.out);
 }
@@ -155,7 +156,7 @@ fn sentence_classification_learns_on_sst2() {
         o.pooling = pooling;
         o.steps = 200;
         o.eval_every = 50;
-        let s = run_finetuning(&o).unwrap();
+        let s = run_finetuning(&o, &AtomicBool::new(false)).unwrap();
         check_learns(&s, &format!("sst2 {pooling:?}"));
         let _ = std::fs::remove_dir_all(&o.out);
     }
@@ -440,7 +441,7 @@ fn freeze_encoder_trains_the_head_only() {
     o.eval_every = 10;
     o.max_train_examples = Some(64);
     o.max_dev_examples = Some(16);
-    let s = run_finetuning(&o).unwrap();
+    let s = run_finetuning(&o, &AtomicBool::new(false)).unwrap();
     // The run builds its model from Rng::new(seed) first: the same initial weights.
     let initial = PixelForFinetuning::new(
         pixel::config_preset("tiny", 64).unwrap(),
@@ -485,8 +486,27 @@ fn sentence_pair_classification_fits_a_small_slice() {
     let mut o = options(Task::Classify, path.clone(), path, "pairs");
     o.steps = 200;
     o.eval_every = 50;
-    let s = run_finetuning(&o).unwrap();
+    let s = run_finetuning(&o, &AtomicBool::new(false)).unwrap();
     check_learns(&s, "sentence pairs");
     let _ = std::fs::remove_dir_all(&o.out);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stop_request_ends_the_run_after_one_step_with_an_evaluation() {
+    let mut o = options(
+        Task::Pos,
+        ud("UD_English-EWT", "train"),
+        ud("UD_English-EWT", "dev"),
+        "stop",
+    );
+    o.max_train_examples = Some(32);
+    o.max_dev_examples = Some(8);
+    let s = run_finetuning(&o, &AtomicBool::new(true)).unwrap();
+    assert_eq!(s.steps, 1);
+    assert_eq!(s.best_step, 1);
+    assert!(s.stopped_early);
+    let log = std::fs::read_to_string(o.out.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    let _ = std::fs::remove_dir_all(&o.out);
 }

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -71,6 +72,7 @@ pub struct FinetuneSummary {
     pub first_loss: f32,
     pub last_loss: f32,
     pub seconds: f64,
+    /// Early stopping or Ctrl-C ended the run before its last step.
     pub stopped_early: bool,
     pub best_dir: PathBuf,
 }
@@ -283,8 +285,13 @@ fn take_examples(mut ds: Dataset, max: Option<usize>) -> Vec<Example> {
     ds.examples
 }
 
-/// Runs finetuning; writes OUT/log.csv and OUT/best (config.json + model.safetensors).
-pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary> {
+/// Runs finetuning; writes OUT/log.csv, OUT/summary.json and OUT/best
+/// (config.json + model.safetensors). Setting `stop` ends the run after the
+/// current step, with a last dev evaluation.
+pub fn run_finetuning(
+    opts: &FinetuneOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<FinetuneSummary> {
     anyhow::ensure!(opts.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(opts.grad_accum > 0, "--grad-accum must be at least 1");
     anyhow::ensure!(opts.steps > 0, "--steps must be at least 1");
@@ -409,7 +416,8 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
         last_loss = loss;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         let mut dev_metric = String::new();
-        if step.is_multiple_of(opts.eval_every) || step == opts.steps {
+        let interrupted = stop.load(Ordering::SeqCst);
+        if step.is_multiple_of(opts.eval_every) || step == opts.steps || interrupted {
             let report = score(
                 task,
                 &labels,
@@ -438,7 +446,7 @@ pub fn run_finetuning(opts: &FinetuneOptions) -> anyhow::Result<FinetuneSummary>
         )?;
         bar.set_position(step);
         bar.set_message(format!("loss {loss:.4}"));
-        if since_best >= opts.patience && opts.patience > 0 {
+        if interrupted || (since_best >= opts.patience && opts.patience > 0) {
             stopped_early = true;
             break;
         }
