@@ -10,17 +10,19 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
 use pixel_engine::{Rng, Tape};
-use pixel_model::checkpoint::{infer_config, load_checkpoint, save_checkpoint};
-use pixel_model::finetune::{is_encoder_param, HeadKind, PixelForFinetuning, Pooling};
+use pixel_model::checkpoint::save_checkpoint;
+use pixel_model::finetune::{is_encoder_param, Pooling};
 use pixel_model::train::{accumulate_gradients, clip_and_update};
-use pixel_model::{ForwardMode, PixelConfig};
-use pixel_render::{FontConfig, Layout, RenderConfig, Renderer};
+use pixel_model::ForwardMode;
+use pixel_render::Layout;
 
 use crate::pretrain::run::step_progress_bar;
 
+use super::checkpoint::{build_model, task_metadata};
+pub use super::checkpoint::{load_finetuned, task_renderer, FinetunedModel};
 use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
 use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
-use super::{parse_pooling, pooling_name, Task};
+use super::Task;
 
 /// Everything a finetuning run is told.
 #[derive(Clone, Debug)]
@@ -80,202 +82,6 @@ pub struct FinetuneSummary {
 /// Directory of the best checkpoint under a run's output directory.
 pub fn best_dir(out: &Path) -> PathBuf {
     out.join("best")
-}
-
-/// Sequence length, labels, layout and pooling as stored in a finetuned config.
-fn task_metadata(
-    config: &mut PixelConfig,
-    task: Task,
-    labels: &[String],
-    layout: Layout,
-    pooling: Pooling,
-) {
-    config.num_labels = Some(labels.len());
-    config.id2label = Some(
-        labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i.to_string(), l.clone()))
-            .collect(),
-    );
-    config.label2id = Some(
-        labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.clone(), i as i64))
-            .collect(),
-    );
-    let architecture = match task {
-        Task::Pos | Task::Ner => "PIXELForTokenClassification",
-        Task::Parse => "PIXELForBiaffineParsing",
-        Task::Classify => "PIXELForSequenceClassification",
-    };
-    config.architectures = Some(vec![architecture.into()]);
-    let layout_name = match layout {
-        Layout::Pango => "pango",
-        Layout::Pygame => "pygame",
-    };
-    let extra = &mut config.extra;
-    extra.insert("finetuning_task".into(), task.name().into());
-    extra.insert("renderer_layout".into(), layout_name.into());
-    extra.insert("pooling_mode".into(), pooling_name(pooling).into());
-}
-
-/// A finetuned checkpoint with what is needed to use it.
-pub struct FinetunedModel {
-    pub model: PixelForFinetuning,
-    pub task: Task,
-    pub labels: Vec<String>,
-    pub layout: Layout,
-}
-
-/// Loads a finetuned checkpoint. One written by `pixel finetune` names its task,
-/// layout and pooling in config.json; for any other (e.g. a HuggingFace PIXEL
-/// checkpoint, SPEC 4.2) pass `task` and the labels come from `id2label`.
-/// Keys the model does not use are reported on stderr, not fatal.
-pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<FinetunedModel> {
-    let ckpt = load_checkpoint(dir).with_context(|| format!("checkpoint {}", dir.display()))?;
-    let config = ckpt
-        .config
-        .with_context(|| format!("{}: no config.json beside the weights", dir.display()))?;
-    let get = |key: &str| {
-        config
-            .extra
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let stored: Option<Task> = get("finetuning_task")
-        .map(|t| t.parse().map_err(anyhow::Error::msg))
-        .transpose()?;
-    let task = match (stored, task) {
-        (Some(s), Some(t)) if s != t => bail!(
-            "--task {} but {} was finetuned for {}",
-            t.name(),
-            dir.display(),
-            s.name()
-        ),
-        (Some(s), _) => s,
-        (None, Some(t)) => t,
-        (None, None) => bail!(
-            "{}: config.json does not say which task the model was finetuned for \
-             (not written by pixel finetune): pass --task",
-            dir.display()
-        ),
-    };
-    let layout: Layout = match get("renderer_layout") {
-        Some(l) => l.parse().map_err(anyhow::Error::msg)?,
-        None => task.defaults().layout,
-    };
-    let pooling = parse_pooling(&get("pooling_mode").unwrap_or_else(|| "mean".into()))
-        .map_err(anyhow::Error::msg)?;
-    let id2label = config
-        .id2label
-        .clone()
-        .with_context(|| format!("{}: config.json has no id2label", dir.display()))?;
-    let mut labels = vec![String::new(); id2label.len()];
-    for (k, v) in id2label {
-        let i: usize = k
-            .parse()
-            .ok()
-            .filter(|&i| i < labels.len())
-            .with_context(|| format!("{}: bad id2label key {k:?}", dir.display()))?;
-        labels[i] = v;
-    }
-    let head = task.head(labels.len(), pooling);
-    let l = config.num_patches();
-    let (model, report) =
-        PixelForFinetuning::from_state_dict(config, head, l, &ckpt.weights, &mut Rng::new(0))
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("loading {}", dir.display()))?;
-    if !report.unexpected.is_empty() {
-        eprintln!(
-            "{}: {} unused keys in the checkpoint: {:?}",
-            dir.display(),
-            report.unexpected.len(),
-            report.unexpected
-        );
-    }
-    if !report.missing.is_empty() {
-        bail!(
-            "{}: the checkpoint lacks {} weights of the {} model, e.g. {}",
-            dir.display(),
-            report.missing.len(),
-            task.name(),
-            report.missing[0]
-        );
-    }
-    Ok(FinetunedModel {
-        model,
-        task,
-        labels,
-        layout,
-    })
-}
-
-/// A renderer for `task` at L patches.
-pub fn task_renderer(max_seq_length: usize, layout: Layout) -> anyhow::Result<Renderer> {
-    Renderer::new(RenderConfig {
-        max_seq_length,
-        layout,
-        fonts: FontConfig::default(),
-        ..RenderConfig::default()
-    })
-    .context("renderer")
-}
-
-/// Builds the model: from `init` (encoder weights, position table truncated to
-/// L + 1 rows; a new head) or from a preset.
-fn build_model(
-    opts: &FinetuneOptions,
-    head: HeadKind,
-    rng: &mut Rng,
-) -> anyhow::Result<PixelForFinetuning> {
-    let l = opts.max_seq_length;
-    let mut model = match &opts.init {
-        Some(path) => {
-            let ckpt =
-                load_checkpoint(path).with_context(|| format!("--init {}", path.display()))?;
-            let config = match ckpt.config.clone() {
-                Some(c) => c,
-                None => infer_config(&ckpt.weights).with_context(|| {
-                    format!(
-                        "--init {}: no config.json and the weights do not name a PIXEL model",
-                        path.display()
-                    )
-                })?,
-            };
-            let (model, report) =
-                PixelForFinetuning::from_state_dict(config, head, l, &ckpt.weights, rng)
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("--init {}", path.display()))?;
-            let unexpected_decoder = report
-                .unexpected
-                .iter()
-                .filter(|k| k.starts_with("decoder."))
-                .count();
-            eprintln!(
-                "init: {} ({} new head weights; {} decoder weights unused{})",
-                path.display(),
-                report.missing.len(),
-                unexpected_decoder,
-                match report.unexpected.len() - unexpected_decoder {
-                    0 => String::new(),
-                    n => format!(", {n} other unused keys: {:?}", report.unexpected),
-                }
-            );
-            model
-        }
-        None => {
-            let config = crate::config_preset(&opts.scratch_config, l)?;
-            PixelForFinetuning::new(config, head, rng)
-        }
-    };
-    if let Some(p) = opts.dropout {
-        model.config.hidden_dropout_prob = p;
-        model.config.attention_probs_dropout_prob = p;
-    }
-    Ok(model)
 }
 
 fn take_examples(mut ds: Dataset, max: Option<usize>) -> Vec<Example> {
