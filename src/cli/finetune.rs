@@ -1,8 +1,6 @@
 //! `pixel finetune`, `pixel evaluate`, `pixel predict`: task heads on the encoder.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Target};
 use pixel::finetune::eval::{majority_predictions, predict, rendered_words, score};
@@ -121,16 +119,7 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         max_dev_examples: args.max_dev_examples,
         progress: true,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130); // second Ctrl-C: leave now
-        }
-        eprintln!(
-            "\nCtrl-C: finishing this step, evaluating and stopping (press again to quit at once)"
-        );
-    })?;
+    let stop = super::stop_on_ctrl_c("finishing this step, evaluating and stopping")?;
     let s = run_finetuning(&opts, &stop)?;
     println!(
         "{} on {}: best dev {} at step {} of {}{} ({:.0} s); majority baseline {}",

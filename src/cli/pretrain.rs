@@ -1,8 +1,6 @@
 //! `pixel pretrain`: train PIXEL on rendered text (the main job).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use pixel::pretrain::run::{checkpoint_dir, run_pretraining, PretrainOptions};
 use pixel_render::Layout;
@@ -119,16 +117,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         progress: true,
         stop_at: args.stop_at,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130); // second Ctrl-C: leave now
-        }
-        eprintln!(
-            "\nCtrl-C: finishing this step and saving a checkpoint (press again to quit at once)"
-        );
-    })?;
+    let stop = super::stop_on_ctrl_c("finishing this step and saving a checkpoint")?;
     let s = run_pretraining(&opts, &stop)?;
     let first = s.losses.first().map(|x| x.1).unwrap_or(f32::NAN);
     let last_avg = {
