@@ -260,26 +260,8 @@ pub fn linear(t: &mut Tape, x: &Var, w: &Var, b: Option<&Var>, rows: usize, ys: 
         y,
         &inputs,
         Box::new(move |dy, needs| {
-            let dx = needs[0].then(|| {
-                let nn = GemmShape {
-                    m: rows,
-                    n: in_f,
-                    k: out_f,
-                    trans_a: false,
-                    trans_b: false,
-                };
-                product("linear", nn, 1, 1.0, &dy, 0, &wv, 0, xv.shape())
-            });
-            let dw = needs[1].then(|| {
-                let tn = GemmShape {
-                    m: out_f,
-                    n: in_f,
-                    k: rows,
-                    trans_a: true,
-                    trans_b: false,
-                };
-                product("linear", tn, 1, 1.0, &dy, 0, &xv, 0, &[out_f, in_f])
-            });
+            let dx = needs[0].then(|| linear_input_grad("linear", &dy, &wv, xv.shape()));
+            let dw = needs[1].then(|| linear_weight_grad("linear", &dy, &xv, rows));
             let mut grads = vec![dx, dw];
             if needs.len() == 3 {
                 grads.push(needs[2].then(|| bias_grad("linear", &dy, rows, out_f)));
@@ -287,6 +269,33 @@ pub fn linear(t: &mut Tape, x: &Var, w: &Var, b: Option<&Var>, rows: usize, ys: 
             grads
         }),
     )
+}
+
+/// dx = dy W for y = x W^T: dy (rows, out), W (out, in) -> x_shape (rows, in).
+fn linear_input_grad(name: &str, dy: &Tensor, w: &Tensor, x_shape: &[usize]) -> Tensor {
+    let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+    let rows = dy.numel() / out_f;
+    let nn = GemmShape {
+        m: rows,
+        n: in_f,
+        k: out_f,
+        trans_a: false,
+        trans_b: false,
+    };
+    product(name, nn, 1, 1.0, dy, 0, w, 0, x_shape)
+}
+
+/// dW = dy^T x for y = x W^T: dy (rows, out), x (rows, in) -> (out, in).
+fn linear_weight_grad(name: &str, dy: &Tensor, x: &Tensor, rows: usize) -> Tensor {
+    let (out_f, in_f) = (dy.numel() / rows, x.numel() / rows);
+    let tn = GemmShape {
+        m: out_f,
+        n: in_f,
+        k: rows,
+        trans_a: true,
+        trans_b: false,
+    };
+    product(name, tn, 1, 1.0, dy, 0, x, 0, &[out_f, in_f])
 }
 
 /// Sum of dy (rows, cols) over rows -> (cols).
@@ -337,25 +346,11 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var, rows: usize, ys: Vec
         Box::new(move |dy, needs| {
             let dw = needs[1].then(|| {
                 let g = gelu_of("gelu_linear", &xv); // recomputed
-                let tn = GemmShape {
-                    m: out_f,
-                    n: in_f,
-                    k: rows,
-                    trans_a: true,
-                    trans_b: false,
-                };
-                product("gelu_linear", tn, 1, 1.0, &dy, 0, &g, 0, &[out_f, in_f])
+                linear_weight_grad("gelu_linear", &dy, &g, rows)
             });
             let db = needs[2].then(|| bias_grad("gelu_linear", &dy, rows, out_f));
             let dx = needs[0].then(|| {
-                let nn = GemmShape {
-                    m: rows,
-                    n: in_f,
-                    k: out_f,
-                    trans_a: false,
-                    trans_b: false,
-                };
-                let dg = product("gelu_linear", nn, 1, 1.0, &dy, 0, &wv, 0, xv.shape());
+                let dg = linear_input_grad("gelu_linear", &dy, &wv, xv.shape());
                 let dev = device_of("gelu_linear", &[&dg]);
                 let mut dx = zeros(&dev, xv.shape());
                 k::gelu_backward(
