@@ -1,14 +1,10 @@
 //! AdamW (HuggingFace `transformers.AdamW` semantics), global-norm gradient
 //! clipping and learning-rate schedules.
 
-use pixel_kernels::adamw::{adamw_update, AdamWStep};
-use pixel_kernels::elementwise::{scale, sum_squares};
+use pixel_kernels::adamw::{self, AdamWStep};
+use pixel_kernels::elementwise::sum_squares_each as sum_squares_buffers;
 
-#[cfg(feature = "cuda")]
-use crate::tensor::Device;
-use crate::tensor::Tensor;
-#[cfg(feature = "cuda")]
-use pixel_kernels::cuda::DeviceBuffer;
+use crate::tensor::{same_device, Tensor};
 
 /// AdamW hyper-parameters (HF defaults: beta1 0.9, beta2 0.999, eps 1e-8).
 #[derive(Clone, Copy, Debug)]
@@ -38,19 +34,15 @@ pub struct ParamUpdate<'a> {
     pub decay: bool,
 }
 
-/// AdamW state: first and second moments per parameter (in a fixed order) and
-/// the number of updates taken.
+/// AdamW state: first and second moments, one tensor per parameter (in a
+/// fixed order) on the parameter's device, and the number of updates taken.
 #[derive(Clone, Debug, Default)]
 pub struct AdamW {
     pub config: AdamWConfig,
-    pub m: Vec<Vec<f32>>,
-    pub v: Vec<Vec<f32>>,
+    pub m: Vec<Tensor>,
+    pub v: Vec<Tensor>,
     /// Updates taken so far (the next update uses t = step + 1).
     pub step: u64,
-    /// Moments of device parameters: (m, v), each one flat buffer over every
-    /// parameter in order (the fused kernel updates them all in one launch).
-    #[cfg(feature = "cuda")]
-    pub device_moments: Option<(DeviceBuffer, DeviceBuffer)>,
 }
 
 impl AdamW {
@@ -60,20 +52,18 @@ impl AdamW {
             m: Vec::new(),
             v: Vec::new(),
             step: 0,
-            #[cfg(feature = "cuda")]
-            device_moments: None,
         }
     }
 
-    /// Apply one update with learning rate `lr` to every parameter. The order
-    /// of `params` must be the same at every call (it indexes the moments).
+    /// Apply one update with learning rate `lr` to every parameter (one
+    /// kernel call for all of them: a fused launch on CUDA). The order of
+    /// `params` must be the same at every call (it indexes the moments).
     pub fn update(&mut self, params: &mut [ParamUpdate<'_>], lr: f32) {
-        #[cfg(feature = "cuda")]
-        if params.iter().any(|p| p.value.device() != Device::Cpu) {
-            return self.update_cuda(params, lr);
-        }
         if self.m.is_empty() {
-            self.m = params.iter().map(|p| vec![0.0; p.value.numel()]).collect();
+            self.m = params
+                .iter()
+                .map(|p| Tensor::zeros_on(p.value.shape(), p.value.device()))
+                .collect();
             self.v = self.m.clone();
         }
         assert_eq!(
@@ -83,130 +73,47 @@ impl AdamW {
             self.m.len(),
             params.len()
         );
-        self.step += 1;
-        for (i, p) in params.iter_mut().enumerate() {
-            assert!(
-                p.value.shape() == p.grad.shape() && self.m[i].len() == p.value.numel(),
-                "AdamW::update: parameter {i} has shape {:?}, gradient {:?}, state of {} values",
-                p.value.shape(),
-                p.grad.shape(),
-                self.m[i].len()
-            );
-            let h = AdamWStep {
-                lr,
-                beta1: self.config.beta1,
-                beta2: self.config.beta2,
-                eps: self.config.eps,
-                weight_decay: if p.decay {
-                    self.config.weight_decay
-                } else {
-                    0.0
-                },
-                t: self.step,
-            };
-            adamw_update(
-                p.value.data_mut(),
-                p.grad.data(),
-                &mut self.m[i],
-                &mut self.v[i],
-                h,
-            );
-        }
-    }
-}
-
-#[cfg(feature = "cuda")]
-impl AdamW {
-    /// [`AdamW::update`] for device parameters: one fused kernel over all of them.
-    fn update_cuda(&mut self, params: &mut [ParamUpdate<'_>], lr: f32) {
-        use pixel_kernels::cuda::launch::{adamw_fused, FusedAdamW};
-        let device = params[0].value.device();
         for (i, p) in params.iter().enumerate() {
             assert!(
-                p.value.device() == device && p.grad.device() == device,
-                "AdamW::update: parameter {i} on {:?} with gradient on {:?}, parameter 0 on {device:?}",
-                p.value.device(),
-                p.grad.device()
-            );
-            assert_eq!(
+                p.value.shape() == p.grad.shape() && self.m[i].shape() == p.value.shape(),
+                "AdamW::update: parameter {i} has shape {:?}, gradient {:?}, state {:?}",
                 p.value.shape(),
                 p.grad.shape(),
-                "AdamW::update: parameter {i} and its gradient differ in shape"
+                self.m[i].shape()
             );
+            same_device("AdamW::update", &[p.value, p.grad, &self.m[i], &self.v[i]]);
         }
-        assert!(
-            self.m.is_empty(),
-            "AdamW::update: host moments exist but the parameters are on {device:?}"
-        );
-        let lens: Vec<usize> = params.iter().map(|p| p.value.numel()).collect();
-        let total: usize = lens.iter().sum();
-        let (m, v) = self.device_moments.get_or_insert_with(|| {
-            let dev = params[0].value.cuda_buffer("AdamW").device().clone();
-            (
-                DeviceBuffer::zeros(&dev, total),
-                DeviceBuffer::zeros(&dev, total),
-            )
-        });
-        assert!(
-            m.capacity() >= total,
-            "AdamW::update: device moments hold {} values, parameters {total}",
-            m.capacity()
-        );
         self.step += 1;
-        let t = self.step as i32;
-        let bc1 = 1.0 - (self.config.beta1 as f64).powi(t);
-        let bc2 = 1.0 - (self.config.beta2 as f64).powi(t);
-        let h = FusedAdamW {
-            step_size: (lr as f64 * bc2.sqrt() / bc1) as f32,
+        let h = AdamWStep {
+            lr,
             beta1: self.config.beta1,
             beta2: self.config.beta2,
             eps: self.config.eps,
+            weight_decay: 0.0, // per parameter below
+            t: self.step,
         };
+        let lens: Vec<usize> = params.iter().map(|p| p.value.numel()).collect();
         let decay: Vec<f32> = params
             .iter()
-            .map(|p| {
-                if p.decay {
-                    lr * self.config.weight_decay
-                } else {
-                    0.0
-                }
-            })
+            .map(|p| if p.decay { self.config.weight_decay } else { 0.0 })
             .collect();
-        let mut values = Vec::with_capacity(params.len());
-        let mut grads = Vec::with_capacity(params.len());
-        for p in params.iter_mut() {
-            grads.push(p.grad.cuda_buffer("AdamW"));
-            values.push(p.value.cuda_buffer_mut("AdamW"));
-        }
-        adamw_fused(&mut values, &grads, &lens, m, v, &decay, h);
+        let grads: Vec<_> = params.iter().map(|p| p.grad.buffer()).collect();
+        let mut values: Vec<_> = params.iter_mut().map(|p| p.value.buffer_mut()).collect();
+        let mut m: Vec<_> = self.m.iter_mut().map(|t| t.buffer_mut()).collect();
+        let mut v: Vec<_> = self.v.iter_mut().map(|t| t.buffer_mut()).collect();
+        adamw::update(&mut values, &grads, &mut m, &mut v, &lens, &decay, h);
     }
 }
 
-/// Sum of squares of every gradient (device gradients reduced on the device,
-/// one read-back for all of them).
-fn sum_squares_all(grads: &[&Tensor]) -> f64 {
-    #[cfg(feature = "cuda")]
-    if grads.iter().any(|g| g.device() != Device::Cpu) {
-        let bufs: Vec<_> = grads
-            .iter()
-            .map(|g| (g.cuda_buffer("clip_grad_norm"), g.numel()))
-            .collect();
-        return pixel_kernels::cuda::launch::sum_squares(&bufs).iter().sum();
-    }
-    grads.iter().map(|g| sum_squares(g.data())).sum::<f64>()
-}
-
-/// Sum of squares of each gradient, in f64 (device gradients: one read-back for all).
+/// Sum of squares of each gradient, in f64 (device gradients: reduced on the
+/// device, one read-back for all of them).
 pub fn sum_squares_each(grads: &[&Tensor]) -> Vec<f64> {
-    #[cfg(feature = "cuda")]
-    if grads.iter().any(|g| g.device() != Device::Cpu) {
-        let bufs: Vec<_> = grads
-            .iter()
-            .map(|g| (g.cuda_buffer("sum_squares_each"), g.numel()))
-            .collect();
-        return pixel_kernels::cuda::launch::sum_squares(&bufs);
-    }
-    grads.iter().map(|g| sum_squares(g.data())).collect()
+    let buffers: Vec<_> = grads.iter().map(|g| (g.buffer(), g.numel())).collect();
+    sum_squares_buffers(&buffers)
+}
+
+fn sum_squares_all(grads: &[&Tensor]) -> f64 {
+    sum_squares_each(grads).iter().sum()
 }
 
 /// Global L2 norm of all gradients (accumulated in f64).
@@ -222,11 +129,7 @@ pub fn clip_grad_norm(grads: &mut [&mut Tensor], max_norm: f32) -> (f64, f32) {
     let coef = (max_norm as f64 / (norm + 1e-6)).min(1.0) as f32;
     if coef < 1.0 {
         for g in grads.iter_mut() {
-            if g.device() == crate::tensor::Device::Cpu {
-                scale(g.data_mut(), coef);
-            } else {
-                g.scale_in_place(coef);
-            }
+            g.scale_in_place(coef);
         }
     }
     (norm, coef)

@@ -1,28 +1,16 @@
-//! `Tensor`: f32, contiguous, row-major, with a shape and a device.
+//! `Tensor`: f32, contiguous, row-major, with a shape and a device-tagged
+//! buffer ([`Buffer`]: host memory or a GPU's).
 
 use std::fmt;
 
-/// Where a tensor's storage lives. `Cuda(ordinal)` needs the `cuda` feature.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    Cpu,
-    Cuda(usize),
-}
-
-/// The buffer behind a tensor.
-#[derive(Clone)]
-pub enum Storage {
-    Cpu(Vec<f32>),
-    /// Device memory (cloning copies on the device).
-    #[cfg(feature = "cuda")]
-    Cuda(pixel_kernels::cuda::DeviceBuffer),
-}
+use pixel_kernels::buffer::Buffer;
+pub use pixel_kernels::buffer::Device;
 
 /// A contiguous row-major f32 tensor.
 #[derive(Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
-    storage: Storage,
+    buffer: Buffer,
 }
 
 /// Number of elements of a shape.
@@ -42,8 +30,32 @@ impl Tensor {
         );
         Tensor {
             shape: shape.to_vec(),
-            storage: Storage::Cpu(data),
+            buffer: Buffer::Cpu(data),
         }
+    }
+
+    /// A tensor over a buffer holding at least `numel(shape)` values.
+    #[track_caller]
+    pub fn from_buffer(shape: &[usize], buffer: Buffer) -> Tensor {
+        assert!(
+            buffer.len() >= numel(shape),
+            "Tensor::from_buffer: shape {shape:?} needs {} values, buffer holds {}",
+            numel(shape),
+            buffer.len()
+        );
+        Tensor {
+            shape: shape.to_vec(),
+            buffer,
+        }
+    }
+
+    /// The buffer behind the tensor (what kernels take).
+    pub fn buffer(&self) -> &Buffer {
+        &self.buffer
+    }
+
+    pub fn buffer_mut(&mut self) -> &mut Buffer {
+        &mut self.buffer
     }
 
     pub fn zeros(shape: &[usize]) -> Tensor {
@@ -77,20 +89,16 @@ impl Tensor {
     }
 
     pub fn device(&self) -> Device {
-        match &self.storage {
-            Storage::Cpu(_) => Device::Cpu,
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => Device::Cuda(b.ordinal()),
-        }
+        self.buffer.device()
     }
 
     /// The host data. Panics on a device tensor: copy it with `to_host()` first.
     #[track_caller]
     pub fn data(&self) -> &[f32] {
-        match &self.storage {
-            Storage::Cpu(v) => v,
+        match &self.buffer {
+            Buffer::Cpu(v) => v,
             #[cfg(feature = "cuda")]
-            Storage::Cuda(_) => self.not_on_host("Tensor::data"),
+            Buffer::Cuda(_) => self.not_on_host("Tensor::data"),
         }
     }
 
@@ -100,19 +108,15 @@ impl Tensor {
         if self.device() != Device::Cpu {
             self.not_on_host("Tensor::data_mut")
         }
-        match &mut self.storage {
-            Storage::Cpu(v) => v,
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(_) => unreachable!(),
-        }
+        self.buffer.host_mut("Tensor::data_mut")
     }
 
     #[track_caller]
     pub fn into_vec(self) -> Vec<f32> {
-        match self.storage {
-            Storage::Cpu(v) => v,
+        match self.buffer {
+            Buffer::Cpu(v) => v,
             #[cfg(feature = "cuda")]
-            Storage::Cuda(_) => self.not_on_host("Tensor::into_vec"),
+            Buffer::Cuda(_) => self.not_on_host("Tensor::into_vec"),
         }
     }
 
@@ -120,29 +124,13 @@ impl Tensor {
     /// one synchronisation).
     pub fn item(&self) -> f32 {
         assert_eq!(self.numel(), 1, "item: tensor has shape {:?}", self.shape);
-        match &self.storage {
-            Storage::Cpu(v) => v[0],
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => b.to_host(1)[0],
-        }
+        self.buffer.to_vec(1)[0]
     }
 
-    /// Zeros on a device.
+    /// Zeros on a device (one already opened: where an op's inputs live).
+    #[track_caller]
     pub fn zeros_on(shape: &[usize], device: Device) -> Tensor {
-        match device {
-            Device::Cpu => Tensor::zeros(shape),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(i) => {
-                let dev = pixel_kernels::cuda::device(i)
-                    .unwrap_or_else(|e| panic!("Tensor::zeros_on(cuda:{i}): {e}"));
-                Tensor::from_device(
-                    shape,
-                    pixel_kernels::cuda::DeviceBuffer::zeros(&dev, numel(shape)),
-                )
-            }
-            #[cfg(not(feature = "cuda"))]
-            Device::Cuda(i) => panic!("Tensor::zeros_on: cuda:{i} needs the `cuda` feature"),
-        }
+        Tensor::from_buffer(shape, Buffer::zeros(device, numel(shape)))
     }
 
     /// Same data, new shape (no copy). Panics if the element count differs.
@@ -157,88 +145,47 @@ impl Tensor {
         self
     }
 
-    /// Explicit copy to a device (the only way data moves between host and GPU).
-    #[cfg(not(feature = "cuda"))]
+    /// Explicit copy to a device (the only way data moves between host and
+    /// GPU). Errors when the device cannot be opened (no driver, no such GPU,
+    /// a build without the `cuda` feature).
     pub fn to_device(&self, device: Device) -> Result<Tensor, String> {
-        match device {
-            Device::Cpu => Ok(self.clone()),
-            Device::Cuda(i) => Err(format!(
-                "to_device: CUDA device {i} requested, but this build has no CUDA support (build with --features cuda)"
-            )),
+        if device == self.device() {
+            return Ok(self.clone());
         }
-    }
-
-    /// Explicit copy to a device (the only way data moves between host and GPU).
-    /// Errors when the device cannot be opened (no driver, no such GPU).
-    #[cfg(feature = "cuda")]
-    pub fn to_device(&self, device: Device) -> Result<Tensor, String> {
-        use pixel_kernels::cuda::{self, DeviceBuffer};
-        match (&self.storage, device) {
-            (Storage::Cpu(_), Device::Cpu) => Ok(self.clone()),
-            (Storage::Cuda(_), Device::Cpu) => Ok(self.to_host()),
-            (Storage::Cuda(b), Device::Cuda(i)) if b.ordinal() == i => Ok(self.clone()),
-            (Storage::Cpu(v), Device::Cuda(i)) => {
-                let dev = cuda::device(i).map_err(|e| format!("to_device(cuda:{i}): {e}"))?;
-                Ok(Tensor::from_device(
-                    &self.shape,
-                    DeviceBuffer::from_host(&dev, v),
-                ))
-            }
-            (Storage::Cuda(_), Device::Cuda(i)) => {
-                // Between GPUs through the host (explicit, and rare).
-                self.to_host().to_device(Device::Cuda(i))
-            }
-        }
+        let host = self.buffer.to_vec(self.numel());
+        let buffer =
+            Buffer::from_host(device, &host).map_err(|e| format!("to_device({device}): {e}"))?;
+        Ok(Tensor::from_buffer(&self.shape, buffer))
     }
 
     /// A host copy (a clone for a host tensor; waits for queued device work).
     pub fn to_host(&self) -> Tensor {
-        match &self.storage {
-            Storage::Cpu(_) => self.clone(),
+        match &self.buffer {
+            Buffer::Cpu(_) => self.clone(),
             #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => Tensor::new(&self.shape, b.to_host(self.numel())),
+            Buffer::Cuda(b) => Tensor::new(&self.shape, b.to_host(self.numel())),
         }
     }
 
     /// `self *= alpha` in place, on the tensor's device.
     pub fn scale_in_place(&mut self, alpha: f32) {
-        #[cfg(feature = "cuda")]
-        if let Storage::Cuda(b) = &mut self.storage {
-            let n = numel(&self.shape);
-            return pixel_kernels::cuda::launch::scale(b, n, alpha);
-        }
-        pixel_kernels::elementwise::scale(self.data_mut(), alpha);
+        let n = self.numel();
+        pixel_kernels::elementwise::scale_buffer(&mut self.buffer, n, alpha);
     }
 
     /// `self += alpha * src` in place (same shape, same device).
     #[track_caller]
     pub fn axpy_in_place(&mut self, alpha: f32, src: &Tensor) {
         assert_eq!(self.shape, src.shape, "axpy_in_place: shapes differ");
-        #[cfg(feature = "cuda")]
-        if let Storage::Cuda(b) = &mut self.storage {
-            let n = numel(&self.shape);
-            return pixel_kernels::cuda::launch::axpy(
-                b,
-                alpha,
-                src.cuda_buffer("axpy_in_place"),
-                n,
-            );
-        }
-        if alpha == 1.0 {
-            pixel_kernels::elementwise::add_assign(self.data_mut(), src.data());
-        } else {
-            pixel_kernels::elementwise::axpy(self.data_mut(), alpha, src.data());
-        }
+        pixel_kernels::same_device("axpy_in_place", &[&self.buffer, &src.buffer]);
+        let n = self.numel();
+        pixel_kernels::elementwise::axpy_buffer(&mut self.buffer, alpha, &src.buffer, n);
     }
 
     /// Sum of squares in f64 (a device tensor is reduced on the device and the
     /// result read back).
     pub fn sum_squares(&self) -> f64 {
-        #[cfg(feature = "cuda")]
-        if let Storage::Cuda(b) = &self.storage {
-            return pixel_kernels::cuda::launch::sum_squares(&[(b, self.numel())])[0];
-        }
-        pixel_kernels::elementwise::sum_squares(self.data())
+        pixel_kernels::elementwise::sum_squares_each(&[(&self.buffer, self.numel())])[0]
     }
 
     /// Largest absolute value (0 for an empty tensor).
@@ -254,48 +201,10 @@ impl Tensor {
 
 #[cfg(feature = "cuda")]
 impl Tensor {
-    /// A tensor over a device buffer of at least `numel(shape)` values.
-    pub fn from_device(shape: &[usize], buf: pixel_kernels::cuda::DeviceBuffer) -> Tensor {
-        assert!(
-            buf.capacity() >= numel(shape),
-            "Tensor::from_device: shape {shape:?} needs {} values, buffer holds {}",
-            numel(shape),
-            buf.capacity()
-        );
-        Tensor {
-            shape: shape.to_vec(),
-            storage: Storage::Cuda(buf),
-        }
-    }
-
-    /// The device buffer; panics naming `op` on a host tensor (a CUDA op was
-    /// handed a host tensor: move it with `to_device` first).
-    #[track_caller]
-    pub fn cuda_buffer(&self, op: &str) -> &pixel_kernels::cuda::DeviceBuffer {
-        match &self.storage {
-            Storage::Cuda(b) => b,
-            Storage::Cpu(_) => panic!(
-                "{op}: a tensor of shape {:?} is on the CPU while the op runs on CUDA; move it with to_device first",
-                self.shape
-            ),
-        }
-    }
-
-    #[track_caller]
-    pub fn cuda_buffer_mut(&mut self, op: &str) -> &mut pixel_kernels::cuda::DeviceBuffer {
-        let shape = self.shape.clone();
-        match &mut self.storage {
-            Storage::Cuda(b) => b,
-            Storage::Cpu(_) => panic!(
-                "{op}: a tensor of shape {shape:?} is on the CPU while the op runs on CUDA; move it with to_device first"
-            ),
-        }
-    }
-
     #[track_caller]
     fn not_on_host(&self, accessor: &str) -> ! {
         panic!(
-            "{accessor}: the tensor of shape {:?} is on {:?}; copy it with to_host() first",
+            "{accessor}: the tensor of shape {:?} is on {}; copy it with to_host() first",
             self.shape,
             self.device()
         )
@@ -330,6 +239,14 @@ pub fn synchronize(device: Device) {
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(i) => panic!("synchronize: cuda:{i} needs the `cuda` feature"),
     }
+}
+
+/// The device all `tensors` live on; panics naming `op` when they differ
+/// (inputs are never moved implicitly).
+#[track_caller]
+pub fn same_device(op: &str, tensors: &[&Tensor]) -> Device {
+    let buffers: Vec<&Buffer> = tensors.iter().map(|t| t.buffer()).collect();
+    pixel_kernels::same_device(op, &buffers)
 }
 
 /// Resolve a possibly negative axis against a rank.

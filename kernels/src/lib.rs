@@ -1,18 +1,34 @@
-//! Raw compute for pixel: plain functions on `f32` slices, no shapes beyond the
-//! arguments, no autodiff. The engine owns shapes, the tape and dispatch.
+//! Raw compute for pixel, no autodiff: one module per kernel family, each
+//! holding everything that computes it on every device.
 //!
-//! Every SIMD kernel has a scalar reference (`*_scalar`) that the tests use as
-//! ground truth; the public entry point picks AVX2+FMA at run time when the CPU
-//! has it (`is_x86_feature_detected!`) and falls back to the scalar path.
+//! - `mod.rs`: the device-dispatched entry points on [`Buffer`]s (one `match`
+//!   on the output's storage), the CPU code: a scalar reference (`*_scalar`)
+//!   and the AVX2+FMA path chosen at run time (`is_x86_feature_detected!`).
+//! - `cuda.rs` (feature `cuda`): the launch wrappers; `<module>.cu`: the CUDA
+//!   kernels, compiled at run time by NVRTC.
+//!
+//! The engine owns shapes, the tape and the checks that name the op; a kernel
+//! trusts the sizes it is given, except for buffer lengths.
+
+pub mod buffer;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd;
 
 pub mod adamw;
+pub mod attention;
+pub mod dropout;
 pub mod elementwise;
 pub mod gelu;
 pub mod gemm;
 pub mod layer_norm;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod simd;
+pub mod layout;
+pub mod loss;
+pub mod reduce;
 pub mod softmax;
+
+pub use buffer::{same_device, Buffer, Device};
 
 /// Rows per rayon task for row-parallel kernels: enough work per task to hide
 /// the scheduling cost.
@@ -32,7 +48,3 @@ pub fn has_avx2_fma() -> bool {
         false
     }
 }
-
-/// The CUDA backend (feature `cuda`): NVRTC-compiled kernels and cuBLAS.
-#[cfg(feature = "cuda")]
-pub mod cuda;

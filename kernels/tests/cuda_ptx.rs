@@ -61,21 +61,25 @@ fn every_kernel_source_compiles_to_machine_code() {
 
 #[test]
 fn every_source_file_is_listed() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda");
-    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-        .expect("kernels/cuda")
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            let stem = p.file_stem()?.to_string_lossy().into_owned();
-            (p.extension()? == "cu").then_some(stem)
-        })
-        .collect();
+    // Each kernel module keeps its CUDA source beside its Rust code: src/<module>/*.cu.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut on_disk: Vec<String> = Vec::new();
+    for module in std::fs::read_dir(&src).expect("kernels/src").flatten() {
+        let Ok(files) = std::fs::read_dir(module.path()) else {
+            continue; // a plain .rs file
+        };
+        for p in files.flatten().map(|e| e.path()) {
+            if p.extension().is_some_and(|e| e == "cu") {
+                on_disk.push(p.file_stem().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
     on_disk.sort();
     let mut listed: Vec<String> = SOURCES.iter().map(|(n, _)| n.to_string()).collect();
     listed.sort();
     assert_eq!(
         on_disk, listed,
-        "kernels/cuda/*.cu and nvrtc::SOURCES differ"
+        "kernels/src/*/*.cu and nvrtc::SOURCES differ"
     );
 }
 

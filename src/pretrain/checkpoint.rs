@@ -87,23 +87,17 @@ pub fn save_training_checkpoint(
 }
 
 fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
-    // Moments of device training live on the GPU; writing them is not supported yet.
-    #[cfg(feature = "cuda")]
-    assert!(
-        trainer.optimizer.device_moments.is_none(),
-        "save_training_checkpoint: the AdamW moments are on the GPU; checkpointing CUDA training is not implemented yet"
-    );
     let mut out = BTreeMap::new();
     let trainable = trainer.model.params.iter().filter(|p| p.trainable);
     for (i, p) in trainable.enumerate() {
         if let (Some(m), Some(v)) = (trainer.optimizer.m.get(i), trainer.optimizer.v.get(i)) {
             out.insert(
                 format!("exp_avg.{}", p.name),
-                Tensor::new(p.value.shape(), m.clone()),
+                m.to_host(),
             );
             out.insert(
                 format!("exp_avg_sq.{}", p.name),
-                Tensor::new(p.value.shape(), v.clone()),
+                v.to_host(),
             );
         }
     }
@@ -177,7 +171,7 @@ fn restore_optimizer(
         return Ok(opt);
     }
     for p in trainer.model.params.iter().filter(|p| p.trainable) {
-        let get = |prefix: &str| -> anyhow::Result<Vec<f32>> {
+        let get = |prefix: &str| -> anyhow::Result<Tensor> {
             let key = format!("{prefix}.{}", p.name);
             let t = sd.get(&key).with_context(|| format!("missing {key}"))?;
             if t.shape() != p.value.shape() {
@@ -187,7 +181,7 @@ fn restore_optimizer(
                     t.shape()
                 );
             }
-            Ok(t.data().to_vec())
+            t.to_device(p.value.device()).map_err(anyhow::Error::msg)
         };
         opt.m.push(get("exp_avg")?);
         opt.v.push(get("exp_avg_sq")?);

@@ -5,13 +5,9 @@
 //! after dropping leading 1s (bias (C) on (B, N, C); position table (1, N, C)
 //! on (B, N, C)). Its gradient sums over the broadcast leading dims.
 
-use pixel_kernels::elementwise as ew;
+use pixel_kernels::elementwise::{self as ew, BinaryOp};
 
-#[cfg(feature = "cuda")]
-use super::cuda;
-#[cfg(feature = "cuda")]
-use pixel_kernels::cuda::launch::BinaryOp;
-
+use super::device_of;
 use crate::tape::{Tape, Var};
 use crate::tensor::{normalize_axis, Tensor};
 
@@ -27,139 +23,105 @@ fn broadcast_repeats(op: &str, a: &[usize], b: &[usize]) -> usize {
     a.iter().product::<usize>() / nb.max(1)
 }
 
-/// Sum a gradient of `a`'s shape down to `b`'s shape (over leading repeats).
-fn reduce_to(d: &Tensor, b_shape: &[usize], repeats: usize) -> Tensor {
-    if repeats == 1 {
+/// Sum a gradient of `a`'s shape down to `b`'s shape (over `reps` leading repeats).
+fn reduce_to(d: &Tensor, b_shape: &[usize], reps: usize) -> Tensor {
+    if reps == 1 {
         return d.clone().reshape(b_shape);
     }
-    let mut out = vec![0.0f32; d.numel() / repeats];
-    ew::sum_rows_into(&mut out, d.data());
-    Tensor::new(b_shape, out)
+    let mut out = Tensor::zeros_on(b_shape, d.device());
+    let cols = out.numel();
+    ew::sum_rows(out.buffer_mut(), d.buffer(), reps, cols);
+    out
 }
 
-/// `a + b` (b same shape or broadcast over leading dims).
-pub fn add(t: &mut Tape, a: &Var, b: &Var) -> Var {
-    let reps = broadcast_repeats("add", a.shape(), b.shape());
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[a, b]) {
-        return cuda::arith::binary(t, "add", a, b, reps, BinaryOp::Add);
-    }
-    let mut out = a.value().clone();
-    if reps == 1 {
-        ew::add_assign(out.data_mut(), b.data());
-    } else {
-        ew::add_row_broadcast(out.data_mut(), b.data());
-    }
-    let b_shape = b.shape().to_vec();
-    t.record(
-        "add",
-        out,
-        &[a, b],
-        Box::new(move |dy, needs| {
-            let db = needs[1].then(|| reduce_to(&dy, &b_shape, reps));
-            vec![needs[0].then_some(dy), db]
-        }),
-    )
+/// `a op b`, b repeated over a's leading dims.
+fn apply(a: &Tensor, b: &Tensor, op: BinaryOp) -> Tensor {
+    let mut out = Tensor::zeros_on(a.shape(), a.device());
+    ew::binary(out.buffer_mut(), a.buffer(), b.buffer(), op, a.numel(), b.numel());
+    out
 }
 
-/// `a - b` (b same shape or broadcast over leading dims).
-pub fn sub(t: &mut Tape, a: &Var, b: &Var) -> Var {
-    let reps = broadcast_repeats("sub", a.shape(), b.shape());
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[a, b]) {
-        return cuda::arith::binary(t, "sub", a, b, reps, BinaryOp::Sub);
-    }
-    let mut out = a.value().clone();
-    let nb = b.value().numel();
-    for chunk in out.data_mut().chunks_mut(nb) {
-        chunk.iter_mut().zip(b.data()).for_each(|(x, y)| *x -= y);
-    }
-    let b_shape = b.shape().to_vec();
-    t.record(
-        "sub",
-        out,
-        &[a, b],
-        Box::new(move |dy, needs| {
-            let db = needs[1].then(|| {
-                let mut d = reduce_to(&dy, &b_shape, reps);
-                ew::scale(d.data_mut(), -1.0);
-                d
-            });
-            vec![needs[0].then_some(dy), db]
-        }),
-    )
-}
-
-/// `a * b` elementwise (b same shape or broadcast over leading dims).
-pub fn mul(t: &mut Tape, a: &Var, b: &Var) -> Var {
-    let reps = broadcast_repeats("mul", a.shape(), b.shape());
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[a, b]) {
-        return cuda::arith::binary(t, "mul", a, b, reps, BinaryOp::Mul);
-    }
-    let nb = b.value().numel();
-    let mut out = a.value().clone();
-    for chunk in out.data_mut().chunks_mut(nb) {
-        chunk.iter_mut().zip(b.data()).for_each(|(x, y)| *x *= y);
-    }
+/// `a + b`, `a - b` or `a * b` (b same shape or broadcast over leading dims).
+fn binary(t: &mut Tape, name: &'static str, a: &Var, b: &Var, op: BinaryOp) -> Var {
+    let reps = broadcast_repeats(name, a.shape(), b.shape());
+    device_of(name, &[a, b]);
+    let out = apply(a.value(), b.value(), op);
     if !t.needs_grad(&[a, b]) {
         return Var::constant(out);
     }
     let (av, bv) = (a.arc(), b.arc());
     t.record(
-        "mul",
+        name,
         out,
         &[a, b],
-        Box::new(move |dy, needs| {
-            let da = needs[0].then(|| {
-                let mut d = dy.clone();
-                for chunk in d.data_mut().chunks_mut(nb) {
-                    chunk.iter_mut().zip(bv.data()).for_each(|(x, y)| *x *= y);
-                }
-                d
-            });
-            let db = needs[1].then(|| {
-                let mut prod = dy.clone();
-                ew::mul(prod.data_mut(), dy.data(), av.data());
-                reduce_to(&prod, bv.shape(), reps)
-            });
-            vec![da, db]
+        Box::new(move |dy, needs| match op {
+            BinaryOp::Add => {
+                let db = needs[1].then(|| reduce_to(&dy, bv.shape(), reps));
+                vec![needs[0].then_some(dy), db]
+            }
+            BinaryOp::Sub => {
+                let db = needs[1].then(|| {
+                    let mut d = reduce_to(&dy, bv.shape(), reps);
+                    d.scale_in_place(-1.0);
+                    d
+                });
+                vec![needs[0].then_some(dy), db]
+            }
+            BinaryOp::Mul => {
+                let da = needs[0].then(|| apply(&dy, &bv, BinaryOp::Mul));
+                let db = needs[1].then(|| reduce_to(&apply(&dy, &av, BinaryOp::Mul), bv.shape(), reps));
+                vec![da, db]
+            }
         }),
     )
 }
 
+/// `a + b` (b same shape or broadcast over leading dims).
+pub fn add(t: &mut Tape, a: &Var, b: &Var) -> Var {
+    binary(t, "add", a, b, BinaryOp::Add)
+}
+
+/// `a - b` (b same shape or broadcast over leading dims).
+pub fn sub(t: &mut Tape, a: &Var, b: &Var) -> Var {
+    binary(t, "sub", a, b, BinaryOp::Sub)
+}
+
+/// `a * b` elementwise (b same shape or broadcast over leading dims).
+pub fn mul(t: &mut Tape, a: &Var, b: &Var) -> Var {
+    binary(t, "mul", a, b, BinaryOp::Mul)
+}
+
 /// `alpha * a`.
 pub fn scale(t: &mut Tape, a: &Var, alpha: f32) -> Var {
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[a]) {
-        return cuda::arith::scale(t, a, alpha);
-    }
     let mut out = a.value().clone();
-    ew::scale(out.data_mut(), alpha);
+    out.scale_in_place(alpha);
     t.record(
         "scale",
         out,
         &[a],
         Box::new(move |mut dy, _| {
-            ew::scale(dy.data_mut(), alpha);
+            dy.scale_in_place(alpha);
             vec![Some(dy)]
         }),
     )
 }
 
-/// Sum of all elements -> shape [].
+/// Sum of all elements -> shape [] (accumulated in f64).
 pub fn sum_all(t: &mut Tape, a: &Var) -> Var {
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[a]) {
-        return cuda::arith::sum_all(t, a);
-    }
-    let s: f64 = a.data().iter().map(|&v| v as f64).sum();
+    let device = a.value().device();
+    let mut out = Tensor::zeros_on(&[], device);
+    ew::sum_all(out.buffer_mut(), a.value().buffer(), a.value().numel(), 1.0);
     let shape = a.shape().to_vec();
     t.record(
         "sum_all",
-        Tensor::scalar(s as f32),
+        out,
         &[a],
-        Box::new(move |dy, _| vec![Some(Tensor::full(&shape, dy.item()))]),
+        Box::new(move |dy, _| {
+            let mut dx = Tensor::zeros_on(&shape, device);
+            let n = dx.numel();
+            ew::fill_from_scalar(dx.buffer_mut(), n, dy.buffer(), 1.0);
+            vec![Some(dx)]
+        }),
     )
 }
 
@@ -177,39 +139,19 @@ pub fn sum_axis(t: &mut Tape, a: &Var, axis: isize) -> Var {
     let outer: usize = shape[..ax].iter().product();
     let len = shape[ax];
     let inner: usize = shape[ax + 1..].iter().product();
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[a]) {
-        let mut out_shape = shape.clone();
-        out_shape.remove(ax);
-        return cuda::arith::sum_axis(t, a, outer, len, inner, out_shape);
-    }
-    let mut out = vec![0.0f32; outer * inner];
-    let x = a.data();
-    for o in 0..outer {
-        for l in 0..len {
-            let src = &x[(o * len + l) * inner..(o * len + l + 1) * inner];
-            out[o * inner..(o + 1) * inner]
-                .iter_mut()
-                .zip(src)
-                .for_each(|(d, s)| *d += s);
-        }
-    }
     let mut out_shape = shape.clone();
     out_shape.remove(ax);
+    let device = a.value().device();
+    let mut out = Tensor::zeros_on(&out_shape, device);
+    ew::sum_axis(out.buffer_mut(), a.value().buffer(), outer, len, inner);
     t.record(
         "sum_axis",
-        Tensor::new(&out_shape, out),
+        out,
         &[a],
         Box::new(move |dy, _| {
-            let mut dx = vec![0.0f32; outer * len * inner];
-            let d = dy.data();
-            for o in 0..outer {
-                for l in 0..len {
-                    dx[(o * len + l) * inner..(o * len + l + 1) * inner]
-                        .copy_from_slice(&d[o * inner..(o + 1) * inner]);
-                }
-            }
-            vec![Some(Tensor::new(&shape, dx))]
+            let mut dx = Tensor::zeros_on(&shape, device);
+            ew::expand_axis(dx.buffer_mut(), dy.buffer(), outer, len, inner);
+            vec![Some(dx)]
         }),
     )
 }

@@ -1,7 +1,9 @@
 //! Losses: PIXEL's masked per-patch MSE and cross-entropy with an ignore index.
 
-#[cfg(feature = "cuda")]
-use super::cuda;
+use pixel_kernels::loss as kernel;
+pub use pixel_kernels::loss::IGNORE_INDEX;
+
+use super::device_of;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -28,56 +30,39 @@ pub fn masked_mse(t: &mut Tape, pred: &Var, target: &Var, weights: &[f32]) -> Va
     );
     let wsum: f64 = weights.iter().map(|&w| w as f64).sum();
     assert!(wsum > 0.0, "masked_mse: all row weights are zero");
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[pred, target]) {
-        return cuda::nn::masked_mse(t, pred, target, weights, wsum);
-    }
-    let mut total = 0.0f64;
-    for ((p, y), &w) in pred
-        .data()
-        .chunks(c)
-        .zip(target.data().chunks(c))
-        .zip(weights)
-    {
-        if w != 0.0 {
-            let se: f64 = p.iter().zip(y).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
-            total += w as f64 * se / c as f64;
-        }
-    }
-    let loss = Tensor::scalar((total / wsum) as f32);
+    let device = device_of("masked_mse", &[pred, target]);
+    let w = Tensor::new(&[rows], weights.to_vec())
+        .to_device(device)
+        .expect("masked_mse: the inputs' device is open");
+    let mut loss = Tensor::zeros_on(&[], device);
+    let (p, y) = (pred.value().buffer(), target.value().buffer());
+    kernel::masked_mse_forward(loss.buffer_mut(), p, y, w.buffer(), rows, c, wsum);
     if !t.needs_grad(&[pred, target]) {
         return Var::constant(loss);
     }
-    let (pv, yv) = (pred.arc(), target.arc());
-    let weights = weights.to_vec();
+    let (pred_v, target_v) = (pred.arc(), target.arc());
     t.record(
         "masked_mse",
         loss,
         &[pred, target],
         Box::new(move |dy, needs| {
-            let g = dy.item() as f64;
-            let mut dp = vec![0.0f32; rows * c];
-            for (((d, p), y), &w) in dp
-                .chunks_mut(c)
-                .zip(pv.data().chunks(c))
-                .zip(yv.data().chunks(c))
-                .zip(&weights)
-            {
-                if w != 0.0 {
-                    let k = (g * 2.0 * w as f64 / (c as f64 * wsum)) as f32;
-                    d.iter_mut()
-                        .zip(p.iter().zip(y))
-                        .for_each(|(d, (p, y))| *d = k * (p - y));
-                }
-            }
-            let dt = needs[1].then(|| Tensor::new(yv.shape(), dp.iter().map(|v| -v).collect()));
-            vec![needs[0].then(|| Tensor::new(pv.shape(), dp)), dt]
+            let mut dp = Tensor::zeros_on(pred_v.shape(), device);
+            let mut dt = needs[1].then(|| Tensor::zeros_on(target_v.shape(), device));
+            kernel::masked_mse_backward(
+                dp.buffer_mut(),
+                dt.as_mut().map(|d| d.buffer_mut()),
+                dy.buffer(),
+                pred_v.buffer(),
+                target_v.buffer(),
+                w.buffer(),
+                rows,
+                c,
+                wsum,
+            );
+            vec![needs[0].then_some(dp), dt]
         }),
     )
 }
-
-/// Label value that is skipped by [`cross_entropy`] (PyTorch's default).
-pub const IGNORE_INDEX: i64 = -100;
 
 /// Mean cross-entropy of logits (..., K) against integer labels (one per row),
 /// skipping rows labelled [`IGNORE_INDEX`]. Returns 0 with no gradient when
@@ -97,50 +82,37 @@ pub fn cross_entropy(t: &mut Tape, logits: &Var, labels: &[i64]) -> Var {
             "cross_entropy: label {l} out of range for {k} classes"
         );
     }
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[logits]) {
-        let count = labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
-        if count == 0 {
-            let zero = Tensor::scalar(0.0).to_device(logits.value().device());
-            return Var::constant(zero.expect("cross_entropy: device already open"));
-        }
-        return cuda::nn::cross_entropy(t, logits, labels, count);
-    }
-    let mut probs = vec![0.0f32; rows * k];
-    let mut total = 0.0f64;
-    let mut count = 0usize;
-    for ((p, z), &l) in probs.chunks_mut(k).zip(logits.data().chunks(k)).zip(labels) {
-        let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let s: f64 = z.iter().map(|&v| ((v - m) as f64).exp()).sum();
-        for (p, &v) in p.iter_mut().zip(z) {
-            *p = (((v - m) as f64).exp() / s) as f32;
-        }
-        if l != IGNORE_INDEX {
-            total += s.ln() - (z[l as usize] - m) as f64;
-            count += 1;
-        }
-    }
+    let device = logits.value().device();
+    let count = labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
     if count == 0 {
-        return Var::constant(Tensor::scalar(0.0));
+        return Var::constant(Tensor::zeros_on(&[], device));
     }
-    let loss = Tensor::scalar((total / count as f64) as f32);
-    let shape = logits.shape().to_vec();
+    let mut loss = Tensor::zeros_on(&[], device);
+    let mut probs = Tensor::zeros_on(logits.shape(), device);
+    kernel::cross_entropy_forward(
+        loss.buffer_mut(),
+        probs.buffer_mut(),
+        logits.value().buffer(),
+        labels,
+        k,
+        count,
+    );
     let labels = labels.to_vec();
     t.record(
         "cross_entropy",
         loss,
         &[logits],
         Box::new(move |dy, _| {
-            let g = dy.item() / count as f32;
-            for (p, &l) in probs.chunks_mut(k).zip(&labels) {
-                if l == IGNORE_INDEX {
-                    p.iter_mut().for_each(|v| *v = 0.0);
-                } else {
-                    p[l as usize] -= 1.0;
-                    p.iter_mut().for_each(|v| *v *= g);
-                }
-            }
-            vec![Some(Tensor::new(&shape, probs))]
+            let mut dlogits = Tensor::zeros_on(probs.shape(), device);
+            kernel::cross_entropy_backward(
+                dlogits.buffer_mut(),
+                probs.buffer(),
+                &labels,
+                dy.buffer(),
+                k,
+                count,
+            );
+            vec![Some(dlogits)]
         }),
     )
 }

@@ -1,11 +1,12 @@
 //! Matrix products: `matmul` (batched, transposed operands) and `linear`
-//! (x W^T + b with PyTorch's [out, in] weight layout).
+//! (x W^T + b with PyTorch's [out, in] weight layout). Every product is one
+//! call of `pixel_kernels::gemm::gemm` (matrixmultiply on the CPU, cuBLAS on
+//! CUDA).
 
-use pixel_kernels::elementwise::sum_rows_into;
-use pixel_kernels::gemm::{sgemm, sgemm_batched, GemmShape};
+use pixel_kernels::elementwise;
+use pixel_kernels::gemm::{gemm, GemmShape, Operand};
 
-#[cfg(feature = "cuda")]
-use super::cuda;
+use super::device_of;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -19,6 +20,21 @@ fn batch_rows_cols(op: &str, shape: &[usize]) -> (usize, usize, usize) {
     (shape[..r - 2].iter().product(), shape[r - 2], shape[r - 1])
 }
 
+/// Batch item `i` of an operand.
+fn item(o: Operand<'_>, i: usize) -> Operand<'_> {
+    Operand {
+        offset: o.offset + i * o.stride,
+        ..o
+    }
+}
+
+/// A fresh tensor of `shape` holding the `batch` products `op(A_i) op(B_i)`.
+fn product(s: GemmShape, batch: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, shape: &[usize]) -> Tensor {
+    let mut c = Tensor::zeros_on(shape, a.buf.device());
+    gemm(s, batch, alpha, a, b, 0.0, c.buffer_mut(), 0);
+    c
+}
+
 /// `C = op(A) @ op(B)`, batched over leading dims. `op(X) = X^T` (last two
 /// dims swapped) when the flag is set. B may be 2-D (shared by every batch
 /// item, e.g. a weight); otherwise A and B have the same leading dims.
@@ -26,7 +42,7 @@ fn batch_rows_cols(op: &str, shape: &[usize]) -> (usize, usize, usize) {
 pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> Var {
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
     let (batch, ar, ac) = batch_rows_cols("matmul", &sa);
-    let (b_batch, br, bc) = batch_rows_cols("matmul", &sb);
+    let (_, br, bc) = batch_rows_cols("matmul", &sb);
     let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
     let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
     let b_shared = sb.len() == 2;
@@ -34,34 +50,13 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
         k == k2 && (b_shared || (sa[..sa.len() - 2] == sb[..sb.len() - 2])),
         "matmul: incompatible shapes {sa:?} (trans {trans_a}) and {sb:?} (trans {trans_b})"
     );
-    let _ = b_batch;
-    let s = GemmShape {
-        m,
-        n,
-        k,
-        trans_a,
-        trans_b,
-    };
+    let device = device_of("matmul", &[a, b]);
     let mut out_shape = sa[..sa.len() - 2].to_vec();
     out_shape.extend([m, n]);
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[a, b]) {
-        return cuda::linalg::matmul(t, a, b, s, batch, b_shared, out_shape);
-    }
-    let mut c = vec![0.0f32; batch * m * n];
     let b_stride = if b_shared { 0 } else { k * n };
-    sgemm_batched(
-        s,
-        batch,
-        1.0,
-        a.data(),
-        m * k,
-        b.data(),
-        b_stride,
-        0.0,
-        &mut c,
-    );
-    let out = Tensor::new(&out_shape, c);
+    let s = GemmShape::new(m, n, k, trans_a, trans_b);
+    let (a_op, b_op) = (Operand::new(a.value().buffer(), m * k), Operand::new(b.value().buffer(), b_stride));
+    let out = product(s, batch, 1.0, a_op, b_op, &out_shape);
     if !t.needs_grad(&[a, b]) {
         return Var::constant(out);
     }
@@ -72,126 +67,69 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
         out,
         &[a, b],
         Box::new(move |dc, needs| {
-            let dc = dc.data();
-            // dA: op(A) = dC op(B)^T, stored transposed if trans_a.
+            let dc_op = Operand::new(dc.buffer(), m * n);
+            let (a_op, b_op) = (Operand::new(av.buffer(), m * k), Operand::new(bv.buffer(), b_stride));
             let da = needs[0].then(|| {
-                let mut da = vec![0.0f32; batch * m * k];
                 if trans_a {
                     // A (K, M) = op(B) dC^T
-                    let s = GemmShape {
-                        m: k,
-                        n: m,
-                        k: n,
-                        trans_a: trans_b,
-                        trans_b: true,
-                    };
-                    sgemm_batched(s, batch, 1.0, bv.data(), b_stride, dc, m * n, 0.0, &mut da);
+                    product(GemmShape::new(k, m, n, trans_b, true), batch, 1.0, b_op, dc_op, av.shape())
                 } else {
                     // A (M, K) = dC op(B)^T
-                    let s = GemmShape {
-                        m,
-                        n: k,
-                        k: n,
-                        trans_a: false,
-                        trans_b: !trans_b,
-                    };
-                    sgemm_batched(s, batch, 1.0, dc, m * n, bv.data(), b_stride, 0.0, &mut da);
+                    product(GemmShape::new(m, k, n, false, !trans_b), batch, 1.0, dc_op, b_op, av.shape())
                 }
-                Tensor::new(av.shape(), da)
             });
             let db = needs[1].then(|| {
-                let mut db = vec![0.0f32; if b_shared { k * n } else { batch * k * n }];
+                // B (N, K) = dC^T op(A) when B is transposed, else B (K, N) = op(A)^T dC.
+                let (s, left, right) = if trans_b {
+                    (GemmShape::new(n, k, m, true, trans_a), dc_op, a_op)
+                } else {
+                    (GemmShape::new(k, n, m, !trans_a, false), a_op, dc_op)
+                };
+                let mut db = Tensor::zeros_on(bv.shape(), device);
                 if b_shared {
-                    // Sum over the batch: one GEMM over all rows when A is not transposed.
+                    // One product per batch item, summed into the shared gradient.
                     for i in 0..batch {
-                        let a_i = &av.data()[i * m * k..(i + 1) * m * k];
-                        let dc_i = &dc[i * m * n..(i + 1) * m * n];
-                        db_one(
-                            trans_a,
-                            trans_b,
-                            m,
-                            n,
-                            k,
-                            a_i,
-                            dc_i,
-                            &mut db,
-                            if i == 0 { 0.0 } else { 1.0 },
-                        );
+                        let (l, r) = (item(left, i), item(right, i));
+                        let beta = if i == 0 { 0.0 } else { 1.0 };
+                        gemm(s, 1, 1.0, l, r, beta, db.buffer_mut(), 0);
                     }
                 } else {
-                    for_batch_db(trans_a, trans_b, m, n, k, batch, av.data(), dc, &mut db);
+                    gemm(s, batch, 1.0, left, right, 0.0, db.buffer_mut(), 0);
                 }
-                Tensor::new(bv.shape(), db)
+                db
             });
             vec![da, db]
         }),
     )
 }
 
-/// The GEMM that gives dB from op(A) and dC, and whether dC is its left operand:
-/// B (N, K) = dC^T op(A) when B is transposed, else B (K, N) = op(A)^T dC.
-fn db_gemm(trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize) -> (GemmShape, bool) {
-    if trans_b {
-        let s = GemmShape {
-            m: n,
-            n: k,
-            k: m,
-            trans_a: true,
-            trans_b: trans_a,
-        };
-        (s, true)
-    } else {
-        let s = GemmShape {
-            m: k,
-            n,
-            k: m,
-            trans_a: !trans_a,
-            trans_b: false,
-        };
-        (s, false)
-    }
+/// `y = x W^T` for x (rows, in), w (out, in), into a tensor of `shape`.
+pub(crate) fn linear_forward(x: &Tensor, w: &Tensor, rows: usize, shape: &[usize]) -> Tensor {
+    let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+    let s = GemmShape::nt(rows, out_f, in_f);
+    product(s, 1, 1.0, Operand::new(x.buffer(), 0), Operand::new(w.buffer(), 0), shape)
 }
 
-/// dB for one product, `db = beta * db + grad`.
-#[allow(clippy::too_many_arguments)]
-fn db_one(
-    trans_a: bool,
-    trans_b: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    dc: &[f32],
-    db: &mut [f32],
-    beta: f32,
-) {
-    let (s, dc_left) = db_gemm(trans_a, trans_b, m, n, k);
-    if dc_left {
-        sgemm(s, 1.0, dc, a, beta, db);
-    } else {
-        sgemm(s, 1.0, a, dc, beta, db);
-    }
+/// dx = dy W for y = x W^T: dy (rows, out), W (out, in) -> x_shape (rows, in).
+pub(crate) fn linear_input_grad(dy: &Tensor, w: &Tensor, x_shape: &[usize]) -> Tensor {
+    let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+    let rows = dy.numel() / out_f;
+    let s = GemmShape::nn(rows, in_f, out_f);
+    product(s, 1, 1.0, Operand::new(dy.buffer(), 0), Operand::new(w.buffer(), 0), x_shape)
 }
 
-/// dB of every batch item (B not shared).
-#[allow(clippy::too_many_arguments)]
-fn for_batch_db(
-    trans_a: bool,
-    trans_b: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    batch: usize,
-    a: &[f32],
-    dc: &[f32],
-    db: &mut [f32],
-) {
-    let (s, dc_left) = db_gemm(trans_a, trans_b, m, n, k);
-    if dc_left {
-        sgemm_batched(s, batch, 1.0, dc, m * n, a, m * k, 0.0, db);
-    } else {
-        sgemm_batched(s, batch, 1.0, a, m * k, dc, m * n, 0.0, db);
-    }
+/// dW = dy^T x for y = x W^T: dy (rows, out), x (rows, in) -> (out, in).
+pub(crate) fn linear_weight_grad(dy: &Tensor, x: &Tensor, rows: usize) -> Tensor {
+    let (out_f, in_f) = (dy.numel() / rows, x.numel() / rows);
+    let s = GemmShape::tn(out_f, in_f, rows);
+    product(s, 1, 1.0, Operand::new(dy.buffer(), 0), Operand::new(x.buffer(), 0), &[out_f, in_f])
+}
+
+/// db = sum of dy (rows, cols) over rows -> (cols).
+pub(crate) fn bias_grad(dy: &Tensor, rows: usize, cols: usize) -> Tensor {
+    let mut db = Tensor::zeros_on(&[cols], dy.device());
+    elementwise::sum_rows(db.buffer_mut(), dy.buffer(), rows, cols);
+    db
 }
 
 /// `y = x W^T + b`: x (..., in), w (out, in), b (out) or None -> y (..., out).
@@ -212,74 +150,33 @@ pub fn linear(t: &mut Tape, x: &Var, w: &Var, b: Option<&Var>) -> Var {
             b.shape()
         );
     }
-    let rows = x.value().numel() / in_f;
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[x, w]) || b.is_some_and(|b| cuda::any_on_device(&[b])) {
-        let mut ys = xs.clone();
-        *ys.last_mut().unwrap() = out_f;
-        return cuda::linalg::linear(t, x, w, b, rows, ys);
-    }
-    let mut y = vec![0.0f32; rows * out_f];
-    let s = GemmShape {
-        m: rows,
-        n: out_f,
-        k: in_f,
-        trans_a: false,
-        trans_b: true,
-    };
-    sgemm(s, 1.0, x.data(), w.data(), 0.0, &mut y);
-    if let Some(b) = b {
-        pixel_kernels::elementwise::add_row_broadcast(&mut y, b.data());
-    }
-    let mut ys = xs.clone();
-    *ys.last_mut().unwrap() = out_f;
-    let out = Tensor::new(&ys, y);
     let inputs: Vec<&Var> = match b {
         Some(b) => vec![x, w, b],
         None => vec![x, w],
     };
+    device_of("linear", &inputs);
+    let rows = x.value().numel() / in_f;
+    let mut ys = xs.clone();
+    *ys.last_mut().unwrap() = out_f;
+    let mut y = linear_forward(x.value(), w.value(), rows, &ys);
+    if let Some(b) = b {
+        elementwise::add_row(y.buffer_mut(), b.value().buffer(), rows * out_f, out_f);
+    }
     if !t.needs_grad(&inputs) {
-        return Var::constant(out);
+        return Var::constant(y);
     }
     let (xv, wv) = (x.arc(), w.arc());
     t.add_flops(2.0 * (rows * in_f * out_f) as f64);
     t.record(
         "linear",
-        out,
+        y,
         &inputs,
         Box::new(move |dy, needs| {
-            let dyd = dy.data();
-            let dx = needs[0].then(|| {
-                let mut dx = vec![0.0f32; rows * in_f];
-                let s = GemmShape {
-                    m: rows,
-                    n: in_f,
-                    k: out_f,
-                    trans_a: false,
-                    trans_b: false,
-                };
-                sgemm(s, 1.0, dyd, wv.data(), 0.0, &mut dx);
-                Tensor::new(xv.shape(), dx)
-            });
-            let dw = needs[1].then(|| {
-                let mut dw = vec![0.0f32; out_f * in_f];
-                let s = GemmShape {
-                    m: out_f,
-                    n: in_f,
-                    k: rows,
-                    trans_a: true,
-                    trans_b: false,
-                };
-                sgemm(s, 1.0, dyd, xv.data(), 0.0, &mut dw);
-                Tensor::new(&[out_f, in_f], dw)
-            });
+            let dx = needs[0].then(|| linear_input_grad(&dy, &wv, xv.shape()));
+            let dw = needs[1].then(|| linear_weight_grad(&dy, &xv, rows));
             let mut grads = vec![dx, dw];
             if needs.len() == 3 {
-                grads.push(needs[2].then(|| {
-                    let mut db = vec![0.0f32; out_f];
-                    sum_rows_into(&mut db, dyd);
-                    Tensor::new(&[out_f], db)
-                }));
+                grads.push(needs[2].then(|| bias_grad(&dy, rows, out_f)));
             }
             grads
         }),

@@ -1,4 +1,7 @@
-//! Tape ops: each a forward and its backward side by side.
+//! Tape ops: each written once for every device. An op checks shapes,
+//! allocates its output on its inputs' device, calls the kernels of
+//! `pixel_kernels` (which dispatch on the buffers' device), and records one
+//! tape node with its backward beside it.
 
 pub mod activation;
 pub mod arith;
@@ -22,6 +25,18 @@ pub use shape::{
     concat, expand_first, gather_rows, narrow, permute, reshape, scatter_rows, transpose,
 };
 
-/// The CUDA path of the ops above (feature `cuda`).
-#[cfg(feature = "cuda")]
-pub mod cuda;
+use crate::tape::Var;
+use crate::tensor::{same_device, Device, Tensor};
+
+/// The device every input of `op` lives on (panics naming the op when they differ).
+#[track_caller]
+pub(crate) fn device_of(op: &str, inputs: &[&Var]) -> Device {
+    let values: Vec<&Tensor> = inputs.iter().map(|v| v.value()).collect();
+    same_device(op, &values)
+}
+
+/// A host constant of an op (an attention mask, loss weights) on `device`.
+pub(crate) fn constant_on(op: &str, t: &Tensor, device: Device) -> Tensor {
+    t.to_device(device)
+        .unwrap_or_else(|e| panic!("{op}: cannot move a constant to {device}: {e}"))
+}

@@ -1,12 +1,9 @@
 //! Normalisation over the last axis: fused LayerNorm, and the per-patch
 //! target normalisation of PIXEL's loss (unbiased variance, eps inside the sqrt).
 
-use rayon::prelude::*;
+use pixel_kernels::layer_norm as kernel;
 
-use pixel_kernels::layer_norm::{layer_norm_backward, layer_norm_forward};
-
-#[cfg(feature = "cuda")]
-use super::cuda;
+use super::device_of;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -21,25 +18,22 @@ pub fn layer_norm(t: &mut Tape, x: &Var, weight: &Var, bias: &Var, eps: f32) -> 
         weight.shape(),
         bias.shape()
     );
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[x, weight, bias]) {
-        return cuda::nn::layer_norm(t, x, weight, bias, eps);
-    }
-    let rows = x.value().numel() / c;
-    let mut out = vec![0.0f32; rows * c];
-    let mut mean = vec![0.0f32; rows];
-    let mut rstd = vec![0.0f32; rows];
-    layer_norm_forward(
-        &mut out,
-        &mut mean,
-        &mut rstd,
-        x.data(),
-        weight.data(),
-        bias.data(),
+    let device = device_of("layer_norm", &[x, weight, bias]);
+    let rows = x.value().numel() / c.max(1);
+    let mut out = Tensor::zeros_on(&shape, device);
+    let mut mean = Tensor::zeros_on(&[rows], device);
+    let mut rstd = Tensor::zeros_on(&[rows], device);
+    kernel::forward(
+        out.buffer_mut(),
+        mean.buffer_mut(),
+        rstd.buffer_mut(),
+        x.value().buffer(),
+        weight.value().buffer(),
+        bias.value().buffer(),
+        rows,
         c,
         eps,
     );
-    let out = Tensor::new(&shape, out);
     if !t.needs_grad(&[x, weight, bias]) {
         return Var::constant(out);
     }
@@ -49,25 +43,22 @@ pub fn layer_norm(t: &mut Tape, x: &Var, weight: &Var, bias: &Var, eps: f32) -> 
         out,
         &[x, weight, bias],
         Box::new(move |dy, _| {
-            let mut dx = vec![0.0f32; rows * c];
-            let mut dw = vec![0.0f32; c];
-            let mut db = vec![0.0f32; c];
-            layer_norm_backward(
-                &mut dx,
-                &mut dw,
-                &mut db,
-                dy.data(),
-                xv.data(),
-                wv.data(),
-                &mean,
-                &rstd,
+            let mut dx = Tensor::zeros_on(xv.shape(), device);
+            let mut dw = Tensor::zeros_on(&[c], device);
+            let mut db = Tensor::zeros_on(&[c], device);
+            kernel::backward(
+                dx.buffer_mut(),
+                dw.buffer_mut(),
+                db.buffer_mut(),
+                dy.buffer(),
+                xv.buffer(),
+                wv.buffer(),
+                mean.buffer(),
+                rstd.buffer(),
+                rows,
                 c,
             );
-            vec![
-                Some(Tensor::new(xv.shape(), dx)),
-                Some(Tensor::new(&[c], dw)),
-                Some(Tensor::new(&[c], db)),
-            ]
+            vec![Some(dx), Some(dw), Some(db)]
         }),
     )
 }
@@ -82,26 +73,18 @@ pub fn normalize_rows_unbiased(t: &mut Tape, x: &Var, eps: f32) -> Var {
         c >= 2,
         "normalize_rows_unbiased: need at least 2 values per row, got {c}"
     );
-    #[cfg(feature = "cuda")]
-    if cuda::any_on_device(&[x]) {
-        return cuda::nn::normalize_rows_unbiased(t, x, eps);
-    }
+    let device = x.value().device();
     let rows = x.value().numel() / c;
-    let mut out = vec![0.0f32; rows * c];
-    let mut rstd = vec![0.0f32; rows];
-    out.par_chunks_mut(c)
-        .zip(rstd.par_iter_mut())
-        .zip(x.data().par_chunks(c))
-        .for_each(|((o, r), xs)| {
-            let mu = xs.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-            let var = xs.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / (c - 1) as f64;
-            let rs = 1.0 / (var + eps as f64).sqrt();
-            for (o, &v) in o.iter_mut().zip(xs) {
-                *o = ((v as f64 - mu) * rs) as f32;
-            }
-            *r = rs as f32;
-        });
-    let out = Tensor::new(&shape, out);
+    let mut out = Tensor::zeros_on(&shape, device);
+    let mut rstd = Tensor::zeros_on(&[rows], device);
+    kernel::normalize_rows_forward(
+        out.buffer_mut(),
+        rstd.buffer_mut(),
+        x.value().buffer(),
+        rows,
+        c,
+        eps,
+    );
     if !t.needs_grad(&[x]) {
         return Var::constant(out);
     }
@@ -111,27 +94,16 @@ pub fn normalize_rows_unbiased(t: &mut Tape, x: &Var, eps: f32) -> Var {
         out,
         &[x],
         Box::new(move |dy, _| {
-            // dx = r (dy - mean(dy)) - r^3 (x - mu) sum(dy (x - mu)) / (C - 1)
-            let mut dx = vec![0.0f32; rows * c];
-            dx.par_chunks_mut(c)
-                .zip(dy.data().par_chunks(c))
-                .zip(xv.data().par_chunks(c))
-                .zip(rstd.par_iter())
-                .for_each(|(((dx, dy), xs), &r)| {
-                    let r = r as f64;
-                    let mu = xs.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-                    let mean_dy = dy.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-                    let dot: f64 = dy
-                        .iter()
-                        .zip(xs)
-                        .map(|(&g, &v)| g as f64 * (v as f64 - mu))
-                        .sum();
-                    let k = r * r * r * dot / (c - 1) as f64;
-                    for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(xs) {
-                        *d = (r * (g as f64 - mean_dy) - k * (v as f64 - mu)) as f32;
-                    }
-                });
-            vec![Some(Tensor::new(xv.shape(), dx))]
+            let mut dx = Tensor::zeros_on(xv.shape(), device);
+            kernel::normalize_rows_backward(
+                dx.buffer_mut(),
+                dy.buffer(),
+                xv.buffer(),
+                rstd.buffer(),
+                rows,
+                c,
+            );
+            vec![Some(dx)]
         }),
     )
 }

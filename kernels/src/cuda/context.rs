@@ -20,7 +20,7 @@ pub fn driver_present() -> bool {
 }
 
 /// One GPU: its context, the stream every op runs on, a cuBLAS handle bound to
-/// that stream, and every kernel of `kernels/cuda`, loaded by name.
+/// that stream, and every kernel of `kernels/src/*/*.cu`, loaded by name.
 pub struct GpuDevice {
     pub ordinal: usize,
     pub ctx: Arc<CudaContext>,
@@ -92,7 +92,7 @@ impl GpuDevice {
                 Ok(m) => m,
                 Err(cubin_err) => ctx.load_module(compile(name, Some(compute))?).map_err(|e| {
                     CudaError(format!(
-                        "cannot load kernels/cuda/{name}.cu: CUBIN for {sm}: {cubin_err}; PTX: {e} (a driver older than NVRTC rejects its PTX)"
+                        "cannot load kernels/src/{name}/{name}.cu: CUBIN for {sm}: {cubin_err}; PTX: {e} (a driver older than NVRTC rejects its PTX)"
                     ))
                 })?,
             };
@@ -117,7 +117,7 @@ impl GpuDevice {
     pub(crate) fn function(&self, name: &str) -> &CudaFunction {
         self.functions
             .get(name)
-            .unwrap_or_else(|| panic!("no CUDA kernel named {name} in kernels/cuda"))
+            .unwrap_or_else(|| panic!("no CUDA kernel named {name} in kernels/src/*/*.cu"))
     }
 
     /// Wait for all queued work (timing, reading results).

@@ -1,5 +1,7 @@
-//! The CUDA backend's raw compute (feature `cuda`): device buffers, NVRTC-compiled
-//! kernels from `kernels/cuda/*.cu`, and cuBLAS matmuls.
+//! The CUDA backend's shared machinery (feature `cuda`): device handles and
+//! buffers, NVRTC compilation of every kernel module's `.cu` source, and the
+//! launch helpers. The kernels themselves live with their op
+//! (`src/layer_norm/{cuda.rs, layer_norm.cu}`, ...).
 //!
 //! Everything is loaded at run time (cudarc's dynamic loading): building needs
 //! no CUDA toolkit, and a machine without a driver gets the error
@@ -8,19 +10,15 @@
 //! - [`context`]: driver probe, one [`GpuDevice`] (context, stream, cuBLAS
 //!   handle, loaded kernels) per ordinal, and [`DeviceBuffer`].
 //! - [`nvrtc`]: the kernel sources and their compilation to PTX (cached per process).
-//! - [`blas`]: strided-batched SGEMM in the row-major convention of [`crate::gemm`].
-//! - [`launch`]: one typed wrapper per kernel.
+//! - [`launch`]: the `launch!` macro, launch configurations, buffer checks.
 
-pub mod blas;
 pub mod context;
-pub mod launch;
+pub(crate) mod launch;
 pub mod nvrtc;
 
 use std::fmt;
 
-pub use blas::{
-    gemm_timing_start, gemm_timing_take, set_tf32, sgemm_strided_batched, tf32_enabled,
-};
+pub use crate::gemm::cuda::{gemm_timing_start, gemm_timing_take, set_tf32, tf32_enabled};
 pub use context::{device, driver_present, DeviceBuffer, GpuDevice};
 
 /// A CUDA setup failure: no driver, no NVRTC, a kernel that does not compile,

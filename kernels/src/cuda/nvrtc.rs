@@ -1,6 +1,6 @@
 //! Kernel sources and their run-time compilation with NVRTC.
 //!
-//! Each `kernels/cuda/*.cu` file is compiled once per process (per target
+//! Each kernel module's `.cu` file (`src/<op>/<op>.cu`) is compiled once per process (per target
 //! architecture) with `common.cuh` prepended, and the result is cached: PTX
 //! for a virtual architecture (`compute_90`), or CUBIN machine code for a real
 //! one (`sm_90`). A device loads CUBIN first: PTX from an NVRTC newer than the
@@ -14,18 +14,19 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
 use super::CudaError;
 
 /// Helpers prepended to every source.
-pub const COMMON: &str = include_str!("../../cuda/common.cuh");
+pub const COMMON: &str = include_str!("common.cuh");
 
 /// Every kernel source: (module name, source text).
 pub const SOURCES: &[(&str, &str)] = &[
-    ("elementwise", include_str!("../../cuda/elementwise.cu")),
-    ("layer_norm", include_str!("../../cuda/layer_norm.cu")),
-    ("softmax", include_str!("../../cuda/softmax.cu")),
-    ("gelu", include_str!("../../cuda/gelu.cu")),
-    ("dropout", include_str!("../../cuda/dropout.cu")),
-    ("rows", include_str!("../../cuda/rows.cu")),
-    ("loss", include_str!("../../cuda/loss.cu")),
-    ("adamw", include_str!("../../cuda/adamw.cu")),
+    ("elementwise", include_str!("../elementwise/elementwise.cu")),
+    ("layer_norm", include_str!("../layer_norm/layer_norm.cu")),
+    ("softmax", include_str!("../softmax/softmax.cu")),
+    ("gelu", include_str!("../gelu/gelu.cu")),
+    ("dropout", include_str!("../dropout/dropout.cu")),
+    ("layout", include_str!("../layout/layout.cu")),
+    ("loss", include_str!("../loss/loss.cu")),
+    ("adamw", include_str!("../adamw/adamw.cu")),
+    ("reduce", include_str!("../reduce/reduce.cu")),
 ];
 
 /// True when the NVRTC library can be loaded (cudarc panics on first use otherwise).
@@ -95,7 +96,7 @@ pub fn compile_cubin(name: &str, arch: &str) -> Result<Vec<u8>, CudaError> {
     let src = std::ffi::CString::new(full_source(name)?).expect("kernel source has no NUL");
     let fail = |what: &str, e: &dyn std::fmt::Debug| {
         CudaError(format!(
-            "NVRTC {what} of kernels/cuda/{name}.cu for {arch}: {e:?}"
+            "NVRTC {what} of kernels/src/{name}/{name}.cu for {arch}: {e:?}"
         ))
     };
     let prog = result::create_program(&src, None).map_err(|e| fail("create", &e))?;
@@ -113,7 +114,7 @@ pub fn compile_cubin(name: &str, arch: &str) -> Result<Vec<u8>, CudaError> {
                     })
                     .unwrap_or_default();
                 Err(CudaError(format!(
-                    "NVRTC failed on kernels/cuda/{name}.cu for {arch} ({e:?}):\n{log}"
+                    "NVRTC failed on kernels/src/{name}/{name}.cu for {arch} ({e:?}):\n{log}"
                 )))
             }
             Ok(()) => {
@@ -160,7 +161,7 @@ pub fn compile(name: &str, arch: Option<&'static str>) -> Result<Ptx, CudaError>
             CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
             other => other.to_string(),
         };
-        CudaError(format!("NVRTC failed on kernels/cuda/{name}.cu:\n{detail}"))
+        CudaError(format!("NVRTC failed on kernels/src/{name}/{name}.cu:\n{detail}"))
     })?;
     cache
         .lock()

@@ -90,3 +90,77 @@ pub fn adamw_update_scalar(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Device-dispatched entry point: every parameter of a model in one call.
+
+use crate::buffer::Buffer;
+
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+
+/// One AdamW update of every parameter: `params[i]`, `grads[i]`, `m[i]`,
+/// `v[i]` hold `lens[i]` values on one device; `weight_decay[i]` is that
+/// parameter's decay (0 for biases and LayerNorm weights). CPU: one pass per
+/// parameter; CUDA: one fused launch over all of them.
+#[allow(clippy::too_many_arguments)]
+pub fn update(
+    params: &mut [&mut Buffer],
+    grads: &[&Buffer],
+    m: &mut [&mut Buffer],
+    v: &mut [&mut Buffer],
+    lens: &[usize],
+    weight_decay: &[f32],
+    h: AdamWStep,
+) {
+    const K: &str = "adamw";
+    let count = params.len();
+    assert!(
+        grads.len() == count && m.len() == count && v.len() == count && lens.len() == count && weight_decay.len() == count,
+        "{K}: {count} parameters with {} gradients, {} + {} moments, {} lengths, {} decays",
+        grads.len(),
+        m.len(),
+        v.len(),
+        lens.len(),
+        weight_decay.len()
+    );
+    let Some(first) = params.first() else {
+        return;
+    };
+    match &**first {
+        Buffer::Cpu(_) => {
+            for i in 0..count {
+                let n = lens[i];
+                let step = AdamWStep {
+                    weight_decay: weight_decay[i],
+                    ..h
+                };
+                adamw_update(
+                    &mut params[i].host_mut(K)[..n],
+                    &grads[i].host(K)[..n],
+                    &mut m[i].host_mut(K)[..n],
+                    &mut v[i].host_mut(K)[..n],
+                    step,
+                );
+            }
+        }
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(_) => {
+            let t = h.t as i32;
+            let bc1 = 1.0 - (h.beta1 as f64).powi(t);
+            let bc2 = 1.0 - (h.beta2 as f64).powi(t);
+            let fused = cuda::FusedAdamW {
+                step_size: (h.lr as f64 * bc2.sqrt() / bc1) as f32,
+                beta1: h.beta1,
+                beta2: h.beta2,
+                eps: h.eps,
+            };
+            let decay: Vec<f32> = weight_decay.iter().map(|wd| h.lr * wd).collect();
+            let mut p: Vec<_> = params.iter_mut().map(|b| b.cuda_mut(K)).collect();
+            let g: Vec<_> = grads.iter().map(|b| b.cuda(K)).collect();
+            let mut mm: Vec<_> = m.iter_mut().map(|b| b.cuda_mut(K)).collect();
+            let mut vv: Vec<_> = v.iter_mut().map(|b| b.cuda_mut(K)).collect();
+            cuda::adamw_fused(&mut p, &g, &mut mm, &mut vv, lens, &decay, fused);
+        }
+    }
+}

@@ -31,11 +31,6 @@ extern "C" __global__ void binary_broadcast(float* out, const float* a, const fl
     }
 }
 
-// out[i] = a[i % na]: repeat a over new leading dims.
-extern "C" __global__ void repeat(float* out, const float* a, int n, int na) {
-    GRID_LOOP(i, n) out[i] = a[i % na];
-}
-
 // out = f(x); op: 0 tanh, 1 relu.
 extern "C" __global__ void unary(float* out, const float* x, int op, int n) {
     GRID_LOOP(i, n) out[i] = op == 0 ? tanhf(x[i]) : fmaxf(x[i], 0.0f);
@@ -78,35 +73,6 @@ extern "C" __global__ void expand_axis(float* dx, const float* dy, int outer, in
     GRID_LOOP(i, (long long)outer * len * inner) {
         long long j = i % inner, o = i / ((long long)len * inner);
         dx[i] = dy[o * inner + j];
-    }
-}
-
-// Copy a (rows, cols) block between row-strided buffers (concat, narrow).
-extern "C" __global__ void copy_2d(float* dst, int dst_ld, const float* src, int src_ld, int rows,
-                                   int cols) {
-    GRID_LOOP(i, (long long)rows * cols) {
-        long long r = i / cols, c = i % cols;
-        dst[r * dst_ld + c] = src[r * src_ld + c];
-    }
-}
-
-// Dims reordered: out has shape out_shape; in_strides are the input's strides
-// reordered to the output's dims. Rank at most 6.
-struct PermuteArgs {
-    int rank;
-    int out_shape[6];
-    long long in_strides[6];
-};
-
-extern "C" __global__ void permute(float* out, const float* x, PermuteArgs a, int n) {
-    GRID_LOOP(i, n) {
-        long long rem = i, src = 0;
-        for (int d = a.rank - 1; d >= 0; --d) {
-            long long idx = rem % a.out_shape[d];
-            rem /= a.out_shape[d];
-            src += idx * a.in_strides[d];
-        }
-        out[i] = x[src];
     }
 }
 

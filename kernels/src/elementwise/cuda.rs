@@ -1,10 +1,11 @@
-//! Elementwise and broadcast ops, reductions and layout copies (elementwise.cu).
+//! CUDA launchers of the elementwise kernels (elementwise.cu).
 
 use std::sync::Arc;
 
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::{check, column_chunks, grid, int, ptr, same_device, BLOCK, REDUCE_BLOCKS};
+use crate::cuda::launch::{launch, check, column_chunks, grid, int, ptr, same_device, BLOCK, REDUCE_BLOCKS};
+use super::{BinaryOp, UnaryOp};
 use crate::cuda::context::{DeviceBuffer, GpuDevice};
 
 /// `x[..n] = value`.
@@ -36,14 +37,6 @@ pub fn axpy(y: &mut DeviceBuffer, alpha: f32, x: &DeviceBuffer, n: usize) {
     let dev = same_device("axpy", &[y, x]);
     let (py, px, n_) = (ptr(y, 0), ptr(x, 0), int("axpy", n));
     launch!(dev, "axpy", grid(n), [&py, &alpha, &px, &n_]);
-}
-
-/// The op of [`binary_broadcast`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    Add = 0,
-    Sub = 1,
-    Mul = 2,
 }
 
 /// `out = a op b` over n values, b (nb values) repeated over a's leading dims.
@@ -98,23 +91,6 @@ pub fn add_broadcast_in_place(x: &mut DeviceBuffer, b: &DeviceBuffer, n: usize, 
         grid(n),
         [&px, &px, &pb, &op, &n_, &nb_]
     );
-}
-
-/// `out[i] = a[i % na]` for i < n.
-pub fn repeat(out: &mut DeviceBuffer, a: &DeviceBuffer, n: usize, na: usize) {
-    assert!(na > 0, "repeat: empty source");
-    check("repeat", out, n);
-    check("repeat", a, na);
-    let dev = same_device("repeat", &[out, a]);
-    let (po, pa, n_, na_) = (ptr(out, 0), ptr(a, 0), int("repeat", n), int("repeat", na));
-    launch!(dev, "repeat", grid(n), [&po, &pa, &n_, &na_]);
-}
-
-/// The op of [`unary`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnaryOp {
-    Tanh = 0,
-    Relu = 1,
 }
 
 /// `out = f(x)` over n values.
@@ -192,79 +168,6 @@ pub fn expand_axis(
         grid(outer * len * inner),
         [&pdx, &pdy, &o, &l, &i]
     );
-}
-
-/// Copy `rows` rows of `cols` values: `dst[dst_offset + r * dst_ld + c] =
-/// src[src_offset + r * src_ld + c]`.
-#[allow(clippy::too_many_arguments)]
-pub fn copy_2d(
-    dst: &mut DeviceBuffer,
-    dst_offset: usize,
-    dst_ld: usize,
-    src: &DeviceBuffer,
-    src_offset: usize,
-    src_ld: usize,
-    rows: usize,
-    cols: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    check("copy_2d", dst, dst_offset + (rows - 1) * dst_ld + cols);
-    check("copy_2d", src, src_offset + (rows - 1) * src_ld + cols);
-    let dev = same_device("copy_2d", &[dst, src]);
-    let (pd, ps) = (ptr(dst, dst_offset), ptr(src, src_offset));
-    let (dl, sl) = (int("copy_2d", dst_ld), int("copy_2d", src_ld));
-    let (r, c) = (int("copy_2d", rows), int("copy_2d", cols));
-    launch!(
-        dev,
-        "copy_2d",
-        grid(rows * cols),
-        [&pd, &dl, &ps, &sl, &r, &c]
-    );
-}
-
-/// Kernel argument of `permute` (layout of `PermuteArgs` in elementwise.cu).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct PermuteArgs {
-    rank: i32,
-    out_shape: [i32; 6],
-    in_strides: [i64; 6],
-}
-
-// SAFETY: plain old data with the C layout of the kernel's struct.
-unsafe impl DeviceRepr for PermuteArgs {}
-
-/// `out` = `x` (shape `shape`) with dims reordered: `out.shape[i] = shape[perm[i]]`.
-pub fn permute(out: &mut DeviceBuffer, x: &DeviceBuffer, shape: &[usize], perm: &[usize]) {
-    let rank = shape.len();
-    assert!(
-        rank <= 6 && perm.len() == rank && (0..rank).all(|d| perm.contains(&d)),
-        "permute: {perm:?} is not a permutation of {rank} <= 6 dims"
-    );
-    let n: usize = shape.iter().product();
-    if n == 0 {
-        return;
-    }
-    check("permute", out, n);
-    check("permute", x, n);
-    let mut strides = vec![1usize; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
-    let mut args = PermuteArgs {
-        rank: rank as i32,
-        out_shape: [1; 6],
-        in_strides: [0; 6],
-    };
-    for (i, &p) in perm.iter().enumerate() {
-        args.out_shape[i] = int("permute", shape[p]);
-        args.in_strides[i] = strides[p] as i64;
-    }
-    let dev = same_device("permute", &[out, x]);
-    let (po, px, n_) = (ptr(out, 0), ptr(x, 0), int("permute", n));
-    launch!(dev, "permute", grid(n), [&po, &px, &args, &n_]);
 }
 
 /// f64 partial sums (of squares if `square`) of `x[..n]` into `partials`.

@@ -1,8 +1,8 @@
-//! The masked per-patch MSE and cross-entropy (loss.cu).
+//! CUDA launchers of the loss kernels (loss.cu).
 
 use cudarc::driver::{DevicePtr, PushKernelArg};
 
-use super::{check, grid, int, per_row, ptr, same_device};
+use crate::cuda::launch::{launch, check, grid, int, per_row, ptr, same_device};
 use crate::cuda::context::{upload, DeviceBuffer};
 
 /// `row_loss[r] = w[r] * mean_j (p - y)^2` for rows of `c` values.
@@ -71,14 +71,14 @@ pub fn masked_mse_backward(
 }
 
 /// Softmax of logits (rows, k) into `probs` and each row's loss (0 when the
-/// label is -100). Returns the uploaded labels for the backward pass.
+/// label is -100).
 pub fn cross_entropy_forward(
     probs: &mut DeviceBuffer,
     row_loss: &mut DeviceBuffer,
     logits: &DeviceBuffer,
     labels: &[i64],
     k: usize,
-) -> cudarc::driver::CudaSlice<i32> {
+) {
     let rows = labels.len();
     check("cross_entropy", probs, rows * k);
     check("cross_entropy", row_loss, rows);
@@ -95,27 +95,30 @@ pub fn cross_entropy_forward(
         per_row(rows, k),
         [&pp, &pr, &pz, &pl, &r_, &k_]
     );
-    d_labels
 }
 
-/// In place on `probs_grad`: probs in, `(probs - onehot) * dloss / count` out.
-pub fn cross_entropy_backward_in_place(
-    probs_grad: &mut DeviceBuffer,
-    labels: &cudarc::driver::CudaSlice<i32>,
+/// `dlogits = (probs - onehot) * dloss / count` (0 for rows labelled -100).
+pub fn cross_entropy_backward(
+    dlogits: &mut DeviceBuffer,
+    probs: &DeviceBuffer,
+    labels: &[i64],
     dloss: &DeviceBuffer,
     k: usize,
     inv_count: f32,
 ) {
     let rows = labels.len();
-    check("cross_entropy_backward", probs_grad, rows * k);
-    let dev = same_device("cross_entropy_backward", &[probs_grad, dloss]);
-    let pl = labels.device_ptr(&dev.stream).0;
-    let (pp, pg) = (ptr(probs_grad, 0), ptr(dloss, 0));
+    check("cross_entropy_backward", dlogits, rows * k);
+    check("cross_entropy_backward", probs, rows * k);
+    let dev = same_device("cross_entropy_backward", &[dlogits, probs, dloss]);
+    let l32: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+    let d_labels = upload(&dev, &l32);
+    let pl = d_labels.device_ptr(&dev.stream).0;
+    let (pd, pp, pg) = (ptr(dlogits, 0), ptr(probs, 0), ptr(dloss, 0));
     let (r_, k_) = (int("cross_entropy", rows), int("cross_entropy", k));
     launch!(
         dev,
         "cross_entropy_backward",
         grid(rows * k),
-        [&pp, &pp, &pl, &pg, &r_, &k_, &inv_count]
+        [&pd, &pp, &pl, &pg, &r_, &k_, &inv_count]
     );
 }

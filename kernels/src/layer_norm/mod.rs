@@ -60,8 +60,8 @@ pub fn layer_norm_forward_scalar(
     }
 }
 
-/// Backward of [`layer_norm_forward`]. `dinp` is overwritten; `dweight` and
-/// `dbias` (cols,) are accumulated into (`+=`).
+/// Backward of [`layer_norm_forward`]. `dinp`, `dweight` and `dbias` (cols,)
+/// are overwritten (as every kernel's outputs).
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward(
     dinp: &mut [f32],
@@ -98,6 +98,8 @@ pub fn layer_norm_backward(
             (dw, db)
         })
         .collect();
+    dweight.fill(0.0);
+    dbias.fill(0.0);
     for (dw, db) in partials {
         for j in 0..cols {
             dweight[j] += dw[j];
@@ -119,6 +121,8 @@ pub fn layer_norm_backward_scalar(
     rstd: &[f32],
     cols: usize,
 ) {
+    dweight.fill(0.0);
+    dbias.fill(0.0);
     for (row, ((dx, dy), x)) in dinp
         .chunks_mut(cols)
         .zip(dout.chunks(cols))
@@ -312,6 +316,188 @@ mod avx2 {
                 );
                 store_tail(dxp.add(body), tail, v);
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The per-patch target normalisation of PIXEL's loss: (x - mean) / sqrt(var +
+// eps) per row, with the unbiased variance (divide by C - 1), f64 statistics.
+
+/// `out` = rows of `x` standardised; `rstd` (rows,) saved for backward.
+pub fn normalize_rows_forward_slice(out: &mut [f32], rstd: &mut [f32], x: &[f32], cols: usize, eps: f32) {
+    out.par_chunks_mut(cols)
+        .zip(rstd.par_iter_mut())
+        .zip(x.par_chunks(cols))
+        .for_each(|((o, r), xs)| {
+            let mu = xs.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+            let var = xs.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / (cols - 1) as f64;
+            let rs = 1.0 / (var + eps as f64).sqrt();
+            for (o, &v) in o.iter_mut().zip(xs) {
+                *o = ((v as f64 - mu) * rs) as f32;
+            }
+            *r = rs as f32;
+        });
+}
+
+/// Backward of [`normalize_rows_forward_slice`]:
+/// `dx = r (dy - mean(dy)) - r^3 (x - mu) sum(dy (x - mu)) / (C - 1)`.
+pub fn normalize_rows_backward_slice(dx: &mut [f32], dy: &[f32], x: &[f32], rstd: &[f32], cols: usize) {
+    dx.par_chunks_mut(cols)
+        .zip(dy.par_chunks(cols))
+        .zip(x.par_chunks(cols))
+        .zip(rstd.par_iter())
+        .for_each(|(((dx, dy), xs), &r)| {
+            let r = r as f64;
+            let mu = xs.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+            let mean_dy = dy.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+            let dot: f64 = dy
+                .iter()
+                .zip(xs)
+                .map(|(&g, &v)| g as f64 * (v as f64 - mu))
+                .sum();
+            let k = r * r * r * dot / (cols - 1) as f64;
+            for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(xs) {
+                *d = (r * (g as f64 - mean_dy) - k * (v as f64 - mu)) as f32;
+            }
+        });
+}
+
+// ---------------------------------------------------------------------------
+// Device-dispatched entry points.
+
+use crate::buffer::Buffer;
+
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+
+/// LayerNorm over rows of `cols`: out (rows, cols), mean and rstd (rows).
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    out: &mut Buffer,
+    mean: &mut Buffer,
+    rstd: &mut Buffer,
+    x: &Buffer,
+    weight: &Buffer,
+    bias: &Buffer,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
+    const K: &str = "layer_norm_forward";
+    match out {
+        Buffer::Cpu(o) => layer_norm_forward(
+            &mut o[..rows * cols],
+            &mut mean.host_mut(K)[..rows],
+            &mut rstd.host_mut(K)[..rows],
+            &x.host(K)[..rows * cols],
+            &weight.host(K)[..cols],
+            &bias.host(K)[..cols],
+            cols,
+            eps,
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(o) => cuda::layer_norm_forward(
+            o,
+            mean.cuda_mut(K),
+            rstd.cuda_mut(K),
+            x.cuda(K),
+            weight.cuda(K),
+            bias.cuda(K),
+            rows,
+            cols,
+            eps,
+        ),
+    }
+}
+
+/// LayerNorm backward: dx (rows, cols), dweight and dbias (cols), all overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    dx: &mut Buffer,
+    dweight: &mut Buffer,
+    dbias: &mut Buffer,
+    dy: &Buffer,
+    x: &Buffer,
+    weight: &Buffer,
+    mean: &Buffer,
+    rstd: &Buffer,
+    rows: usize,
+    cols: usize,
+) {
+    const K: &str = "layer_norm_backward";
+    match dx {
+        Buffer::Cpu(d) => layer_norm_backward(
+            &mut d[..rows * cols],
+            &mut dweight.host_mut(K)[..cols],
+            &mut dbias.host_mut(K)[..cols],
+            &dy.host(K)[..rows * cols],
+            &x.host(K)[..rows * cols],
+            &weight.host(K)[..cols],
+            &mean.host(K)[..rows],
+            &rstd.host(K)[..rows],
+            cols,
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(d) => cuda::layer_norm_backward(
+            d,
+            dweight.cuda_mut(K),
+            dbias.cuda_mut(K),
+            dy.cuda(K),
+            x.cuda(K),
+            weight.cuda(K),
+            mean.cuda(K),
+            rstd.cuda(K),
+            rows,
+            cols,
+        ),
+    }
+}
+
+/// Unbiased per-row standardisation: out (rows, cols), rstd (rows).
+pub fn normalize_rows_forward(
+    out: &mut Buffer,
+    rstd: &mut Buffer,
+    x: &Buffer,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
+    const K: &str = "normalize_rows_forward";
+    match out {
+        Buffer::Cpu(o) => normalize_rows_forward_slice(
+            &mut o[..rows * cols],
+            &mut rstd.host_mut(K)[..rows],
+            &x.host(K)[..rows * cols],
+            cols,
+            eps,
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(o) => cuda::normalize_rows_forward(o, rstd.cuda_mut(K), x.cuda(K), rows, cols, eps),
+    }
+}
+
+/// Backward of [`normalize_rows_forward`]: dx (rows, cols), overwritten.
+pub fn normalize_rows_backward(
+    dx: &mut Buffer,
+    dy: &Buffer,
+    x: &Buffer,
+    rstd: &Buffer,
+    rows: usize,
+    cols: usize,
+) {
+    const K: &str = "normalize_rows_backward";
+    match dx {
+        Buffer::Cpu(d) => normalize_rows_backward_slice(
+            &mut d[..rows * cols],
+            &dy.host(K)[..rows * cols],
+            &x.host(K)[..rows * cols],
+            &rstd.host(K)[..rows],
+            cols,
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(d) => {
+            cuda::normalize_rows_backward(d, dy.cuda(K), x.cuda(K), rstd.cuda(K), rows, cols)
         }
     }
 }

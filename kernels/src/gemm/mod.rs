@@ -22,6 +22,31 @@ pub struct GemmShape {
 }
 
 impl GemmShape {
+    pub fn new(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> GemmShape {
+        GemmShape {
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+        }
+    }
+
+    /// `A (m, k) @ B (k, n)`.
+    pub fn nn(m: usize, n: usize, k: usize) -> GemmShape {
+        GemmShape::new(m, n, k, false, false)
+    }
+
+    /// `A (m, k) @ B^T`, B stored (n, k): `x @ W^T`, `q @ k^T`.
+    pub fn nt(m: usize, n: usize, k: usize) -> GemmShape {
+        GemmShape::new(m, n, k, false, true)
+    }
+
+    /// `A^T @ B`, A stored (k, m): weight gradients `dy^T @ x`.
+    pub fn tn(m: usize, n: usize, k: usize) -> GemmShape {
+        GemmShape::new(m, n, k, true, false)
+    }
+
     /// Floating-point operations of one product (2 m n k).
     pub fn flops(&self) -> f64 {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64
@@ -258,6 +283,78 @@ pub fn sgemm_reference(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32
                 beta * c[i * s.n + j]
             };
             c[i * s.n + j] = alpha * acc as f32 + prev;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Device-dispatched entry point: matrixmultiply on the CPU, cuBLAS on CUDA.
+
+use crate::buffer::Buffer;
+
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+
+/// One operand of [`gemm`]: its buffer, where its first matrix starts and the
+/// distance between the batch's matrices (0: one matrix shared by every item).
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub buf: &'a Buffer,
+    pub offset: usize,
+    pub stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// The whole buffer, matrices `stride` apart.
+    pub fn new(buf: &'a Buffer, stride: usize) -> Operand<'a> {
+        Operand {
+            buf,
+            offset: 0,
+            stride,
+        }
+    }
+}
+
+/// `C_i = alpha op(A_i) op(B_i) + beta C_i` for `batch` products (row-major, as
+/// [`sgemm`]); C_i starts at `c_offset + i * m * n` of `c`.
+pub fn gemm(
+    s: GemmShape,
+    batch: usize,
+    alpha: f32,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    beta: f32,
+    c: &mut Buffer,
+    c_offset: usize,
+) {
+    const K: &str = "gemm";
+    if batch == 0 || s.m == 0 || s.n == 0 {
+        return; // an empty product: C is unchanged (`batch - 1` below needs batch > 0)
+    }
+    let la = (batch - 1) * a.stride + s.m * s.k;
+    let lb = (batch - 1) * b.stride + s.k * s.n;
+    let lc = batch * s.m * s.n;
+    match c {
+        Buffer::Cpu(c) => sgemm_batched(
+            s,
+            batch,
+            alpha,
+            &a.buf.host(K)[a.offset..a.offset + la],
+            a.stride,
+            &b.buf.host(K)[b.offset..b.offset + lb],
+            b.stride,
+            beta,
+            &mut c[c_offset..c_offset + lc],
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(c) => {
+            let dev = c.device().clone();
+            let av = a.buf.cuda(K).view(a.offset..a.offset + la);
+            let bv = b.buf.cuda(K).view(b.offset..b.offset + lb);
+            let mut cv = c.view_mut(c_offset..c_offset + lc);
+            cuda::sgemm_strided_batched(
+                &dev, s, batch, alpha, &av, a.stride, &bv, b.stride, beta, &mut cv, s.m * s.n,
+            );
         }
     }
 }

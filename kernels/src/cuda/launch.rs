@@ -1,5 +1,6 @@
-//! One typed wrapper per kernel of `kernels/cuda`. Each checks buffer lengths
-//! (the kernels do not), then queues the kernel on the device's stream.
+//! What every kernel module's `cuda.rs` launcher uses: the `launch!` macro,
+//! launch configurations and buffer checks. Each launcher checks buffer
+//! lengths (the kernels do not), then queues its kernel on the device's stream.
 //!
 //! Buffers are passed to kernels as raw device addresses: several kernels run
 //! in place (out aliases an input), which borrowed slices cannot express. All
@@ -13,11 +14,11 @@ use cudarc::driver::{DevicePtr, LaunchConfig};
 use super::context::{DeviceBuffer, GpuDevice};
 
 /// Threads per block of every kernel (a multiple of 32, as the block reductions need).
-const BLOCK: u32 = 256;
+pub(crate) const BLOCK: u32 = 256;
 /// Blocks of a grid-stride launch are capped here; the loop covers the rest.
-const MAX_GRID: usize = 1 << 16;
+pub(crate) const MAX_GRID: usize = 1 << 16;
 /// Partial sums of a reduction (one per block).
-const REDUCE_BLOCKS: usize = 512;
+pub(crate) const REDUCE_BLOCKS: usize = 512;
 
 /// Queue kernel `$name` with `$cfg` and the given argument references.
 macro_rules! launch {
@@ -26,25 +27,26 @@ macro_rules! launch {
         let mut builder = dev.stream.launch_builder(dev.function($name));
         $( builder.arg($arg); )*
         // SAFETY: the argument list matches the kernel's signature in
-        // kernels/cuda (count, order, C types) and the wrapper checked every
+        // its .cu source (count, order, C types) and the wrapper checked every
         // buffer's length against the sizes the kernel indexes.
         unsafe { builder.launch($cfg) }.unwrap_or_else(|e| {
             panic!("cuda:{}: kernel {} failed to launch: {e}", dev.ordinal, $name)
         });
     }};
 }
+pub(crate) use launch;
 
 /// Device address of `b`'s first value plus `offset` values.
-fn ptr(b: &DeviceBuffer, offset: usize) -> u64 {
+pub(crate) fn ptr(b: &DeviceBuffer, offset: usize) -> u64 {
     let (p, _sync) = b.slice.device_ptr(&b.device.stream);
     p + 4 * offset as u64
 }
 
-fn int(op: &str, v: usize) -> i32 {
+pub(crate) fn int(op: &str, v: usize) -> i32 {
     i32::try_from(v).unwrap_or_else(|_| panic!("{op}: size {v} does not fit the kernels' i32"))
 }
 
-fn check(op: &str, b: &DeviceBuffer, need: usize) {
+pub(crate) fn check(op: &str, b: &DeviceBuffer, need: usize) {
     assert!(
         b.capacity() >= need,
         "{op}: device buffer of {} values, kernel needs {need}",
@@ -53,7 +55,7 @@ fn check(op: &str, b: &DeviceBuffer, need: usize) {
 }
 
 /// All buffers on one device; returns it.
-fn same_device(op: &str, bufs: &[&DeviceBuffer]) -> Arc<GpuDevice> {
+pub(crate) fn same_device(op: &str, bufs: &[&DeviceBuffer]) -> Arc<GpuDevice> {
     let d = &bufs[0].device;
     for b in bufs {
         assert!(
@@ -67,7 +69,7 @@ fn same_device(op: &str, bufs: &[&DeviceBuffer]) -> Arc<GpuDevice> {
 }
 
 /// Grid-stride launch over n elements.
-fn grid(n: usize) -> LaunchConfig {
+pub(crate) fn grid(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(BLOCK as usize).clamp(1, MAX_GRID);
     LaunchConfig {
         grid_dim: (blocks as u32, 1, 1),
@@ -77,7 +79,7 @@ fn grid(n: usize) -> LaunchConfig {
 }
 
 /// One block per row; fewer threads for short rows.
-fn per_row(rows: usize, cols: usize) -> LaunchConfig {
+pub(crate) fn per_row(rows: usize, cols: usize) -> LaunchConfig {
     let threads = cols.next_multiple_of(32).clamp(32, BLOCK as usize) as u32;
     LaunchConfig {
         grid_dim: (rows.max(1) as u32, 1, 1),
@@ -87,7 +89,7 @@ fn per_row(rows: usize, cols: usize) -> LaunchConfig {
 }
 
 /// Column blocks x row chunks for column sums; returns (config, rows per block).
-fn column_chunks(rows: usize, cols: usize) -> (LaunchConfig, i32) {
+pub(crate) fn column_chunks(rows: usize, cols: usize) -> (LaunchConfig, i32) {
     let rows_per_block = rows.div_ceil(65535).max(64);
     let cfg = LaunchConfig {
         grid_dim: (
@@ -101,23 +103,3 @@ fn column_chunks(rows: usize, cols: usize) -> (LaunchConfig, i32) {
     (cfg, rows_per_block as i32)
 }
 
-mod adamw;
-mod elementwise;
-mod loss;
-mod nn;
-mod rows;
-
-pub use adamw::{adamw_fused, FusedAdamW};
-pub use elementwise::{
-    add_broadcast_in_place, axpy, binary_broadcast, copy_2d, expand_axis, fill, fill_from_scalar,
-    permute, repeat, scale, sum_axis, sum_rows, sum_squares, sum_to_scalar, unary, unary_backward,
-    BinaryOp, UnaryOp,
-};
-pub use loss::{
-    cross_entropy_backward_in_place, cross_entropy_forward, masked_mse_backward, masked_mse_rows,
-};
-pub use nn::{
-    dropout_in_place, gelu_backward, gelu_forward, layer_norm_backward, layer_norm_forward,
-    normalize_rows_backward, normalize_rows_forward, softmax_backward_in_place, softmax_forward,
-};
-pub use rows::{gather_rows, scatter_rows_add};

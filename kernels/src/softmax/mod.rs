@@ -263,3 +263,57 @@ mod avx2 {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Device-dispatched entry points.
+
+use crate::buffer::Buffer;
+
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+
+/// `y[r] = softmax(x[r] + mask[r / rows_per_mask_row])` over rows of `cols`;
+/// mask (rows / rows_per_mask_row, cols) additive, or None.
+pub fn forward(
+    y: &mut Buffer,
+    x: &Buffer,
+    mask: Option<&Buffer>,
+    rows: usize,
+    cols: usize,
+    rows_per_mask_row: usize,
+) {
+    const K: &str = "softmax_forward";
+    match y {
+        Buffer::Cpu(y) => softmax_forward(
+            &mut y[..rows * cols],
+            &x.host(K)[..rows * cols],
+            mask.map(|m| m.host(K)),
+            rows_per_mask_row,
+            cols,
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(y) => cuda::softmax_forward(
+            y,
+            Some(x.cuda(K)),
+            mask.map(|m| m.cuda(K)),
+            rows,
+            cols,
+            rows_per_mask_row,
+        ),
+    }
+}
+
+/// `dx = y (dy - sum(dy y))` per row of `cols`.
+pub fn backward(dx: &mut Buffer, dy: &Buffer, y: &Buffer, rows: usize, cols: usize) {
+    const K: &str = "softmax_backward";
+    match dx {
+        Buffer::Cpu(d) => softmax_backward(
+            &mut d[..rows * cols],
+            &dy.host(K)[..rows * cols],
+            &y.host(K)[..rows * cols],
+            cols,
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(d) => cuda::softmax_backward(d, Some(dy.cuda(K)), y.cuda(K), rows, cols),
+    }
+}

@@ -13,7 +13,7 @@ use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaEvent, CudaView, CudaViewMut};
 
-use super::context::GpuDevice;
+use crate::cuda::context::GpuDevice;
 use crate::gemm::GemmShape;
 
 /// TF32 tensor-core matmuls (faster, ~1e-3 relative error). Off by default so

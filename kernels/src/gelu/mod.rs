@@ -129,3 +129,31 @@ mod avx2 {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Device-dispatched entry points.
+
+use crate::buffer::Buffer;
+
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+
+/// `out = gelu(x)` over n values.
+pub fn forward(out: &mut Buffer, x: &Buffer, n: usize) {
+    const K: &str = "gelu_forward";
+    match out {
+        Buffer::Cpu(o) => gelu_forward(&mut o[..n], &x.host(K)[..n]),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(o) => cuda::gelu_forward(o, x.cuda(K), n),
+    }
+}
+
+/// `dx = dy * gelu'(x)` over n values.
+pub fn backward(dx: &mut Buffer, dy: &Buffer, x: &Buffer, n: usize) {
+    const K: &str = "gelu_backward";
+    match dx {
+        Buffer::Cpu(d) => gelu_backward(&mut d[..n], &dy.host(K)[..n], &x.host(K)[..n]),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(d) => cuda::gelu_backward(d, dy.cuda(K), x.cuda(K), n),
+    }
+}

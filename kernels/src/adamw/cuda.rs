@@ -1,8 +1,8 @@
-//! One fused AdamW launch over every parameter (adamw.cu).
+//! CUDA launcher of the fused AdamW kernel (adamw.cu): one launch for every parameter.
 
 use cudarc::driver::{DevicePtr, PushKernelArg};
 
-use super::{check, grid, ptr, same_device};
+use crate::cuda::launch::{launch, check, grid, ptr, same_device};
 use crate::cuda::context::{upload, DeviceBuffer};
 
 /// Hyper-parameters of one fused AdamW launch (see [`crate::adamw`]).
@@ -15,15 +15,16 @@ pub struct FusedAdamW {
     pub eps: f32,
 }
 
-/// One AdamW update of every parameter in one launch. `params[i]` and
-/// `grads[i]` hold `lens[i]` values; `m` and `v` are flat (sum of lens);
-/// `decay[i]` = lr * weight_decay (0 for undecayed parameters).
+/// One AdamW update of every parameter in one launch. `params[i]`,
+/// `grads[i]`, `m[i]` and `v[i]` hold `lens[i]` values; `decay[i]` = lr *
+/// weight_decay (0 for undecayed parameters).
+#[allow(clippy::too_many_arguments)]
 pub fn adamw_fused(
     params: &mut [&mut DeviceBuffer],
     grads: &[&DeviceBuffer],
+    m: &mut [&mut DeviceBuffer],
+    v: &mut [&mut DeviceBuffer],
     lens: &[usize],
-    m: &mut DeviceBuffer,
-    v: &mut DeviceBuffer,
     decay: &[f32],
     h: FusedAdamW,
 ) {
@@ -38,32 +39,31 @@ pub fn adamw_fused(
     if count == 0 {
         return;
     }
+    assert!(m.len() == count && v.len() == count, "adamw_fused: moments of {} and {} parameters for {count}", m.len(), v.len());
     let total: usize = lens.iter().sum();
-    check("adamw_fused", m, total);
-    check("adamw_fused", v, total);
-    let dev = m.device.clone();
+    let dev = grads[0].device.clone();
     let mut offsets = Vec::with_capacity(count);
     let mut at = 0i64;
     for i in 0..count {
-        check("adamw_fused", params[i], lens[i]);
-        check("adamw_fused", grads[i], lens[i]);
-        same_device("adamw_fused", &[params[i], grads[i], m]);
+        for b in [&*params[i], grads[i], &*m[i], &*v[i]] {
+            check("adamw_fused", b, lens[i]);
+        }
+        same_device("adamw_fused", &[params[i], grads[i], m[i], v[i], grads[0]]);
         offsets.push(at);
         at += lens[i] as i64;
     }
-    let p_table: Vec<u64> = params.iter().map(|p| ptr(p, 0)).collect();
-    let g_table: Vec<u64> = grads.iter().map(|g| ptr(g, 0)).collect();
-    let (d_p, d_g, d_off, d_decay) = (
-        upload(&dev, &p_table),
-        upload(&dev, &g_table),
-        upload(&dev, &offsets),
-        upload(&dev, decay),
-    );
+    let table = |bufs: Vec<&DeviceBuffer>| -> Vec<u64> { bufs.iter().map(|b| ptr(b, 0)).collect() };
+    let d_p = upload(&dev, &table(params.iter().map(|b| &**b).collect()));
+    let d_g = upload(&dev, &table(grads.to_vec()));
+    let d_m = upload(&dev, &table(m.iter().map(|b| &**b).collect()));
+    let d_v = upload(&dev, &table(v.iter().map(|b| &**b).collect()));
+    let (d_off, d_decay) = (upload(&dev, &offsets), upload(&dev, decay));
     let pp = d_p.device_ptr(&dev.stream).0;
     let pg = d_g.device_ptr(&dev.stream).0;
+    let pm = d_m.device_ptr(&dev.stream).0;
+    let pv = d_v.device_ptr(&dev.stream).0;
     let po = d_off.device_ptr(&dev.stream).0;
     let pd = d_decay.device_ptr(&dev.stream).0;
-    let (pm, pv) = (ptr(m, 0), ptr(v, 0));
     let (count_, total_) = (count as i32, total as i64);
     launch!(
         &dev,
