@@ -189,13 +189,23 @@ impl Tensor {
     }
 
     /// Largest absolute value (0 for an empty tensor).
+    /// (A device tensor is copied to the host first.)
     pub fn max_abs(&self) -> f32 {
-        self.data().iter().fold(0.0f32, |m, v| m.max(v.abs()))
+        self.on_host(|v| v.iter().fold(0.0f32, |m, v| m.max(v.abs())))
     }
 
-    /// True when every value is finite.
+    /// True when every value is finite (a device tensor is copied to the host first).
     pub fn all_finite(&self) -> bool {
-        self.data().iter().all(|v| v.is_finite())
+        self.on_host(|v| v.iter().all(|v| v.is_finite()))
+    }
+
+    /// `f` of the values: in place on the host, a copy for a device tensor.
+    fn on_host<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
+        match &self.buffer {
+            Buffer::Cpu(v) => f(&v[..self.numel()]),
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(b) => f(&b.to_host(self.numel())),
+        }
     }
 }
 

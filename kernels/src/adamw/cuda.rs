@@ -2,8 +2,8 @@
 
 use cudarc::driver::{DevicePtr, PushKernelArg};
 
-use crate::cuda::launch::{launch, check, grid, ptr, same_device};
 use crate::cuda::context::{upload, DeviceBuffer};
+use crate::cuda::launch::{check, grid, launch, ptr, same_device};
 
 /// Hyper-parameters of one fused AdamW launch (see [`crate::adamw`]).
 #[derive(Clone, Copy, Debug)]
@@ -39,7 +39,12 @@ pub fn adamw_fused(
     if count == 0 {
         return;
     }
-    assert!(m.len() == count && v.len() == count, "adamw_fused: moments of {} and {} parameters for {count}", m.len(), v.len());
+    assert!(
+        m.len() == count && v.len() == count,
+        "adamw_fused: moments of {} and {} parameters for {count}",
+        m.len(),
+        v.len()
+    );
     let total: usize = lens.iter().sum();
     let dev = grads[0].device.clone();
     let mut offsets = Vec::with_capacity(count);
@@ -61,7 +66,7 @@ pub fn adamw_fused(
     let pp = d_p.device_ptr(&dev.stream).0;
     let pg = d_g.device_ptr(&dev.stream).0;
     let pm = d_m.device_ptr(&dev.stream).0;
-    let pv = d_v.device_ptr(&dev.stream).0;
+    let p_v = d_v.device_ptr(&dev.stream).0;
     let po = d_off.device_ptr(&dev.stream).0;
     let pd = d_decay.device_ptr(&dev.stream).0;
     let (count_, total_) = (count as i32, total as i64);
@@ -73,7 +78,7 @@ pub fn adamw_fused(
             &pp,
             &pg,
             &pm,
-            &pv,
+            &p_v,
             &po,
             &pd,
             &count_,

@@ -116,7 +116,11 @@ pub fn update(
     const K: &str = "adamw";
     let count = params.len();
     assert!(
-        grads.len() == count && m.len() == count && v.len() == count && lens.len() == count && weight_decay.len() == count,
+        grads.len() == count
+            && m.len() == count
+            && v.len() == count
+            && lens.len() == count
+            && weight_decay.len() == count,
         "{K}: {count} parameters with {} gradients, {} + {} moments, {} lengths, {} decays",
         grads.len(),
         m.len(),

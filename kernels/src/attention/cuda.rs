@@ -7,14 +7,27 @@ use crate::gemm::cuda::sgemm_strided_batched;
 use crate::gemm::GemmShape;
 
 /// A fresh (batch, m, n) product of contiguous per-item operands.
-fn product(s: GemmShape, batch: usize, alpha: f32, a: &DeviceBuffer, b: &DeviceBuffer) -> DeviceBuffer {
+fn product(
+    s: GemmShape,
+    batch: usize,
+    alpha: f32,
+    a: &DeviceBuffer,
+    b: &DeviceBuffer,
+) -> DeviceBuffer {
     let mut c = DeviceBuffer::zeros(a.device(), batch * s.m * s.n);
     product_into(&mut c, s, batch, alpha, a, b);
     c
 }
 
 /// `c` = the (batch, m, n) product of contiguous per-item operands.
-fn product_into(c: &mut DeviceBuffer, s: GemmShape, batch: usize, alpha: f32, a: &DeviceBuffer, b: &DeviceBuffer) {
+fn product_into(
+    c: &mut DeviceBuffer,
+    s: GemmShape,
+    batch: usize,
+    alpha: f32,
+    a: &DeviceBuffer,
+    b: &DeviceBuffer,
+) {
     let (la, lb, lc) = (batch * s.m * s.k, batch * s.k * s.n, batch * s.m * s.n);
     let (av, bv) = (a.view(0..la), b.view(0..lb));
     let mut cv = c.view_mut(0..lc);
@@ -34,7 +47,12 @@ fn product_into(c: &mut DeviceBuffer, s: GemmShape, batch: usize, alpha: f32, a:
 }
 
 /// softmax(q k^T * scale + key mask) per head: (B*H, N, N).
-fn probs(q: &DeviceBuffer, k: &DeviceBuffer, mask: Option<&DeviceBuffer>, s: AttentionShape) -> DeviceBuffer {
+fn probs(
+    q: &DeviceBuffer,
+    k: &DeviceBuffer,
+    mask: Option<&DeviceBuffer>,
+    s: AttentionShape,
+) -> DeviceBuffer {
     let (bh, n) = (s.batch * s.heads, s.seq);
     let mut p = product(GemmShape::nt(n, n, s.head_dim), bh, s.scale, q, k);
     crate::softmax::cuda::softmax_forward(&mut p, None, mask, bh * n, n, s.heads * n);

@@ -47,7 +47,7 @@ pub fn forward(
             let (q, k, v) = (q.host(K), k.host(K), v.host(K));
             let mask = key_mask.map(|m| m.host(K));
             let (n, d) = (s.seq, s.head_dim);
-            let pv = GemmShape::nn(n, d, n);
+            let probs_v = GemmShape::nn(n, d, n);
             ctx[..s.batch * s.heads * n * d]
                 .par_chunks_mut(n * d)
                 .enumerate()
@@ -57,11 +57,18 @@ pub fn forward(
                     if let Some((seed, prob)) = s.dropout {
                         crate::dropout::apply_slice(&mut p, seed, prob, i * n * n);
                     }
-                    sgemm_serial(pv, 1.0, &p, &v[head], 0.0, out);
+                    sgemm_serial(probs_v, 1.0, &p, &v[head], 0.0, out);
                 });
         }
         #[cfg(feature = "cuda")]
-        Buffer::Cuda(c) => cuda::forward(c, q.cuda(K), k.cuda(K), v.cuda(K), key_mask.map(|m| m.cuda(K)), s),
+        Buffer::Cuda(c) => cuda::forward(
+            c,
+            q.cuda(K),
+            k.cuda(K),
+            v.cuda(K),
+            key_mask.map(|m| m.cuda(K)),
+            s,
+        ),
     }
 }
 
@@ -86,7 +93,11 @@ pub fn backward(
             let mask = key_mask.map(|m| m.host(K));
             let (n, d) = (s.seq, s.head_dim);
             let len = s.batch * s.heads * n * d;
-            let (pt_dc, dc_vt, ds_k) = (GemmShape::tn(n, d, n), GemmShape::nt(n, n, d), GemmShape::nn(n, d, n));
+            let (pt_dc, dc_vt, ds_k) = (
+                GemmShape::tn(n, d, n),
+                GemmShape::nt(n, n, d),
+                GemmShape::nn(n, d, n),
+            );
             dq[..len]
                 .par_chunks_mut(n * d)
                 .zip(dk[..len].par_chunks_mut(n * d))
@@ -138,7 +149,14 @@ pub fn backward(
 fn head_probs(q: &[f32], k: &[f32], mask: Option<&[f32]>, i: usize, s: AttentionShape) -> Vec<f32> {
     let n = s.seq;
     let mut scores = vec![0.0f32; n * n];
-    sgemm_serial(GemmShape::nt(n, n, s.head_dim), s.scale, q, k, 0.0, &mut scores);
+    sgemm_serial(
+        GemmShape::nt(n, n, s.head_dim),
+        s.scale,
+        q,
+        k,
+        0.0,
+        &mut scores,
+    );
     let mut p = vec![0.0f32; n * n];
     let b = i / s.heads;
     let mask_row = mask.map(|m| &m[b * n..(b + 1) * n]);

@@ -102,4 +102,3 @@ pub(crate) fn column_chunks(rows: usize, cols: usize) -> (LaunchConfig, i32) {
     };
     (cfg, rows_per_block as i32)
 }
-

@@ -161,7 +161,9 @@ pub fn compile(name: &str, arch: Option<&'static str>) -> Result<Ptx, CudaError>
             CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
             other => other.to_string(),
         };
-        CudaError(format!("NVRTC failed on kernels/src/{name}/{name}.cu:\n{detail}"))
+        CudaError(format!(
+            "NVRTC failed on kernels/src/{name}/{name}.cu:\n{detail}"
+        ))
     })?;
     cache
         .lock()

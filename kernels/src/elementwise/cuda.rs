@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use crate::cuda::launch::{launch, check, column_chunks, grid, int, ptr, same_device, BLOCK, REDUCE_BLOCKS};
 use super::{BinaryOp, UnaryOp};
 use crate::cuda::context::{DeviceBuffer, GpuDevice};
+use crate::cuda::launch::{
+    check, column_chunks, grid, int, launch, ptr, same_device, BLOCK, REDUCE_BLOCKS,
+};
 
 /// `x[..n] = value`.
 pub fn fill(x: &mut DeviceBuffer, n: usize, value: f32) {

@@ -265,9 +265,18 @@ pub fn binary(out: &mut Buffer, a: &Buffer, b: &Buffer, op: BinaryOp, n: usize, 
                 .for_each(|(o, a)| {
                     for (o, a) in o.chunks_mut(nb).zip(a.chunks(nb)) {
                         match op {
-                            BinaryOp::Add => o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| *o = x + y),
-                            BinaryOp::Sub => o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| *o = x - y),
-                            BinaryOp::Mul => o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| *o = x * y),
+                            BinaryOp::Add => o
+                                .iter_mut()
+                                .zip(a.iter().zip(b))
+                                .for_each(|(o, (x, y))| *o = x + y),
+                            BinaryOp::Sub => o
+                                .iter_mut()
+                                .zip(a.iter().zip(b))
+                                .for_each(|(o, (x, y))| *o = x - y),
+                            BinaryOp::Mul => o
+                                .iter_mut()
+                                .zip(a.iter().zip(b))
+                                .for_each(|(o, (x, y))| *o = x * y),
                         }
                     }
                 });

@@ -22,4 +22,3 @@ pub fn gelu_backward(dx: &mut DeviceBuffer, dy: &DeviceBuffer, x: &DeviceBuffer,
     let (pdx, pdy, px, n_) = (ptr(dx, 0), ptr(dy, 0), ptr(x, 0), int("gelu", n));
     launch!(dev, "gelu_backward", grid(n), [&pdx, &pdy, &px, &n_]);
 }
-

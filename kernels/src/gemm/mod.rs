@@ -353,7 +353,17 @@ pub fn gemm(
             let bv = b.buf.cuda(K).view(b.offset..b.offset + lb);
             let mut cv = c.view_mut(c_offset..c_offset + lc);
             cuda::sgemm_strided_batched(
-                &dev, s, batch, alpha, &av, a.stride, &bv, b.stride, beta, &mut cv, s.m * s.n,
+                &dev,
+                s,
+                batch,
+                alpha,
+                &av,
+                a.stride,
+                &bv,
+                b.stride,
+                beta,
+                &mut cv,
+                s.m * s.n,
             );
         }
     }

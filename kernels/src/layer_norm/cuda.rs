@@ -146,4 +146,3 @@ pub fn normalize_rows_backward(
         [&pdx, &pdy, &px, &pr, &r_, &c_]
     );
 }
-

@@ -325,7 +325,13 @@ mod avx2 {
 // eps) per row, with the unbiased variance (divide by C - 1), f64 statistics.
 
 /// `out` = rows of `x` standardised; `rstd` (rows,) saved for backward.
-pub fn normalize_rows_forward_slice(out: &mut [f32], rstd: &mut [f32], x: &[f32], cols: usize, eps: f32) {
+pub fn normalize_rows_forward_slice(
+    out: &mut [f32],
+    rstd: &mut [f32],
+    x: &[f32],
+    cols: usize,
+    eps: f32,
+) {
     out.par_chunks_mut(cols)
         .zip(rstd.par_iter_mut())
         .zip(x.par_chunks(cols))
@@ -342,7 +348,13 @@ pub fn normalize_rows_forward_slice(out: &mut [f32], rstd: &mut [f32], x: &[f32]
 
 /// Backward of [`normalize_rows_forward_slice`]:
 /// `dx = r (dy - mean(dy)) - r^3 (x - mu) sum(dy (x - mu)) / (C - 1)`.
-pub fn normalize_rows_backward_slice(dx: &mut [f32], dy: &[f32], x: &[f32], rstd: &[f32], cols: usize) {
+pub fn normalize_rows_backward_slice(
+    dx: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    rstd: &[f32],
+    cols: usize,
+) {
     dx.par_chunks_mut(cols)
         .zip(dy.par_chunks(cols))
         .zip(x.par_chunks(cols))
@@ -473,7 +485,9 @@ pub fn normalize_rows_forward(
             eps,
         ),
         #[cfg(feature = "cuda")]
-        Buffer::Cuda(o) => cuda::normalize_rows_forward(o, rstd.cuda_mut(K), x.cuda(K), rows, cols, eps),
+        Buffer::Cuda(o) => {
+            cuda::normalize_rows_forward(o, rstd.cuda_mut(K), x.cuda(K), rows, cols, eps)
+        }
     }
 }
 

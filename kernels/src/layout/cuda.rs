@@ -2,9 +2,9 @@
 
 use cudarc::driver::{DevicePtr, DeviceRepr, PushKernelArg};
 
-use crate::elementwise::cuda::fill;
-use crate::cuda::launch::{launch, check, grid, int, ptr, same_device};
 use crate::cuda::context::{upload, DeviceBuffer, GpuDevice};
+use crate::cuda::launch::{check, grid, int, launch, ptr, same_device};
+use crate::elementwise::cuda::fill;
 
 /// Upload a row index list as i32 (checked against `n`).
 fn upload_indices(dev: &GpuDevice, idx: &[usize], n: usize) -> cudarc::driver::CudaSlice<i32> {

@@ -122,7 +122,10 @@ pub fn copy_2d(
 /// `out[i] = a[i % na]` for i < n: `a` repeated over a new leading dim.
 pub fn repeat(out: &mut Buffer, a: &Buffer, n: usize, na: usize) {
     const K: &str = "repeat";
-    assert!(na > 0 && n.is_multiple_of(na), "{K}: {na} values do not tile {n}");
+    assert!(
+        na > 0 && n.is_multiple_of(na),
+        "{K}: {na} values do not tile {n}"
+    );
     match out {
         Buffer::Cpu(o) => {
             let a = &a.host(K)[..na];

@@ -2,8 +2,8 @@
 
 use cudarc::driver::{DevicePtr, PushKernelArg};
 
-use crate::cuda::launch::{launch, check, grid, int, per_row, ptr, same_device};
 use crate::cuda::context::{upload, DeviceBuffer};
+use crate::cuda::launch::{check, grid, int, launch, per_row, ptr, same_device};
 
 /// `row_loss[r] = w[r] * mean_j (p - y)^2` for rows of `c` values.
 pub fn masked_mse_rows(

@@ -135,7 +135,13 @@ pub fn cross_entropy_forward(
         #[cfg(feature = "cuda")]
         Buffer::Cuda(l) => {
             let mut row_loss = crate::cuda::DeviceBuffer::zeros(l.device(), rows);
-            cuda::cross_entropy_forward(probs.cuda_mut(K), &mut row_loss, logits.cuda(K), labels, k);
+            cuda::cross_entropy_forward(
+                probs.cuda_mut(K),
+                &mut row_loss,
+                logits.cuda(K),
+                labels,
+                k,
+            );
             crate::elementwise::cuda::sum_to_scalar(l, &row_loss, rows, 1.0 / count as f32);
         }
     }

@@ -65,4 +65,3 @@ pub fn softmax_backward(
         [&pdx, &pd, &py, &r_, &c_]
     );
 }
-
