@@ -10,7 +10,6 @@ pub mod masking;
 pub mod params;
 pub mod pos_embed;
 pub mod pretraining;
-pub mod tasks;
 pub mod train;
 
 pub use config::PixelConfig;

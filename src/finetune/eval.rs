@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use pixel_engine::{Rng, Tape, Var};
 use pixel_model::finetune::PixelForFinetuning;
-use pixel_model::tasks::metrics::{entity_scores, AttachmentCounter};
+use pixel_tasks::metrics::{entity_scores, AttachmentCounter};
 use pixel_model::ForwardMode;
 use pixel_render::Rendering;
 

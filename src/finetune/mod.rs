@@ -8,8 +8,8 @@ pub mod run;
 pub mod text;
 
 use pixel_model::finetune::{HeadKind, Pooling};
-use pixel_model::tasks::conllu::{UD_HEAD_LABELS, UPOS_LABELS};
-use pixel_model::tasks::ner::NER_LABELS;
+use pixel_tasks::conllu::{UD_HEAD_LABELS, UPOS_LABELS};
+use pixel_tasks::ner::NER_LABELS;
 use pixel_render::Layout;
 
 /// The finetuning tasks the command line knows.
