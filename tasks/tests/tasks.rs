@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pixel_tasks::conllu::{
-    deprel_index, read_conllu, upos_index, UD_HEAD_LABELS, UPOS_LABELS,
-};
+use pixel_tasks::conllu::{deprel_index, read_conllu, upos_index, UD_HEAD_LABELS, UPOS_LABELS};
 use pixel_tasks::glue::{read_glue_single, SST2_LABELS};
 use pixel_tasks::metrics::{
     accuracy, accuracy_nested, attachment_scores, entity_scores, sentence_entities,
