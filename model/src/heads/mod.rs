@@ -21,8 +21,8 @@ use pixel_engine::{Tensor, Var};
 use crate::config::PixelConfig;
 use crate::params::ParamStore;
 
-/// Label value that the loss and the metrics skip (PyTorch's ignore_index):
-/// the engine's, so that heads, data and `cross_entropy` cannot disagree.
+/// Label of padding, skipped by the losses (PyTorch's ignore_index): the
+/// engine's own, so that heads, batches and `cross_entropy` cannot disagree.
 pub use pixel_engine::ops::IGNORE_INDEX;
 
 /// How sequence classification pools the patch states (SPEC 5).
