@@ -59,7 +59,7 @@ pub enum FinetuneLabels {
     /// Dependency parsing, SPEC 5.
     Parsing {
         /// (B * (L + 1)): first patch of word j at j, then [`IGNORE_INDEX`] padding.
-        /// Word j covers patches [starts[j], starts[j + 1]); the list stops at the
+        /// Word j covers patches `[starts[j], starts[j + 1])`; the list stops at the
         /// first non-positive next start (the end marker is the patch after the
         /// last word, so a sentence of n words has n + 1 entries).
         word_starts: Vec<i64>,

@@ -21,8 +21,8 @@ pub(crate) struct ParseLabels<'a> {
 }
 
 /// The constant (B, L, L) matrix that averages patch states into word states:
-/// row j of example b holds 1 / n over word j's n patches [starts[j], starts[j+1])
-/// (1 at starts[j] when the two are equal); rows of absent words are zero.
+/// row j of example b holds 1 / n over word j's n patches `[starts[j], starts[j+1])`
+/// (1 at `starts[j]` when the two are equal); rows of absent words are zero.
 /// `word_starts` (B * (L + 1)) as in [`super::FinetuneLabels::Parsing`]:
 /// IGNORE_INDEX entries are dropped first, and the list ends at the first
 /// non-positive next start (as the original's `_merge_subword_tokens`).
