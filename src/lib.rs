@@ -7,6 +7,7 @@ pub use pixel_engine as engine;
 pub use pixel_kernels as kernels;
 pub use pixel_model as model;
 pub use pixel_render as render;
+pub use pixel_tasks as tasks;
 
 pub mod figures;
 pub mod finetune;

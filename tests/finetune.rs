@@ -11,7 +11,7 @@ use pixel::finetune::data::{load_dataset, make_batch, render_examples, BatchOrde
 use pixel::finetune::eval::{majority_predictions, score};
 use pixel::finetune::run::{run_finetuning, task_renderer, FinetuneOptions, FinetuneSummary};
 use pixel::finetune::Task;
-use pixel::model::finetune::{FinetuneLabels, Pooling, IGNORE};
+use pixel::model::heads::{FinetuneLabels, Pooling, IGNORE_INDEX as IGNORE};
 use pixel::render::Layout;
 
 fn data_dir() -> PathBuf {
@@ -357,7 +357,7 @@ fn parser_predicts_raw_text_without_gold_trees() {
     use pixel::engine::Rng;
     use pixel::finetune::data::example_from_text;
     use pixel::finetune::eval::predict;
-    use pixel::model::finetune::PixelForFinetuning;
+    use pixel::model::heads::PixelForFinetuning;
     use pixel::model::PixelConfig;
     let model = PixelForFinetuning::new(
         PixelConfig::tiny(32),
@@ -383,7 +383,7 @@ fn foreign_finetuned_checkpoint_loads_with_task_given() {
     use pixel::finetune::eval::predict;
     use pixel::finetune::run::load_finetuned;
     use pixel::model::checkpoint::save_checkpoint;
-    use pixel::model::finetune::PixelForFinetuning;
+    use pixel::model::heads::PixelForFinetuning;
     use pixel::model::PixelConfig;
     // A token-classification checkpoint as HuggingFace writes it: HF key names,
     // id2label, no pixel-specific fields, plus a key the model does not use.
@@ -429,7 +429,7 @@ fn foreign_finetuned_checkpoint_loads_with_task_given() {
 fn freeze_encoder_trains_the_head_only() {
     use pixel::engine::Rng;
     use pixel::model::checkpoint::load_checkpoint;
-    use pixel::model::finetune::PixelForFinetuning;
+    use pixel::model::heads::PixelForFinetuning;
     let mut o = options(
         Task::Pos,
         ud("UD_English-EWT", "train"),

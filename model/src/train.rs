@@ -9,7 +9,8 @@ use pixel_engine::{Rng, Tape, Tensor};
 
 use crate::masking::PatchMasking;
 use crate::params::ParamStore;
-use crate::pretraining::{ForwardMode, PixelForPreTraining};
+use crate::pretraining::PixelForPreTraining;
+use crate::ForwardMode;
 
 /// One micro-batch of pretraining input.
 #[derive(Clone)]

@@ -17,8 +17,12 @@ fn no_panic<T, E>(what: &str, bytes: &[u8], read: impl Fn(&[u8]) -> Result<T, E>
         Ok(ok) => ok,
         Err(_) => {
             let path = std::env::temp_dir().join("pixel-model-fuzz-crash.bin");
-            let _ = std::fs::write(&path, bytes);
-            panic!("{what}: reader panicked; input saved to {}", path.display());
+            // Saving the input is best effort: the panic below is the failure.
+            let saved = match std::fs::write(&path, bytes) {
+                Ok(()) => format!("input saved to {}", path.display()),
+                Err(e) => format!("input not saved ({e})"),
+            };
+            panic!("{what}: reader panicked; {saved}");
         }
     }
 }

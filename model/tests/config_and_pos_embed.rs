@@ -4,7 +4,7 @@ mod common;
 
 use pixel_model::checkpoint::read_npy;
 use pixel_model::config::{ConfigError, PixelConfig};
-use pixel_model::pos_embed::{decoder_pos_embed, encoder_pos_embed, sincos_pos_embed};
+use pixel_model::embeddings::{decoder_pos_embed, encoder_pos_embed, sincos_pos_embed};
 
 #[test]
 fn fixture_config_parses_and_matches_the_tiny_preset() {

@@ -7,9 +7,9 @@ use pixel_engine::gradcheck::{gradcheck, randn, GradcheckConfig};
 use pixel_engine::optim::{AdamW, AdamWConfig};
 use pixel_engine::{Rng, Tape, Tensor};
 use pixel_model::checkpoint::expected_encoder_keys;
-use pixel_model::finetune::{
+use pixel_model::heads::{
     finetune_param_shapes, word_average_matrix, FinetuneBatch, FinetuneLabels, HeadKind,
-    PixelForFinetuning, Pooling, IGNORE,
+    PixelForFinetuning, Pooling, IGNORE_INDEX,
 };
 use pixel_model::{ForwardMode, ParamStore, PixelConfig, PixelForPreTraining};
 
@@ -62,17 +62,17 @@ fn mask() -> Vec<f32> {
 /// Parsing inputs for B = 2, L = 6. Example 0: words [0,2) [2,3) [3,5) [5,6);
 /// example 1: words [0,1), {1} (equal starts), [1,3), then a zero next start ends the list.
 fn parse_labels(rel_of_unheaded_word: i64) -> FinetuneLabels {
-    let n = IGNORE;
+    let n = IGNORE_INDEX;
     FinetuneLabels::Parsing {
         word_starts: vec![0, 2, 3, 5, 6, n, n, 0, 1, 1, 3, 0, n, n],
-        // Word 3 of example 0 has no gold head (IGNORE): its relation must not count.
+        // Word 3 of example 0 has no gold head (IGNORE_INDEX): its relation must not count.
         arc_labels: vec![2, 0, 2, n, n, n, 0, 1, 1, n, n, n],
         rel_labels: vec![1, 0, 2, rel_of_unheaded_word, n, n, 2, 1, 0, n, n, n],
     }
 }
 
 fn labels_for(head: HeadKind) -> FinetuneLabels {
-    let n = IGNORE;
+    let n = IGNORE_INDEX;
     match head {
         HeadKind::TokenClassification { .. } => {
             FinetuneLabels::Tokens(vec![0, n, 2, 1, n, 1, 2, 0, n, 1, n, n])
@@ -141,14 +141,14 @@ fn check_head_gradients(head: HeadKind, training: bool, relu_shift: f32) {
         )
         .collect();
     let worst = gradcheck(&inputs, &differentiable, check, |t, v| {
-        let pv = head_store.vars_from(v[1..].to_vec());
+        let params = head_store.vars_from(v[1..].to_vec());
         // The same dropout mask on every evaluation.
         let mut rng = Rng::new(9);
         let mode = ForwardMode {
             training,
             rng: &mut rng,
         };
-        let out = model.forward_head(t, &pv, &v[0], &attention, &labels, mode);
+        let out = model.forward_head(t, &params, &v[0], &attention, &labels, mode);
         out.loss.expect("labels given, so a loss")
     })
     .unwrap_or_else(|e| panic!("{head:?}: {e}"));
@@ -346,9 +346,9 @@ fn infer(
     batch: &FinetuneBatch,
 ) -> (Option<f32>, Tensor, Option<Tensor>) {
     let mut tape = Tape::no_grad();
-    let pv = model.params.vars(&mut tape);
+    let params = model.params.vars(&mut tape);
     let mut rng = Rng::new(0);
-    let out = model.forward(&mut tape, &pv, batch, eval_mode(&mut rng));
+    let out = model.forward(&mut tape, &params, batch, eval_mode(&mut rng));
     (
         out.loss.map(|l| l.value().item()),
         out.logits.value().clone(),
@@ -543,17 +543,17 @@ fn train(
     let mut losses = Vec::new();
     for _ in 0..steps {
         let mut tape = Tape::new();
-        let pv = model.params.vars(&mut tape);
+        let params = model.params.vars(&mut tape);
         let mode = ForwardMode {
             training: true,
             rng: &mut rng,
         };
-        let out = model.forward(&mut tape, &pv, batch, mode);
+        let out = model.forward(&mut tape, &params, batch, mode);
         let loss = out.loss.expect("labelled batch");
         losses.push(loss.value().item());
         let mut grads = tape.backward(&loss);
-        let grads = model.params.take_grads(&pv, &mut grads);
-        drop(pv);
+        let grads = model.params.take_grads(&params, &mut grads);
+        drop(params);
         model.params.adamw_update(&mut opt, &grads, lr);
     }
     let tail = &losses[losses.len() - 5..];
@@ -679,14 +679,14 @@ fn dropout_only_acts_in_training() {
     let batch = random_batch(labels_for(head), &mut Rng::new(2));
     let run = |training: bool| {
         let mut tape = Tape::no_grad();
-        let pv = model.params.vars(&mut tape);
+        let params = model.params.vars(&mut tape);
         let mut rng = Rng::new(3);
         let mode = ForwardMode {
             training,
             rng: &mut rng,
         };
         model
-            .forward(&mut tape, &pv, &batch, mode)
+            .forward(&mut tape, &params, &batch, mode)
             .logits
             .value()
             .clone()
@@ -711,11 +711,11 @@ fn every_head_matches_a_plain_reference_implementation() {
         let labels = labels_for(head);
         let attention = mask();
         let mut tape = Tape::no_grad();
-        let pv = store.vars(&mut tape);
+        let params = store.vars(&mut tape);
         let mut drop_rng = Rng::new(0);
         let out = model.forward_head(
             &mut tape,
-            &pv,
+            &params,
             &pixel_engine::Var::constant(h.clone()),
             &attention,
             &labels,
@@ -760,11 +760,11 @@ fn pma_padding_keys_are_zero_vectors_not_removed() {
     }
     let key_bias_grad = |attention: &[f32]| {
         let mut tape = Tape::new();
-        let pv = params.vars(&mut tape);
+        let params = params.vars(&mut tape);
         let mut drop_rng = Rng::new(0);
         let out = model.forward_head(
             &mut tape,
-            &pv,
+            &params,
             &pixel_engine::Var::constant(h.clone()),
             attention,
             &labels_for(head),
@@ -772,7 +772,7 @@ fn pma_padding_keys_are_zero_vectors_not_removed() {
         );
         let mut grads = tape.backward(&out.loss.unwrap());
         grads
-            .take(pv.get("pooler.pooling.pooler.mab.fc_k.bias"))
+            .take(params.get("pooler.pooling.pooler.mab.fc_k.bias"))
             .unwrap()
             .max_abs()
     };
@@ -820,14 +820,14 @@ fn head_timing_at_base_size() {
         };
         let started = std::time::Instant::now();
         let mut tape = Tape::new();
-        let pv = model.params.vars(&mut tape);
+        let params = model.params.vars(&mut tape);
         let hv = tape.leaf_tensor(h.clone());
         let mut drop_rng = Rng::new(3);
         let mode = ForwardMode {
             training: true,
             rng: &mut drop_rng,
         };
-        let out = model.forward_head(&mut tape, &pv, &hv, &attention, &labels, mode);
+        let out = model.forward_head(&mut tape, &params, &hv, &attention, &labels, mode);
         let forward = started.elapsed();
         let loss = out.loss.unwrap();
         assert!(loss.value().item().is_finite());

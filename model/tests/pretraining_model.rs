@@ -36,11 +36,11 @@ fn parameters_match_the_checkpoint_keys_with_and_without_qkv_bias() {
         let patch_mask = vec![0.0; 2 * l];
         let masking = PatchMasking::controlled(&patch_mask, 2, l, cfg.mask_ratio, &mut rng);
         let mut tape = Tape::new();
-        let pv = model.params.vars(&mut tape);
+        let params = model.params.vars(&mut tape);
         let x = tape.leaf(Arc::new(pixels));
         let out = model.forward(
             &mut tape,
-            &pv,
+            &params,
             &x,
             &attn,
             &masking,
@@ -52,7 +52,7 @@ fn parameters_match_the_checkpoint_keys_with_and_without_qkv_bias() {
         let loss = out.loss.value().item();
         assert!(loss.is_finite() && loss > 0.0, "loss {loss}");
         let mut grads = tape.backward(&out.loss);
-        let g = model.params.take_grads(&pv, &mut grads);
+        let g = model.params.take_grads(&params, &mut grads);
         assert!(g.iter().flatten().all(|t| t.all_finite()));
         assert!(
             g.iter().flatten().count() >= model.params.iter().filter(|p| p.trainable).count() - 1

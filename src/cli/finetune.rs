@@ -77,7 +77,7 @@ pub struct FinetuneArgs {
     pub layout: Option<Layout>,
     /// Sequence classification pooling: mean, max, cls or pma1..pma8.
     #[arg(long, default_value = "mean", value_parser = parse_pooling)]
-    pub pooling: pixel_model::finetune::Pooling,
+    pub pooling: pixel_model::heads::Pooling,
     /// Classification labels in order, comma-separated (default: the sorted
     /// distinct values of the train file's label column).
     #[arg(long, value_delimiter = ',')]

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use pixel_engine::Rng;
 use pixel_model::checkpoint::{infer_config, load_checkpoint};
-use pixel_model::finetune::{HeadKind, PixelForFinetuning, Pooling};
+use pixel_model::heads::{HeadKind, PixelForFinetuning, Pooling};
 use pixel_model::PixelConfig;
 use pixel_render::{FontConfig, Layout, RenderConfig, Renderer};
 

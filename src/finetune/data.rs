@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pixel_engine::{Rng, Tensor};
-use pixel_model::finetune::{FinetuneBatch, FinetuneLabels, IGNORE};
-use pixel_model::tasks::conllu::read_conllu;
-use pixel_model::tasks::glue::read_glue_single_with_labels;
-use pixel_model::tasks::ner::read_ner_with_labels;
+use pixel_model::heads::{FinetuneBatch, FinetuneLabels, IGNORE_INDEX as IGNORE};
 use pixel_render::{Input, Renderer, Rendering, PATCH};
+use pixel_tasks::conllu::read_conllu;
+use pixel_tasks::glue::read_glue_single_with_labels;
+use pixel_tasks::ner::read_ner_with_labels;
 
 use super::text::detokenize;
 use super::Task;

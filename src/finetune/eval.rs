@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use pixel_engine::{Rng, Tape, Var};
-use pixel_model::finetune::PixelForFinetuning;
-use pixel_model::tasks::metrics::{entity_scores, AttachmentCounter};
+use pixel_model::heads::PixelForFinetuning;
 use pixel_model::ForwardMode;
 use pixel_render::Rendering;
+use pixel_tasks::metrics::{entity_scores, AttachmentCounter};
 
 use super::data::{make_batch, word_starts, Example, Target};
 use super::Task;

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
 use pixel_engine::{Rng, Tape};
 use pixel_model::checkpoint::save_checkpoint;
-use pixel_model::finetune::{is_encoder_param, Pooling};
+use pixel_model::heads::{is_encoder_param, Pooling};
 use pixel_model::train::{accumulate_gradients, clip_and_update};
 use pixel_model::ForwardMode;
 use pixel_render::Layout;

@@ -330,7 +330,7 @@ pub fn constant_baseline(model: &PixelForPreTraining, batches: &[PretrainBatch])
     for b in batches {
         let mut tape = Tape::no_grad();
         let pixels = Var::constant(b.pixel_values.clone());
-        let target = pixel_model::pretraining::patch_target(&mut tape, &model.config, &pixels);
+        let target = pixel_model::loss::patch_target(&mut tape, &model.config, &pixels);
         for (row, (m, a)) in target
             .data()
             .chunks(dim)

@@ -24,7 +24,10 @@ pub fn fixture_dir() -> PathBuf {
 /// A fresh empty scratch directory under the system temp dir.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pixel-model-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // Left over from an earlier run with the same pid: start empty.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

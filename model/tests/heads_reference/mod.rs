@@ -2,7 +2,7 @@
 //! Python, independent of the tape ops; the model's values must match it.
 
 use pixel_engine::Tensor;
-use pixel_model::finetune::{FinetuneLabels, HeadKind, Pooling, IGNORE};
+use pixel_model::heads::{FinetuneLabels, HeadKind, Pooling, IGNORE_INDEX};
 use pixel_model::{ParamStore, PixelConfig};
 
 use super::{B, L};
@@ -58,12 +58,12 @@ fn ref_softmax(s: &[f64]) -> Vec<f64> {
     e.iter().map(|v| v / z).collect()
 }
 
-/// Mean CE over rows whose label is not IGNORE.
+/// Mean CE over rows whose label is not IGNORE_INDEX.
 fn ref_cross_entropy(rows: &[Vec<f64>], labels: &[i64]) -> f64 {
     let mut total = 0.0;
     let mut count = 0;
     for (row, &y) in rows.iter().zip(labels) {
-        if y != IGNORE {
+        if y != IGNORE_INDEX {
             let p = ref_softmax(row);
             total -= p[y as usize].ln();
             count += 1;
@@ -131,7 +131,7 @@ pub fn ref_head(
                 let starts: Vec<i64> = word_starts[b * (L + 1)..(b + 1) * (L + 1)]
                     .iter()
                     .copied()
-                    .filter(|&s| s != IGNORE)
+                    .filter(|&s| s != IGNORE_INDEX)
                     .collect();
                 let mut words: Vec<Vec<f64>> = Vec::new();
                 for j in 0..starts.len() - 1 {
@@ -200,7 +200,7 @@ pub fn ref_head(
                     let gold = arc_labels[b * L + j];
                     let argmax =
                         (0..=L).fold(0, |best, c| if arc[c] > arc[best] { c } else { best });
-                    let at = if gold == IGNORE {
+                    let at = if gold == IGNORE_INDEX {
                         argmax
                     } else {
                         gold as usize
@@ -213,7 +213,7 @@ pub fn ref_head(
             let rel_targets: Vec<i64> = arc_labels
                 .iter()
                 .zip(rel_labels)
-                .map(|(&a, &r)| if a == IGNORE { IGNORE } else { r })
+                .map(|(&a, &r)| if a == IGNORE_INDEX { IGNORE_INDEX } else { r })
                 .collect();
             RefOut {
                 loss: ref_cross_entropy(&arc_rows, arc_labels)

@@ -1,4 +1,6 @@
-//! Finetuning (SPEC 3.8, 4.2, 5): the unmasked encoder with a task head on top.
+//! The finetuning heads (SPEC 3.8, 4.2, 5): the unmasked encoder with a task
+//! head on top (`model.rs`), one file per head (`token.rs`, `parser.rs`,
+//! `pooling.rs`).
 //!
 //! One model type, [`PixelForFinetuning`], carries the encoder parameters
 //! (`vit.*`, position table trainable and truncated to L + 1 rows) and the
@@ -19,8 +21,9 @@ use pixel_engine::{Tensor, Var};
 use crate::config::PixelConfig;
 use crate::params::ParamStore;
 
-/// Label value that the loss and the metrics skip (PyTorch's ignore_index).
-pub const IGNORE: i64 = -100;
+/// Label of padding, skipped by the losses (PyTorch's ignore_index): the
+/// engine's own, so that heads, batches and `cross_entropy` cannot disagree.
+pub use pixel_engine::ops::IGNORE_INDEX;
 
 /// How sequence classification pools the patch states (SPEC 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,20 +54,20 @@ pub enum HeadKind {
 /// The labels of one batch; every vector is row-major over the batch.
 #[derive(Clone, Debug)]
 pub enum FinetuneLabels {
-    /// (B * L): a word's tag on its first patch, [`IGNORE`] elsewhere.
+    /// (B * L): a word's tag on its first patch, [`IGNORE_INDEX`] elsewhere.
     Tokens(Vec<i64>),
     /// Dependency parsing, SPEC 5.
     Parsing {
-        /// (B * (L + 1)): first patch of word j at j, then [`IGNORE`] padding.
-        /// Word j covers patches [starts[j], starts[j + 1]); the list stops at the
+        /// (B * (L + 1)): first patch of word j at j, then [`IGNORE_INDEX`] padding.
+        /// Word j covers patches `[starts[j], starts[j + 1])`; the list stops at the
         /// first non-positive next start (the end marker is the patch after the
         /// last word, so a sentence of n words has n + 1 entries).
         word_starts: Vec<i64>,
         /// (B * L): head of word j (0 = ROOT, k = word k - 1 ... i.e. the CoNLL-U
-        /// HEAD value), [`IGNORE`] for padding words and heads beyond L.
+        /// HEAD value), [`IGNORE_INDEX`] for padding words and heads beyond L.
         arc_labels: Vec<i64>,
-        /// (B * L): index into the relation labels, [`IGNORE`] for padding.
-        /// A relation counts in the loss only where the arc label is not IGNORE.
+        /// (B * L): index into the relation labels, [`IGNORE_INDEX`] for padding.
+        /// A relation counts in the loss only where the arc label is not IGNORE_INDEX.
         /// Both lists empty: prediction (no loss; relations at the argmax head).
         rel_labels: Vec<i64>,
     },

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{label_index, read_text, strip_cr, DataError};
+use crate::{label_index, read_text, strip_cr, DataError};
 
 /// Default NER label list (MasakhaNER 1.0 / PIXEL `ner_dataset.py`).
 pub const NER_LABELS: [&str; 9] = [

@@ -1,14 +1,16 @@
-//! The pre-LN transformer block shared by the encoder and the decoder
+//! The pre-LN transformer layer both stacks are made of, the encoder's
+//! `vit.encoder.layer.{i}` and the decoder's `decoder.decoder_layers.{j}`
 //! (`PIXELLayer`: LN -> attention -> residual, LN -> MLP -> residual).
 
 use pixel_engine::ops::{self, AttentionConfig};
 use pixel_engine::{Rng, Tape, Tensor, Var};
 
+use crate::config::PixelConfig;
 use crate::params::ParamVars;
 
-/// Per-stack settings of a block.
+/// Per-stack settings of a layer.
 #[derive(Clone, Copy, Debug)]
-pub struct BlockSettings {
+pub struct LayerSettings {
     pub num_heads: usize,
     /// Biases on the query, key and value projections (config qkv_bias).
     pub qkv_bias: bool,
@@ -18,28 +20,41 @@ pub struct BlockSettings {
     pub training: bool,
 }
 
-/// Additive key mask from a 0/1 attention mask: 0 where attended, -10000 where
-/// not (transformers 4.17's `get_extended_attention_mask`, not -inf).
-pub fn additive_key_mask(mask: &[f32], batch: usize, len: usize) -> Tensor {
-    assert_eq!(mask.len(), batch * len, "additive_key_mask: mask length");
-    Tensor::new(
-        &[batch, len],
-        mask.iter().map(|m| (1.0 - m) * -10000.0).collect(),
-    )
+impl LayerSettings {
+    /// The encoder's layers.
+    pub fn encoder(cfg: &PixelConfig, training: bool) -> LayerSettings {
+        LayerSettings {
+            num_heads: cfg.num_attention_heads,
+            qkv_bias: cfg.qkv_bias,
+            layer_norm_eps: cfg.layer_norm_eps as f32,
+            hidden_dropout: cfg.hidden_dropout_prob as f32,
+            attention_dropout: cfg.attention_probs_dropout_prob as f32,
+            training,
+        }
+    }
+
+    /// The decoder's layers: the encoder's settings with the decoder's heads.
+    pub fn decoder(cfg: &PixelConfig, training: bool) -> LayerSettings {
+        LayerSettings {
+            num_heads: cfg.decoder_num_attention_heads,
+            ..LayerSettings::encoder(cfg, training)
+        }
+    }
 }
 
-/// One block on x (B, N, C). `prefix` is the state-dict prefix of the layer,
-/// e.g. `vit.encoder.layer.3` or `decoder.decoder_layers.0`.
-pub fn transformer_block(
+/// One layer on x (B, N, C). `prefix` is the state-dict prefix of the layer,
+/// e.g. `vit.encoder.layer.3` or `decoder.decoder_layers.0`; `key_mask`
+/// (B, N) additive (see [`crate::masking::additive_key_mask`]).
+pub fn transformer_layer(
     t: &mut Tape,
-    pv: &ParamVars<'_>,
+    params: &ParamVars<'_>,
     prefix: &str,
     x: &Var,
     key_mask: Option<&Tensor>,
-    s: BlockSettings,
+    s: LayerSettings,
     rng: &mut Rng,
 ) -> Var {
-    let p = |name: &str| pv.get(&format!("{prefix}.{name}"));
+    let p = |name: &str| params.get(&format!("{prefix}.{name}"));
     t.set_scope(prefix);
     // Attention half.
     let h = ops::layer_norm(
@@ -97,14 +112,14 @@ pub fn transformer_block(
         Some(p("intermediate.dense.bias")),
     );
     // GELU + output projection as one node: gelu(h) is recomputed in backward
-    // rather than kept (the largest activation of the block).
+    // rather than kept (the largest activation of the layer).
     let y = ops::gelu_linear(t, &h, p("output.dense.weight"), p("output.dense.bias"));
     let y = ops::dropout(t, &y, s.hidden_dropout, s.training, rng);
     ops::add(t, &x1, &y)
 }
 
-/// Names and shapes of one block's parameters (for construction and init).
-pub fn block_param_shapes(
+/// Names and shapes of one layer's parameters (for construction and init).
+pub fn layer_param_shapes(
     prefix: &str,
     hidden: usize,
     intermediate: usize,

@@ -1,17 +1,17 @@
 //! Token classification (POS, NER; SPEC 5): Linear(Dropout(H[:, 1:])) per
-//! patch, cross-entropy over the patches whose label is not IGNORE.
+//! patch, cross-entropy over the patches whose label is not IGNORE_INDEX.
 
 use pixel_engine::{ops, Tape, Var};
 
 use super::model::rows;
-use super::{FinetuneOutput, IGNORE};
+use super::{FinetuneOutput, IGNORE_INDEX};
 use crate::params::ParamVars;
-use crate::pretraining::ForwardMode;
+use crate::ForwardMode;
 
 /// hidden_states (B, 1 + L, hidden); labels (B * L) or None.
 pub(crate) fn forward(
     t: &mut Tape,
-    pv: &ParamVars<'_>,
+    params: &ParamVars<'_>,
     hidden_states: &Var,
     labels: Option<&[i64]>,
     num_labels: usize,
@@ -26,8 +26,8 @@ pub(crate) fn forward(
     let logits = ops::linear(
         t,
         &patches,
-        pv.get("classifier.weight"),
-        Some(pv.get("classifier.bias")),
+        params.get("classifier.weight"),
+        Some(params.get("classifier.bias")),
     ); // (B, L, num_labels)
     let loss = labels.map(|labels| {
         assert_eq!(
@@ -39,7 +39,7 @@ pub(crate) fn forward(
         );
         for &y in labels {
             assert!(
-                y == IGNORE || (0..num_labels as i64).contains(&y),
+                y == IGNORE_INDEX || (0..num_labels as i64).contains(&y),
                 "token label {y} out of range for {num_labels} labels"
             );
         }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::{label_index, read_text, strip_cr, DataError};
+use crate::{label_index, read_text, strip_cr, DataError};
 
 /// The 17 universal POS tags, in the order of `UPOS_LABELS` in the original
 /// `src/pixel/utils/datasets.py` (label index = position).

@@ -5,9 +5,9 @@
 use pixel_engine::{ops, Tape, Tensor, Var};
 
 use super::model::rows;
-use super::{FinetuneOutput, Pooling, IGNORE};
+use super::{FinetuneOutput, Pooling, IGNORE_INDEX};
 use crate::params::ParamVars;
-use crate::pretraining::ForwardMode;
+use crate::ForwardMode;
 
 /// LayerNorm eps of `pooler.ln` (fixed in the original, not the config's).
 const POOLER_LN_EPS: f32 = 1e-12;
@@ -27,7 +27,7 @@ pub(crate) struct PoolSettings {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     t: &mut Tape,
-    pv: &ParamVars<'_>,
+    params: &ParamVars<'_>,
     hidden_states: &Var,
     attention_mask: &[f32],
     labels: Option<&[f32]>,
@@ -38,14 +38,14 @@ pub(crate) fn forward(
     let s = hidden_states.shape();
     let (b, l, d) = (s[0], s[1] - 1, s[2]);
     let pooled = match settings.pooling {
-        Pooling::Cls => cls_pool(t, pv, hidden_states),
+        Pooling::Cls => cls_pool(t, params, hidden_states),
         Pooling::Mean | Pooling::Max | Pooling::Pma(_) => {
             let patches = rows(t, hidden_states, 1, l); // (B, L, d)
-            let x = transform(t, pv, &patches, settings, mode); // (B, L, d)
+            let x = transform(t, params, &patches, settings, mode); // (B, L, d)
             match settings.pooling {
                 Pooling::Mean => mean_pool(t, &x, attention_mask),
                 Pooling::Max => max_pool(t, &x, attention_mask),
-                Pooling::Pma(heads) => pma_pool(t, pv, &x, attention_mask, heads),
+                Pooling::Pma(heads) => pma_pool(t, params, &x, attention_mask, heads),
                 Pooling::Cls => unreachable!(),
             }
         }
@@ -54,8 +54,8 @@ pub(crate) fn forward(
     let logits = ops::linear(
         t,
         &pooled,
-        pv.get("classifier.weight"),
-        Some(pv.get("classifier.bias")),
+        params.get("classifier.weight"),
+        Some(params.get("classifier.bias")),
     ); // (B, num_labels)
     let loss = labels.map(|labels| sequence_loss(t, &logits, labels, num_labels));
     FinetuneOutput {
@@ -65,7 +65,7 @@ pub(crate) fn forward(
     }
 }
 
-/// MSE (one label, regression) or CE with IGNORE (two or more).
+/// MSE (one label, regression) or CE with IGNORE_INDEX (two or more).
 fn sequence_loss(t: &mut Tape, logits: &Var, labels: &[f32], num_labels: usize) -> Var {
     let b = logits.shape()[0];
     assert_eq!(
@@ -83,7 +83,7 @@ fn sequence_loss(t: &mut Tape, logits: &Var, labels: &[f32], num_labels: usize) 
         .map(|&y| {
             let c = y as i64;
             assert!(
-                c as f32 == y && (c == IGNORE || (0..num_labels as i64).contains(&c)),
+                c as f32 == y && (c == IGNORE_INDEX || (0..num_labels as i64).contains(&c)),
                 "sequence label {y} is not a class index below {num_labels}"
             );
             c
@@ -93,7 +93,7 @@ fn sequence_loss(t: &mut Tape, logits: &Var, labels: &[f32], num_labels: usize) 
 }
 
 /// tanh(vit.pooler.dense(h_CLS)), passed through as is (no dropout, no LN).
-fn cls_pool(t: &mut Tape, pv: &ParamVars<'_>, hidden_states: &Var) -> Var {
+fn cls_pool(t: &mut Tape, params: &ParamVars<'_>, hidden_states: &Var) -> Var {
     let b = hidden_states.shape()[0];
     let d = hidden_states.shape()[2];
     let cls = rows(t, hidden_states, 0, 1); // (B, 1, d)
@@ -101,8 +101,8 @@ fn cls_pool(t: &mut Tape, pv: &ParamVars<'_>, hidden_states: &Var) -> Var {
     let pooled = ops::linear(
         t,
         &cls,
-        pv.get("vit.pooler.dense.weight"),
-        Some(pv.get("vit.pooler.dense.bias")),
+        params.get("vit.pooler.dense.weight"),
+        Some(params.get("vit.pooler.dense.bias")),
     );
     ops::tanh(t, &pooled)
 }
@@ -110,7 +110,7 @@ fn cls_pool(t: &mut Tape, pv: &ParamVars<'_>, hidden_states: &Var) -> Var {
 /// Linear-GELU (not for PMA), LayerNorm when enabled, dropout: (B, L, d) -> (B, L, d).
 fn transform(
     t: &mut Tape,
-    pv: &ParamVars<'_>,
+    params: &ParamVars<'_>,
     patches: &Var,
     settings: PoolSettings,
     mode: ForwardMode<'_>,
@@ -120,8 +120,8 @@ fn transform(
         x = ops::linear(
             t,
             &x,
-            pv.get("pooler.linear.weight"),
-            Some(pv.get("pooler.linear.bias")),
+            params.get("pooler.linear.weight"),
+            Some(params.get("pooler.linear.bias")),
         );
         x = ops::gelu(t, &x);
     }
@@ -129,8 +129,8 @@ fn transform(
         x = ops::layer_norm(
             t,
             &x,
-            pv.get("pooler.ln.weight"),
-            pv.get("pooler.ln.bias"),
+            params.get("pooler.ln.weight"),
+            params.get("pooler.ln.bias"),
             POOLER_LN_EPS,
         );
     }
@@ -179,7 +179,7 @@ fn max_pool(t: &mut Tape, x: &Var, attention_mask: &[f32]) -> Var {
 /// O = Q + A V; O = O + ReLU(fc_o(O)). -> (B, d).
 fn pma_pool(
     t: &mut Tape,
-    pv: &ParamVars<'_>,
+    params: &ParamVars<'_>,
     x: &Var,
     attention_mask: &[f32],
     heads: usize,
@@ -192,11 +192,11 @@ fn pma_pool(
         ops::linear(
             t,
             input,
-            pv.get(&format!("{prefix}.weight")),
-            Some(pv.get(&format!("{prefix}.bias"))),
+            params.get(&format!("{prefix}.weight")),
+            Some(params.get(&format!("{prefix}.bias"))),
         )
     };
-    let q = fc(t, "fc_q", pv.get("pooler.pooling.pooler.S")); // (1, 1, d)
+    let q = fc(t, "fc_q", params.get("pooler.pooling.pooler.S")); // (1, 1, d)
     let q = ops::expand_first(t, &q, b); // (B, 1, d)
     let k = fc(t, "fc_k", x); // (B, L, d)
     let v = fc(t, "fc_v", x); // (B, L, d)

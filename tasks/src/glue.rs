@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{label_index, read_text, strip_cr, DataError};
+use crate::{label_index, read_text, strip_cr, DataError};
 
 /// SST-2 labels: `0` = negative, `1` = positive.
 pub const SST2_LABELS: [&str; 2] = ["0", "1"];

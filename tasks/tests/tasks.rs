@@ -3,23 +3,24 @@
 
 use std::path::{Path, PathBuf};
 
-use pixel_model::tasks::conllu::{
-    deprel_index, read_conllu, upos_index, UD_HEAD_LABELS, UPOS_LABELS,
-};
-use pixel_model::tasks::glue::{read_glue_single, SST2_LABELS};
-use pixel_model::tasks::metrics::{
+use pixel_tasks::conllu::{deprel_index, read_conllu, upos_index, UD_HEAD_LABELS, UPOS_LABELS};
+use pixel_tasks::glue::{read_glue_single, SST2_LABELS};
+use pixel_tasks::metrics::{
     accuracy, accuracy_nested, attachment_scores, entity_scores, sentence_entities,
     AttachmentCounter, Entity, MetricError,
 };
-use pixel_model::tasks::ner::{read_ner, NER_LABELS};
-use pixel_model::tasks::DataError;
+use pixel_tasks::ner::{read_ner, NER_LABELS};
+use pixel_tasks::DataError;
 
 const DATA: &str = "/work/shared/data";
 
 /// A fresh temp directory for this test.
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pixel-tasks-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // Left over from an earlier run with the same pid: start empty.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -108,7 +109,7 @@ fn conllu_reader_skips_ranges_and_empty_nodes() {
     let crlf = ewt_like().trim_end().replace('\n', "\r\n");
     let p2 = write(&dir, "b.conllu", &crlf);
     assert_eq!(read_conllu(&p2).unwrap(), s);
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -141,7 +142,7 @@ fn conllu_reader_errors_name_file_and_line() {
     let err = read_conllu(&missing).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }));
     assert!(err.to_string().contains("missing.conllu"));
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -166,7 +167,7 @@ fn ner_reader() {
         let p = write(&dir, &format!("bad{k}.txt"), text);
         assert_parse_error(read_ner(&p).unwrap_err(), &p, *line);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -206,7 +207,7 @@ fn glue_reader() {
         let p = write(&dir, &format!("bad{k}.tsv"), text);
         assert_parse_error(read_glue_single(&p).unwrap_err(), &p, *line);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Real data, with the counts documented in /work/shared/data/README.md.

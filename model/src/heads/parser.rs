@@ -9,9 +9,9 @@
 use pixel_engine::{ops, Tape, Tensor, Var};
 
 use super::model::rows;
-use super::{FinetuneOutput, IGNORE};
+use super::{FinetuneOutput, IGNORE_INDEX};
 use crate::params::ParamVars;
-use crate::pretraining::ForwardMode;
+use crate::ForwardMode;
 
 /// The parsing inputs beyond the pixels: word starts always, gold arcs and
 /// relations (B * L each) when training or evaluating.
@@ -21,10 +21,10 @@ pub(crate) struct ParseLabels<'a> {
 }
 
 /// The constant (B, L, L) matrix that averages patch states into word states:
-/// row j of example b holds 1 / n over word j's n patches [starts[j], starts[j+1])
-/// (1 at starts[j] when the two are equal); rows of absent words are zero.
+/// row j of example b holds 1 / n over word j's n patches `[starts[j], starts[j+1])`
+/// (1 at `starts[j]` when the two are equal); rows of absent words are zero.
 /// `word_starts` (B * (L + 1)) as in [`super::FinetuneLabels::Parsing`]:
-/// IGNORE entries are dropped first, and the list ends at the first
+/// IGNORE_INDEX entries are dropped first, and the list ends at the first
 /// non-positive next start (as the original's `_merge_subword_tokens`).
 pub fn word_average_matrix(word_starts: &[i64], batch: usize, num_patches: usize) -> Tensor {
     let l = num_patches;
@@ -38,7 +38,7 @@ pub fn word_average_matrix(word_starts: &[i64], batch: usize, num_patches: usize
     let mut m = Tensor::zeros(&[batch, l, l]);
     let data = m.data_mut();
     for (b, row) in word_starts.chunks(l + 1).enumerate() {
-        let starts: Vec<i64> = row.iter().copied().filter(|&s| s != IGNORE).collect();
+        let starts: Vec<i64> = row.iter().copied().filter(|&s| s != IGNORE_INDEX).collect();
         for j in 0..starts.len().saturating_sub(1) {
             let (start, end) = (starts[j], starts[j + 1]);
             if end <= 0 {
@@ -62,7 +62,7 @@ pub fn word_average_matrix(word_starts: &[i64], batch: usize, num_patches: usize
 /// `logits` and relation scores (B, L, num_rels) as `rel_logits`.
 pub(crate) fn forward(
     t: &mut Tape,
-    pv: &ParamVars<'_>,
+    params: &ParamVars<'_>,
     hidden_states: &Var,
     labels: &ParseLabels<'_>,
     num_rels: usize,
@@ -84,15 +84,15 @@ pub(crate) fn forward(
     let root = ops::linear(
         t,
         &cls,
-        pv.get("vit.pooler.dense.weight"),
-        Some(pv.get("vit.pooler.dense.bias")),
+        params.get("vit.pooler.dense.weight"),
+        Some(params.get("vit.pooler.dense.bias")),
     );
     let root = ops::tanh(t, &root);
     let candidates = ops::concat(t, &[&root, &words], 1); // (B, L + 1, d)
 
     // Arc scores: [word, 1] W_arc candidate.
     let words_1 = append_one(t, &words); // (B, L, d + 1)
-    let w_arc = ops::reshape(t, pv.get("biaffine_arcs.weight"), &[d + 1, d]);
+    let w_arc = ops::reshape(t, params.get("biaffine_arcs.weight"), &[d + 1, d]);
     let words_w = ops::matmul(t, &words_1, &w_arc, false, false); // (B, L, d)
     let arc_scores = ops::matmul(t, &words_w, &candidates, false, true); // (B, L, L + 1)
 
@@ -105,7 +105,7 @@ pub(crate) fn forward(
         Some((arcs, _)) => arcs
             .iter()
             .zip(&argmax)
-            .map(|(&a, &best)| if a == IGNORE { best } else { a as usize })
+            .map(|(&a, &best)| if a == IGNORE_INDEX { best } else { a as usize })
             .collect(),
         None => argmax,
     };
@@ -113,7 +113,7 @@ pub(crate) fn forward(
     // Relation scores at that head: [word, 1] W_r [head, 1] for every r.
     let candidates_1 = append_one(t, &candidates); // (B, L + 1, d + 1)
     let chosen = ops::gather_rows(t, &candidates_1, &heads, l); // (B, L, d + 1)
-    let w_rel = ops::permute(t, pv.get("biaffine_rels.weight"), &[1, 0, 2]); // (d+1, R, d+1)
+    let w_rel = ops::permute(t, params.get("biaffine_rels.weight"), &[1, 0, 2]); // (d+1, R, d+1)
     let w_rel = ops::reshape(t, &w_rel, &[d + 1, num_rels * (d + 1)]);
     let words_w = ops::matmul(t, &words_1, &w_rel, false, false); // (B, L, R * (d + 1))
     let words_w = ops::reshape(t, &words_w, &[b * l, num_rels, d + 1]);
@@ -127,7 +127,7 @@ pub(crate) fn forward(
         let rel_targets: Vec<i64> = arcs
             .iter()
             .zip(rels)
-            .map(|(&a, &r)| if a == IGNORE { IGNORE } else { r })
+            .map(|(&a, &r)| if a == IGNORE_INDEX { IGNORE_INDEX } else { r })
             .collect();
         let arc_loss = ops::cross_entropy(t, &arc_scores, arcs);
         let rel_loss = ops::cross_entropy(t, &rel_scores, &rel_targets);
@@ -183,13 +183,13 @@ fn check_parse_labels<'a>(
     );
     for &a in arcs {
         assert!(
-            a == IGNORE || (0..=l as i64).contains(&a),
+            a == IGNORE_INDEX || (0..=l as i64).contains(&a),
             "arc label {a} out of range 0..={l}"
         );
     }
     for &r in rels {
         assert!(
-            r == IGNORE || (0..num_rels as i64).contains(&r),
+            r == IGNORE_INDEX || (0..num_rels as i64).contains(&r),
             "relation label {r} out of range for {num_rels} relations"
         );
     }

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod presets;
+
 /// LayerNorm eps of `decoder.decoder_norm`: PyTorch's default, not `layer_norm_eps` (SPEC 3.4).
 pub const DECODER_NORM_EPS: f64 = 1e-5;
 
@@ -152,72 +154,6 @@ fn image_size_from_json<'de, D: Deserializer<'de>>(d: D) -> Result<[usize; 2], D
 }
 
 impl PixelConfig {
-    /// pixel-base (SPEC 3.1) with a strip of `num_patches` patches (529 for pretraining).
-    pub fn base(num_patches: usize) -> PixelConfig {
-        PixelConfig {
-            model_type: default_model_type(),
-            architectures: Some(vec!["PIXELForPreTraining".into()]),
-            hidden_size: 768,
-            num_hidden_layers: 12,
-            num_attention_heads: 12,
-            intermediate_size: 3072,
-            image_size: [16, 16 * num_patches],
-            patch_size: 16,
-            hidden_act: default_hidden_act(),
-            hidden_dropout_prob: 0.1,
-            attention_probs_dropout_prob: 0.1,
-            initializer_range: 0.02,
-            layer_norm_eps: 1e-12,
-            num_channels: 3,
-            qkv_bias: true,
-            decoder_hidden_size: 512,
-            decoder_num_hidden_layers: 8,
-            decoder_num_attention_heads: 16,
-            decoder_intermediate_size: 2048,
-            mask_ratio: 0.25,
-            norm_pix_loss: true,
-            pad_token_id: None,
-            num_labels: None,
-            id2label: None,
-            label2id: None,
-            interpolate_pos_encoding: None,
-            torch_dtype: None,
-            extra: serde_json::Map::new(),
-        }
-    }
-
-    /// A small model for quick experiments (hidden 256, 4 layers; decoder 128, 2 layers).
-    pub fn small(num_patches: usize) -> PixelConfig {
-        PixelConfig {
-            hidden_size: 256,
-            num_hidden_layers: 4,
-            num_attention_heads: 4,
-            intermediate_size: 1024,
-            decoder_hidden_size: 128,
-            decoder_num_hidden_layers: 2,
-            decoder_num_attention_heads: 4,
-            decoder_intermediate_size: 512,
-            ..PixelConfig::base(num_patches)
-        }
-    }
-
-    /// The pixel-tiny fixture's model (hidden 64, 2 layers; decoder 32, 2 layers; no dropout).
-    pub fn tiny(num_patches: usize) -> PixelConfig {
-        PixelConfig {
-            hidden_size: 64,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            intermediate_size: 128,
-            decoder_hidden_size: 32,
-            decoder_num_hidden_layers: 2,
-            decoder_num_attention_heads: 4,
-            decoder_intermediate_size: 64,
-            hidden_dropout_prob: 0.0,
-            attention_probs_dropout_prob: 0.0,
-            ..PixelConfig::base(num_patches)
-        }
-    }
-
     /// Same model on a one-patch-high strip of `num_patches` patches.
     pub fn with_num_patches(mut self, num_patches: usize) -> PixelConfig {
         self.image_size = [self.patch_size, self.patch_size * num_patches];

@@ -9,11 +9,11 @@ use pixel_engine::{ops, Rng, Tape, Tensor, Var};
 use super::{parser, pooling, token};
 use super::{FinetuneBatch, FinetuneLabels, FinetuneOutput, HeadKind, PixelForFinetuning, Pooling};
 use crate::config::PixelConfig;
+use crate::embeddings::POSITION_TABLE;
+use crate::encoder::{encode, Patches};
 use crate::params::{LoadReport, ParamStore, ParamVars};
-use crate::pretraining::{encode_all_patches, init_param, pretraining_param_shapes, ForwardMode};
-
-/// The position table key: trainable and truncated to L + 1 rows here.
-const POSITION_TABLE: &str = "vit.embeddings.position_embeddings";
+use crate::pretraining::{init_param, pretraining_param_shapes};
+use crate::ForwardMode;
 
 /// Names and shapes of every parameter of the encoder plus `head`, with the
 /// trainable flag (all trainable, the position table included; SPEC 3.8, 4.2).
@@ -166,9 +166,9 @@ impl PixelForFinetuning {
     pub fn forward(
         &self,
         t: &mut Tape,
-        pv: &ParamVars<'_>,
+        params: &ParamVars<'_>,
         batch: &FinetuneBatch,
-        mode: ForwardMode<'_>,
+        mut mode: ForwardMode<'_>,
     ) -> FinetuneOutput {
         let l = self.num_patches();
         let s = batch.pixel_values.shape();
@@ -177,28 +177,26 @@ impl PixelForFinetuning {
             "finetuning forward: pixel_values {s:?} do not match the model's L = {l} (width {})",
             self.config.patch_size * l
         );
-        let ForwardMode { training, rng } = mode;
         let pixels = Var::constant(batch.pixel_values.clone());
-        let dropout = self.config.hidden_dropout_prob as f32;
-        let hidden_states = encode_all_patches(
+        let all = Patches::All {
+            embedding_dropout: self.config.hidden_dropout_prob as f32,
+        };
+        let hidden_states = encode(
             t,
-            pv,
+            params,
             &self.config,
             &pixels,
             &batch.attention_mask,
-            dropout,
-            ForwardMode {
-                training,
-                rng: &mut *rng,
-            },
+            all,
+            mode.reborrow(),
         ); // (B, 1 + L, hidden)
         self.forward_head(
             t,
-            pv,
+            params,
             &hidden_states,
             &batch.attention_mask,
             &batch.labels,
-            ForwardMode { training, rng },
+            mode,
         )
     }
 
@@ -207,7 +205,7 @@ impl PixelForFinetuning {
     pub fn forward_head(
         &self,
         t: &mut Tape,
-        pv: &ParamVars<'_>,
+        params: &ParamVars<'_>,
         hidden_states: &Var,
         attention_mask: &[f32],
         labels: &FinetuneLabels,
@@ -223,7 +221,7 @@ impl PixelForFinetuning {
                     FinetuneLabels::None => None,
                     other => panic!("token classification got {} labels", label_kind(other)),
                 };
-                token::forward(t, pv, hidden_states, labels, num_labels, dropout, mode)
+                token::forward(t, params, hidden_states, labels, num_labels, dropout, mode)
             }
             HeadKind::BiaffineParsing { num_rels } => {
                 let parse = match labels {
@@ -242,7 +240,7 @@ impl PixelForFinetuning {
                         label_kind(other)
                     ),
                 };
-                parser::forward(t, pv, hidden_states, &parse, num_rels, dropout, mode)
+                parser::forward(t, params, hidden_states, &parse, num_rels, dropout, mode)
             }
             HeadKind::SequenceClassification {
                 num_labels,
@@ -260,7 +258,7 @@ impl PixelForFinetuning {
                 };
                 pooling::forward(
                     t,
-                    pv,
+                    params,
                     hidden_states,
                     attention_mask,
                     labels,
