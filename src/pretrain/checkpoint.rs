@@ -91,14 +91,8 @@ fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
     let trainable = trainer.model.params.iter().filter(|p| p.trainable);
     for (i, p) in trainable.enumerate() {
         if let (Some(m), Some(v)) = (trainer.optimizer.m.get(i), trainer.optimizer.v.get(i)) {
-            out.insert(
-                format!("exp_avg.{}", p.name),
-                m.to_host(),
-            );
-            out.insert(
-                format!("exp_avg_sq.{}", p.name),
-                v.to_host(),
-            );
+            out.insert(format!("exp_avg.{}", p.name), m.to_host());
+            out.insert(format!("exp_avg_sq.{}", p.name), v.to_host());
         }
     }
     out
