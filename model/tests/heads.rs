@@ -644,6 +644,8 @@ fn sequence_classification_learns_with_every_pooling() {
         majority.contains(&0.0) && majority.contains(&1.0),
         "both classes present"
     );
+    // 80 steps at 1e-3: at 3e-3 the tanh pooler of cls pooling oscillates, and
+    // whether 40 steps halve its loss depended on the dropout draw (4 of 5 seeds failed).
     for pooling in [Pooling::Mean, Pooling::Max, Pooling::Cls, Pooling::Pma(2)] {
         learn(
             HeadKind::SequenceClassification {
@@ -651,8 +653,8 @@ fn sequence_classification_learns_with_every_pooling() {
                 pooling,
             },
             FinetuneLabels::Sequence(majority.clone()),
-            40,
-            3e-3,
+            80,
+            1e-3,
         );
     }
     let fraction: Vec<f32> = ink
