@@ -11,6 +11,7 @@ pub use pixel_render as render;
 pub mod figures;
 pub mod finetune;
 pub mod pretrain;
+pub mod train_loop;
 
 use pixel_model::PixelConfig;
 

@@ -65,6 +65,7 @@ fn options(task: Task, train: PathBuf, dev: PathBuf, name: &str) -> FinetuneOpti
         max_train_examples: Some(256),
         max_dev_examples: Some(64),
         progress: false,
+        device: pixel::engine::Device::Cpu,
     }
 }
 
@@ -367,7 +368,7 @@ fn parser_predicts_raw_text_without_gold_trees() {
     let example = example_from_text(Task::Parse, "the cat sat on the mat");
     let renderer = task_renderer(32, Layout::Pango).unwrap();
     let (rs, _) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
-    let pred = predict(&model, Task::Parse, std::slice::from_ref(&example), &rs, 1);
+    let pred = predict(&model, Task::Parse, std::slice::from_ref(&example), &rs, 1).unwrap();
     let Target::Tree { heads, rels } = &pred[0] else {
         panic!("parser must predict a tree")
     };
@@ -413,14 +414,15 @@ fn foreign_finetuned_checkpoint_loads_with_task_given() {
     let example = example_from_text(Task::Ner, "Obi go Lagos");
     let renderer = task_renderer(32, Layout::Pango).unwrap();
     let (rs, _) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
-    let a = predict(&model, Task::Ner, std::slice::from_ref(&example), &rs, 1);
+    let a = predict(&model, Task::Ner, std::slice::from_ref(&example), &rs, 1).unwrap();
     let b = predict(
         &loaded.model,
         Task::Ner,
         std::slice::from_ref(&example),
         &rs,
         1,
-    );
+    )
+    .unwrap();
     assert_eq!(a, b);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use pixel::engine::{Rng, Tape, Var};
+use pixel::engine::{Device, Rng, Tape, Var};
 use pixel::model::checkpoint::load_checkpoint;
 use pixel::model::{ForwardMode, PatchMasking, PixelConfig, PixelForPreTraining};
 use pixel::pretrain::run::{checkpoint_dir, run_pretraining, PretrainOptions};
@@ -34,6 +34,7 @@ fn options(out: PathBuf, steps: u64) -> PretrainOptions {
         recon_every: 1000,
         resume: false,
         progress: false,
+        device: Device::Cpu,
         stop_at: None,
     }
 }

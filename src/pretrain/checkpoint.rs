@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use pixel_engine::optim::{AdamW, LrSchedule};
-use pixel_engine::Tensor;
+use pixel_engine::{Device, Tensor};
 use pixel_model::checkpoint::{read_safetensors, save_checkpoint, write_safetensors};
 use pixel_model::train::Trainer;
 use pixel_model::{PixelConfig, PixelForPreTraining};
@@ -60,7 +60,7 @@ pub fn save_training_checkpoint(
         .unwrap_or_else(|| "checkpoint".into());
     let tmp = parent.join(format!(".{name}.tmp"));
     let old = parent.join(format!(".{name}.old"));
-    let _ = std::fs::remove_dir_all(&tmp);
+    remove_if_present(&tmp)?;
     save_checkpoint(
         &tmp,
         &trainer.model.config,
@@ -75,28 +75,33 @@ pub fn save_training_checkpoint(
         serde_json::to_string_pretty(state)?,
     )?;
     // Swap directories: the old checkpoint stays valid until the new one is in place.
-    let _ = std::fs::remove_dir_all(&old);
+    remove_if_present(&old)?;
     if dir.exists() {
         std::fs::rename(dir, &old)
             .with_context(|| format!("cannot move old checkpoint {}", dir.display()))?;
     }
     std::fs::rename(&tmp, dir)
         .with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
+    remove_if_present(&old)
 }
 
+/// Removes a directory left by an earlier save; absent is fine.
+fn remove_if_present(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The AdamW moments by parameter name, on the host.
 fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
-    // Moments of device training live on the GPU; writing them is not supported yet.
-    #[cfg(feature = "cuda")]
-    assert!(
-        trainer.optimizer.device_moments.is_none(),
-        "save_training_checkpoint: the AdamW moments are on the GPU; checkpointing CUDA training is not implemented yet"
-    );
+    let (m, v) = host_moments(trainer);
     let mut out = BTreeMap::new();
     let trainable = trainer.model.params.iter().filter(|p| p.trainable);
     for (i, p) in trainable.enumerate() {
-        if let (Some(m), Some(v)) = (trainer.optimizer.m.get(i), trainer.optimizer.v.get(i)) {
+        if let (Some(m), Some(v)) = (m.get(i), v.get(i)) {
             out.insert(
                 format!("exp_avg.{}", p.name),
                 Tensor::new(p.value.shape(), m.clone()),
@@ -110,11 +115,61 @@ fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
     out
 }
 
-/// Load a training checkpoint written by [`save_training_checkpoint`].
-/// The model's config must equal `expected` when given (a clear error otherwise).
+/// (first, second) moments per trainable parameter, read back from the device
+/// when training runs there.
+fn host_moments(trainer: &Trainer) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    #[cfg(feature = "cuda")]
+    if let Some((m, v)) = &trainer.optimizer.device_moments {
+        let lens: Vec<usize> = trainer
+            .model
+            .params
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.value.numel())
+            .collect();
+        let total = lens.iter().sum();
+        let split = |flat: Vec<f32>| {
+            let mut at = 0;
+            lens.iter()
+                .map(|&n| {
+                    at += n;
+                    flat[at - n..at].to_vec()
+                })
+                .collect::<Vec<_>>()
+        };
+        return (split(m.to_host(total)), split(v.to_host(total)));
+    }
+    (trainer.optimizer.m.clone(), trainer.optimizer.v.clone())
+}
+
+/// Puts restored host moments where the optimizer keeps them for device
+/// parameters (one flat buffer each), so that a resumed device run continues.
+#[cfg(feature = "cuda")]
+fn moments_to_device(opt: &mut AdamW, device: Device) -> anyhow::Result<()> {
+    let Device::Cuda(ordinal) = device else {
+        return Ok(());
+    };
+    if opt.m.is_empty() {
+        return Ok(());
+    }
+    let gpu = pixel_engine::kernels::cuda::device(ordinal)
+        .map_err(|e| anyhow::anyhow!("optimizer moments to {device:?}: {e}"))?;
+    let flat = |parts: &[Vec<f32>]| parts.concat();
+    let m = pixel_engine::kernels::cuda::DeviceBuffer::from_host(&gpu, &flat(&opt.m));
+    let v = pixel_engine::kernels::cuda::DeviceBuffer::from_host(&gpu, &flat(&opt.v));
+    opt.device_moments = Some((m, v));
+    opt.m.clear();
+    opt.v.clear();
+    Ok(())
+}
+
+/// Load a training checkpoint written by [`save_training_checkpoint`], with
+/// the model and optimizer state on `device`. The model's config must equal
+/// `expected` when given (a clear error otherwise).
 pub fn load_training_checkpoint(
     dir: &Path,
     expected: Option<&PixelConfig>,
+    device: Device,
 ) -> anyhow::Result<(Trainer, TrainerState)> {
     let state_path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&state_path).with_context(|| {
@@ -163,6 +218,13 @@ pub fn load_training_checkpoint(
     let opt = read_safetensors(dir.join("optimizer.safetensors"))?;
     trainer.optimizer = restore_optimizer(&trainer, &opt, state.step)
         .with_context(|| format!("optimizer state in {}", dir.display()))?;
+    trainer
+        .model
+        .params
+        .to_device(device)
+        .map_err(|e| anyhow::anyhow!("moving the model to {device:?}: {e}"))?;
+    #[cfg(feature = "cuda")]
+    moments_to_device(&mut trainer.optimizer, device)?;
     Ok((trainer, state))
 }
 
