@@ -512,3 +512,46 @@ fn a_stop_request_ends_the_run_after_one_step_with_an_evaluation() {
     assert_eq!(log.lines().count(), 2, "{log}");
     let _ = std::fs::remove_dir_all(&o.out);
 }
+
+#[test]
+fn a_non_finite_step_saves_the_last_good_state_and_names_the_step() {
+    // A learning rate this large puts the weights near 1e30 after one update:
+    // a later forward pass overflows and the step is refused.
+    let mut o = options(
+        Task::Pos,
+        ud("UD_English-EWT", "train"),
+        ud("UD_English-EWT", "dev"),
+        "nonfinite",
+    );
+    o.max_train_examples = Some(32);
+    o.max_dev_examples = Some(8);
+    o.lr = 1e30;
+    o.warmup_steps = 0;
+    o.steps = 20;
+    o.max_grad_norm = 1e30;
+    let err = run_finetuning(&o, &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
+    let log = std::fs::read_to_string(o.out.join("log.csv")).unwrap();
+    let good_steps = log.lines().count() - 1;
+    assert!(good_steps >= 1, "the first step is finite: {log}");
+    assert!(
+        err.starts_with(&format!("step {}: ", good_steps + 1)),
+        "error must name the failing step {}: {err}",
+        good_steps + 1
+    );
+    assert!(
+        err.contains(&format!(
+            "saved the last good state (after step {good_steps})"
+        )),
+        "{err}"
+    );
+    let last = pixel::finetune::run::last_good_dir(&o.out);
+    assert!(err.contains(&last.display().to_string()), "{err}");
+    let saved = pixel::model::checkpoint::load_checkpoint(&last).expect("last good state");
+    assert!(saved
+        .weights
+        .values()
+        .all(|t| t.data().iter().all(|v| v.is_finite())));
+    let _ = std::fs::remove_dir_all(&o.out);
+}
