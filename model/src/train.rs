@@ -367,4 +367,32 @@ mod tests {
             assert_eq!(t.data(), before[&name].data(), "{name} moved");
         }
     }
+
+    /// A loss that is finite (0) but whose gradient overflows: the step
+    /// refuses and names the parameter and its group.
+    #[test]
+    fn a_non_finite_gradient_names_the_parameter_and_its_group() {
+        use pixel_engine::ops;
+        let model = PixelForPreTraining::new(PixelConfig::tiny(8), &mut Rng::new(1));
+        let mut trainer = Trainer::new(model, 0.0, LrSchedule::Constant { lr: 1e-3 }, 1.0);
+        let name = "vit.encoder.layer.1.attention.output.dense.weight";
+        let err = trainer
+            .train_on(&[(), ()], |_, tape, params, _| {
+                let w = params.get(name);
+                let diff = ops::sub(tape, w, w);
+                let zero = ops::sum_all(tape, &diff);
+                let huge = ops::scale(tape, &zero, 1e30);
+                ops::scale(tape, &huge, 1e30)
+            })
+            .unwrap_err();
+        assert_eq!(err.step, 1);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "step 1: the gradient of {name} (group vit.encoder.layer.1)"
+            )),
+            "{text}"
+        );
+        assert_eq!(trainer.step(), 0);
+    }
 }
