@@ -173,9 +173,19 @@ impl<M: HasParams> Trainer<M> {
             let value = loss_var.value().item();
             forward_s += started.elapsed().as_secs_f64();
             if !value.is_finite() {
+                let cause = match first_non_finite_parameter(params) {
+                    Some(name) => format!(
+                        "the parameter {name} (group {}) is not finite",
+                        param_group(name)
+                    ),
+                    None => "every parameter is finite: the forward pass overflowed".into(),
+                };
                 return Err(NonFiniteError {
                     step: step + 1,
-                    what: format!("the loss of micro-batch {} of {n} is {value}", i + 1),
+                    what: format!(
+                        "the loss of micro-batch {} of {n} is {value} ({cause})",
+                        i + 1
+                    ),
                 });
             }
             loss_total += value as f64;
@@ -245,6 +255,17 @@ pub fn pretraining_loss(
             mode,
         )
         .loss
+}
+
+/// The name of the first parameter holding a NaN or an infinity, if any.
+fn first_non_finite_parameter(params: &ParamStore) -> Option<&str> {
+    let values: Vec<&Tensor> = params.iter().map(|p| &*p.value).collect();
+    let squares = sum_squares_each(&values);
+    params
+        .iter()
+        .zip(squares)
+        .find(|(_, s)| !s.is_finite())
+        .map(|(p, _)| p.name.as_str())
 }
 
 /// Adds one micro-batch's gradients, scaled by 1 / `n`, into `sum` (gradient
@@ -361,7 +382,12 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.step, 1);
-        assert!(err.to_string().contains("loss"), "{err}");
+        assert!(
+            err.to_string().starts_with(
+                "step 1: the loss of micro-batch 1 of 1 is NaN (every parameter is finite"
+            ),
+            "{err}"
+        );
         assert_eq!(trainer.step(), 0);
         for (name, t) in trainer.model.params.state_dict() {
             assert_eq!(t.data(), before[&name].data(), "{name} moved");
