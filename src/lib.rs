@@ -12,6 +12,7 @@ pub use pixel_tasks as tasks;
 pub mod figures;
 pub mod finetune;
 pub mod pretrain;
+pub mod train_loop;
 
 use pixel_model::PixelConfig;
 

@@ -65,6 +65,7 @@ fn options(task: Task, train: PathBuf, dev: PathBuf, name: &str) -> FinetuneOpti
         max_train_examples: Some(256),
         max_dev_examples: Some(64),
         progress: false,
+        device: pixel::engine::Device::Cpu,
     }
 }
 
@@ -367,7 +368,7 @@ fn parser_predicts_raw_text_without_gold_trees() {
     let example = example_from_text(Task::Parse, "the cat sat on the mat");
     let renderer = task_renderer(32, Layout::Pango).unwrap();
     let (rs, _) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
-    let pred = predict(&model, Task::Parse, std::slice::from_ref(&example), &rs, 1);
+    let pred = predict(&model, Task::Parse, std::slice::from_ref(&example), &rs, 1).unwrap();
     let Target::Tree { heads, rels } = &pred[0] else {
         panic!("parser must predict a tree")
     };
@@ -413,14 +414,15 @@ fn foreign_finetuned_checkpoint_loads_with_task_given() {
     let example = example_from_text(Task::Ner, "Obi go Lagos");
     let renderer = task_renderer(32, Layout::Pango).unwrap();
     let (rs, _) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
-    let a = predict(&model, Task::Ner, std::slice::from_ref(&example), &rs, 1);
+    let a = predict(&model, Task::Ner, std::slice::from_ref(&example), &rs, 1).unwrap();
     let b = predict(
         &loaded.model,
         Task::Ner,
         std::slice::from_ref(&example),
         &rs,
         1,
-    );
+    )
+    .unwrap();
     assert_eq!(a, b);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -508,5 +510,48 @@ fn a_stop_request_ends_the_run_after_one_step_with_an_evaluation() {
     assert!(s.stopped_early);
     let log = std::fs::read_to_string(o.out.join("log.csv")).unwrap();
     assert_eq!(log.lines().count(), 2, "{log}");
+    let _ = std::fs::remove_dir_all(&o.out);
+}
+
+#[test]
+fn a_non_finite_step_saves_the_last_good_state_and_names_the_step() {
+    // A learning rate this large puts the weights near 1e30 after one update:
+    // a later forward pass overflows and the step is refused.
+    let mut o = options(
+        Task::Pos,
+        ud("UD_English-EWT", "train"),
+        ud("UD_English-EWT", "dev"),
+        "nonfinite",
+    );
+    o.max_train_examples = Some(32);
+    o.max_dev_examples = Some(8);
+    o.lr = 1e30;
+    o.warmup_steps = 0;
+    o.steps = 20;
+    o.max_grad_norm = 1e30;
+    let err = run_finetuning(&o, &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
+    let log = std::fs::read_to_string(o.out.join("log.csv")).unwrap();
+    let good_steps = log.lines().count() - 1;
+    assert!(good_steps >= 1, "the first step is finite: {log}");
+    assert!(
+        err.starts_with(&format!("step {}: ", good_steps + 1)),
+        "error must name the failing step {}: {err}",
+        good_steps + 1
+    );
+    assert!(
+        err.contains(&format!(
+            "saved the last good state (after step {good_steps})"
+        )),
+        "{err}"
+    );
+    let last = pixel::finetune::run::last_good_dir(&o.out);
+    assert!(err.contains(&last.display().to_string()), "{err}");
+    let saved = pixel::model::checkpoint::load_checkpoint(&last).expect("last good state");
+    assert!(saved
+        .weights
+        .values()
+        .all(|t| t.data().iter().all(|v| v.is_finite())));
     let _ = std::fs::remove_dir_all(&o.out);
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use pixel::engine::{Rng, Tape, Var};
+use pixel::engine::{Device, Rng, Tape, Var};
 use pixel::model::checkpoint::load_checkpoint;
 use pixel::model::{ForwardMode, PatchMasking, PixelConfig, PixelForPreTraining};
 use pixel::pretrain::run::{checkpoint_dir, run_pretraining, PretrainOptions};
@@ -34,6 +34,7 @@ fn options(out: PathBuf, steps: u64) -> PretrainOptions {
         recon_every: 1000,
         resume: false,
         progress: false,
+        device: Device::Cpu,
         stop_at: None,
     }
 }
@@ -155,4 +156,50 @@ fn empty_corpus_is_a_clear_error() {
         .to_string();
     assert!(err.contains("no text lines"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What `--device cuda` must say here: `None` where a driver is present (a
+/// GPU machine, where the flag may work).
+#[cfg(not(feature = "cuda"))]
+fn missing_cuda() -> Option<&'static str> {
+    Some("--device cuda: this build has no CUDA support; rebuild with --features cuda")
+}
+
+#[cfg(feature = "cuda")]
+fn missing_cuda() -> Option<&'static str> {
+    (!pixel::engine::kernels::cuda::driver_present())
+        .then_some("--device cuda: no CUDA driver found")
+}
+
+/// `--device cuda` of `pixel pretrain` and `pixel finetune` fails at once,
+/// before reading data or writing anything, saying what is missing: CUDA
+/// support in this build, or (with it) a driver.
+#[test]
+fn device_cuda_says_what_is_missing() {
+    let Some(expected) = missing_cuda() else {
+        eprintln!("a CUDA driver is present: the error path is not checked here");
+        return;
+    };
+    let exe = env!("CARGO_BIN_EXE_pixel");
+    let out_dir = tmp("device");
+    let out = out_dir.display().to_string();
+    let commands: [&[&str]; 2] = [
+        &[
+            "pretrain", "--steps", "1", "--out", &out, "--device", "cuda",
+        ],
+        &[
+            "finetune", "--task", "pos", "--train", "x.conllu", "--dev", "y.conllu", "--out", &out,
+            "--device", "cuda",
+        ],
+    ];
+    for args in commands {
+        let run = std::process::Command::new(exe)
+            .args(args)
+            .output()
+            .expect("run pixel");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!out_dir.exists(), "{args:?} wrote {}", out_dir.display());
+    }
 }

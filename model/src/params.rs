@@ -166,11 +166,12 @@ impl ParamStore {
         ParamVars { store: self, vars }
     }
 
-    /// A copy of every parameter by name.
+    /// A copy of every parameter by name, on the host (device parameters are
+    /// read back), ready to be written.
     pub fn state_dict(&self) -> BTreeMap<String, Tensor> {
         self.params
             .iter()
-            .map(|p| (p.name.clone(), (*p.value).clone()))
+            .map(|p| (p.name.clone(), p.value.to_host()))
             .collect()
     }
 
@@ -205,8 +206,12 @@ impl ParamStore {
 
     /// Gradients of the trainable parameters, in store order (None: no gradient
     /// reached it, or frozen).
-    pub fn take_grads(&self, pv: &ParamVars<'_>, grads: &mut Gradients) -> Vec<Option<Tensor>> {
-        pv.vars.iter().map(|v| grads.take(v)).collect()
+    pub fn take_grads(
+        &self,
+        param_vars: &ParamVars<'_>,
+        grads: &mut Gradients,
+    ) -> Vec<Option<Tensor>> {
+        param_vars.vars.iter().map(|v| grads.take(v)).collect()
     }
 
     /// One AdamW update of every trainable parameter that has a gradient.

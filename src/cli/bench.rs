@@ -128,12 +128,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         for rep in 0..=args.repeats {
             let start = Instant::now();
             let mut tape = Tape::no_grad();
-            let pv = model.params.vars(&mut tape);
+            let param_vars = model.params.vars(&mut tape);
             let mode = ForwardMode {
                 training: false,
                 rng: &mut rng,
             };
-            let out = model.encode_unmasked(&mut tape, &pv, &pixels, &mask, mode);
+            let out = model.encode_unmasked(&mut tape, &param_vars, &pixels, &mask, mode);
             std::hint::black_box(out.data()[0]);
             if rep > 0 {
                 times.push(start.elapsed().as_secs_f64());
@@ -172,7 +172,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     if args.profile {
         let batch = synthetic_batch(&cfg, b, &generator, &mut rng);
-        super::profile::profile_step(&mut trainer.model, &batch, &mut rng);
+        super::profile::profile_step(&mut trainer, &batch, &mut rng)?;
     }
     Ok(())
 }

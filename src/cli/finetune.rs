@@ -6,6 +6,7 @@ use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Ta
 use pixel::finetune::eval::{majority_predictions, predict, rendered_words, score};
 use pixel::finetune::run::{load_finetuned, run_finetuning, task_renderer, FinetuneOptions};
 use pixel::finetune::{parse_pooling, Task};
+use pixel::train_loop::DeviceArg;
 use pixel_render::Layout;
 
 /// Arguments of `pixel finetune`. Unset options take the task's recipe from
@@ -88,9 +89,15 @@ pub struct FinetuneArgs {
     /// Use only the first N dev examples.
     #[arg(long)]
     pub max_dev_examples: Option<usize>,
+    /// Where training and dev evaluation run: cpu, or cuda (GPU 0: the model's
+    /// parameters and every batch live there; needs a build with --features
+    /// cuda and an NVIDIA driver). Checkpoints are read back to the host.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
+    let device = args.device.open()?;
     let d = args.task.defaults();
     let opts = FinetuneOptions {
         task: args.task,
@@ -118,6 +125,7 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         max_train_examples: args.max_train_examples,
         max_dev_examples: args.max_dev_examples,
         progress: true,
+        device,
     };
     let stop = super::stop_on_ctrl_c("finishing this step, evaluating and stopping")?;
     let s = run_finetuning(&opts, &stop)?;
@@ -166,7 +174,7 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
     let (rs, stats) = render_examples(&renderer, &ds.examples, true, "data");
     eprintln!("{}: {stats}", args.data.display());
-    let preds = predict(&m.model, m.task, &ds.examples, &rs, args.batch_size);
+    let preds = predict(&m.model, m.task, &ds.examples, &rs, args.batch_size)?;
     let report = score(m.task, &m.labels, &ds.examples, &preds);
     println!(
         "{} {}: {}",
@@ -233,7 +241,7 @@ pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     if stats.dropped_words > 0 || stats.missing_glyphs > 0 {
         eprintln!("note: {stats}");
     }
-    let pred = predict(&m.model, m.task, std::slice::from_ref(&example), &rs, 1);
+    let pred = predict(&m.model, m.task, std::slice::from_ref(&example), &rs, 1)?;
     let words = example.words();
     match &pred[0] {
         Target::Tags(tags) => {

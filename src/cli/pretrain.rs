@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use pixel::pretrain::run::{checkpoint_dir, run_pretraining, PretrainOptions};
+use pixel::train_loop::DeviceArg;
 use pixel_render::Layout;
 
 use super::bench::resolve_config;
@@ -75,9 +76,15 @@ pub struct PretrainArgs {
     /// Continue from OUT/checkpoint with the same settings.
     #[arg(long)]
     pub resume: bool,
+    /// Where training runs: cpu, or cuda (GPU 0: the model's parameters and
+    /// every batch live there; needs a build with --features cuda and an
+    /// NVIDIA driver). Checkpoints and figures are read back to the host.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    let device = args.device.open()?;
     let mut config = resolve_config(&args.config, args.max_seq_length)?;
     if let Some(p) = args.dropout {
         anyhow::ensure!(
@@ -115,9 +122,10 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         recon_every: args.recon_every.max(1),
         resume: args.resume,
         progress: true,
+        device,
         stop_at: args.stop_at,
     };
-    let stop = super::stop_on_ctrl_c("finishing this step and saving a checkpoint")?;
+    let stop = super::stop_on_ctrl_c("finishing this step, evaluating and saving a checkpoint")?;
     let s = run_pretraining(&opts, &stop)?;
     let first = s.losses.first().map(|x| x.1).unwrap_or(f32::NAN);
     let last_avg = {

@@ -2,58 +2,36 @@
 //! op kind and per model part (a roofline-style table against this machine's
 //! measured FMA ceiling).
 
-use std::time::Instant;
-
-use pixel_engine::optim::{AdamW, AdamWConfig};
-use pixel_engine::profile::OpStats;
-use pixel_engine::{Rng, Tape, Var};
-use pixel_model::train::PretrainBatch;
-use pixel_model::{ForwardMode, PixelForPreTraining};
+use pixel_engine::profile::{OpStats, Profiler};
+use pixel_engine::Rng;
+use pixel_model::train::{pretraining_loss, PretrainBatch, Trainer};
 
 /// GFLOP/s this 2-core Zen 3 sustains in an FMA loop (shared/anchors/sgemm.md).
 const FMA_CEILING_GFLOPS: f64 = 188.0;
 
-/// Profile forward + backward on a tape, then time the AdamW update.
-pub fn profile_step(model: &mut PixelForPreTraining, batch: &PretrainBatch, rng: &mut Rng) {
-    let mut tape = Tape::new();
-    tape.enable_profiling();
-    let started = Instant::now();
-    let pv = model.params.vars(&mut tape);
-    let pixels = Var::constant(batch.pixel_values.clone());
-    if let Some(p) = &mut tape.profiler {
-        p.restart_clock();
-    }
-    let mode = ForwardMode {
-        training: true,
-        rng,
-    };
-    let out = model.forward(
-        &mut tape,
-        &pv,
-        &pixels,
-        &batch.attention_mask,
-        &batch.masking,
-        mode,
-    );
-    let forward_s = started.elapsed().as_secs_f64();
-    let mut grads = tape.backward(&out.loss);
-    let grads = model.params.take_grads(&pv, &mut grads);
-    drop(pv);
-    let backward_s = started.elapsed().as_secs_f64() - forward_s;
-    let t_opt = Instant::now();
-    let mut opt = AdamW::new(AdamWConfig {
-        weight_decay: 0.05,
-        ..Default::default()
-    });
-    model.params.adamw_update(&mut opt, &grads, 1e-4);
-    let adamw_s = t_opt.elapsed().as_secs_f64();
-    let total = forward_s + backward_s + adamw_s;
-    let profiler = tape.profiler.take().expect("profiling tape");
+/// Profile one training step (the same [`Trainer::train_on`] every run uses):
+/// every op of forward and backward timed on the tape, then clipping and the
+/// AdamW update timed as a whole.
+pub fn profile_step(
+    trainer: &mut Trainer,
+    batch: &PretrainBatch,
+    rng: &mut Rng,
+) -> anyhow::Result<()> {
+    let mut profiler = Profiler::new();
+    let stats = trainer
+        .train_on_profiled(
+            std::slice::from_ref(batch),
+            &mut profiler,
+            |model, tape, params, batch| pretraining_loss(model, tape, params, batch, true, rng),
+        )
+        .map_err(|e| anyhow::anyhow!("profiled step: {e}"))?;
+    let (forward_s, backward_s, update_s) = (stats.forward_s, stats.backward_s, stats.update_s);
+    let total = forward_s + backward_s + update_s;
     println!(
-        "\nprofile of one training step: forward {:.1} ms, backward {:.1} ms, AdamW {:.1} ms, total {:.1} ms",
+        "\nprofile of one training step: forward {:.1} ms, backward {:.1} ms, clip + AdamW {:.1} ms, total {:.1} ms",
         forward_s * 1e3,
         backward_s * 1e3,
-        adamw_s * 1e3,
+        update_s * 1e3,
         total * 1e3
     );
     println!(
@@ -69,6 +47,7 @@ pub fn profile_step(model: &mut PixelForPreTraining, batch: &PretrainBatch, rng:
         total,
     );
     print_table("model part", profiler.by_scope().into_iter(), total);
+    Ok(())
 }
 
 fn print_table(what: &str, rows: impl Iterator<Item = (String, OpStats)>, total: f64) {

@@ -9,6 +9,8 @@ use pixel_model::ForwardMode;
 use pixel_render::Rendering;
 use pixel_tasks::metrics::{entity_scores, AttachmentCounter};
 
+use crate::train_loop::to_device;
+
 use super::data::{make_batch, word_starts, Example, Target};
 use super::Task;
 
@@ -26,14 +28,16 @@ fn argmax(v: &[f32]) -> usize {
 /// Predicts every example, `batch_size` at a time, without dropout. For
 /// parsing with gold trees the relation is read at the gold head (SPEC 5),
 /// otherwise at the predicted head. Word-level predictions cover the rendered
-/// words only (words that did not fit the strip get none).
+/// words only (words that did not fit the strip get none). Runs where the
+/// model's parameters are (batches moved there, outputs read back).
 pub fn predict(
     model: &PixelForFinetuning,
     task: Task,
     examples: &[Example],
     renderings: &[Rendering],
     batch_size: usize,
-) -> Vec<Target> {
+) -> anyhow::Result<Vec<Target>> {
+    let device = model.params.device();
     let mut rng = Rng::new(0); // unused: no dropout at evaluation
     let mut out = Vec::with_capacity(examples.len());
     for (ex, rs) in examples
@@ -44,14 +48,15 @@ pub fn predict(
         let rs: Vec<&Rendering> = rs.iter().collect();
         let gold = ex.iter().all(|e| e.target != Target::Unknown);
         // Only the parser reads labels at evaluation (relations at the gold head).
-        let batch = make_batch(task, &ex, &rs, gold && task == Task::Parse);
+        let mut batch = make_batch(task, &ex, &rs, gold && task == Task::Parse);
+        batch.pixel_values = to_device(batch.pixel_values, device)?;
         let mut tape = Tape::no_grad();
-        let pv = model.params.vars(&mut tape);
+        let param_vars = model.params.vars(&mut tape);
         let mode = ForwardMode {
             training: false,
             rng: &mut rng,
         };
-        let output = model.forward(&mut tape, &pv, &batch, mode);
+        let output = model.forward(&mut tape, &param_vars, &batch, mode);
         out.extend(decode(
             task,
             &rs,
@@ -59,12 +64,12 @@ pub fn predict(
             output.rel_logits.as_ref(),
         ));
     }
-    out
+    Ok(out)
 }
 
 /// Turns one batch of outputs into per-example predictions.
 fn decode(task: Task, rs: &[&Rendering], logits: &Var, rel_logits: Option<&Var>) -> Vec<Target> {
-    let logits = logits.value();
+    let logits = logits.value().to_host();
     let data = logits.data();
     let shape = logits.shape();
     match task {
@@ -86,7 +91,8 @@ fn decode(task: Task, rs: &[&Rendering], logits: &Var, rel_logits: Option<&Var>)
             let (l, cands) = (shape[1], shape[2]); // (B, L, L + 1)
             let rel = rel_logits
                 .expect("parser output without relation scores")
-                .value();
+                .value()
+                .to_host();
             let nr = rel.shape()[2]; // (B, L, rels)
             rs.iter()
                 .enumerate()

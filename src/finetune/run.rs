@@ -1,22 +1,25 @@
-//! The finetuning loop: model from a checkpoint (or from scratch), AdamW with
-//! warmup and linear decay, evaluation on the dev set every N steps, early
-//! stopping, the best checkpoint kept, a CSV log.
+//! Finetuning as a [`TrainingTask`]: model from a checkpoint (or from
+//! scratch), AdamW with warmup and linear decay, evaluation on the dev set
+//! every N steps, early stopping, the best checkpoint kept. The loop itself
+//! (log.csv, progress bar, Ctrl-C, non-finite handling) is
+//! [`crate::train_loop`].
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
-use anyhow::{bail, Context};
-use pixel_engine::optim::{AdamW, AdamWConfig, LrSchedule};
-use pixel_engine::{Rng, Tape};
+use anyhow::Context;
+use pixel_engine::optim::LrSchedule;
+use pixel_engine::{Device, Rng, Tape, Var};
 use pixel_model::checkpoint::save_checkpoint;
-use pixel_model::heads::{is_encoder_param, Pooling};
-use pixel_model::train::{accumulate_gradients, clip_and_update};
+use pixel_model::heads::{is_encoder_param, FinetuneBatch, PixelForFinetuning, Pooling};
+use pixel_model::params::ParamVars;
+use pixel_model::train::Trainer;
 use pixel_model::ForwardMode;
-use pixel_render::Layout;
+use pixel_render::{Layout, Rendering};
 
-use crate::pretrain::run::step_progress_bar;
+use crate::train_loop::{
+    run_training, to_device, Evaluation, LoopSettings, SaveReason, TrainingTask,
+};
 
 use super::checkpoint::{build_model, task_metadata};
 pub use super::checkpoint::{load_finetuned, task_renderer, FinetunedModel};
@@ -59,6 +62,8 @@ pub struct FinetuneOptions {
     pub max_train_examples: Option<usize>,
     pub max_dev_examples: Option<usize>,
     pub progress: bool,
+    /// Where training and evaluation run.
+    pub device: Device,
 }
 
 /// What a run achieved.
@@ -91,9 +96,16 @@ fn take_examples(mut ds: Dataset, max: Option<usize>) -> Vec<Example> {
     ds.examples
 }
 
+/// Directory of the last good state when a step went non-finite.
+pub fn last_good_dir(out: &Path) -> PathBuf {
+    out.join("last")
+}
+
 /// Runs finetuning; writes OUT/log.csv, OUT/summary.json and OUT/best
 /// (config.json + model.safetensors). Setting `stop` ends the run after the
-/// current step, with a last dev evaluation.
+/// current step, with a last dev evaluation. A non-finite loss or gradient
+/// stops the run with an error naming the step, after saving the model as it
+/// was before that step to OUT/last.
 pub fn run_finetuning(
     opts: &FinetuneOptions,
     stop: &AtomicBool,
@@ -129,26 +141,17 @@ pub fn run_finetuning(
     if opts.freeze_encoder {
         model.params.freeze(is_encoder_param);
     }
-    let mut optimizer = AdamW::new(AdamWConfig {
-        weight_decay: opts.weight_decay,
-        ..Default::default()
-    });
+    model
+        .params
+        .to_device(opts.device)
+        .map_err(|e| anyhow::anyhow!("moving the model to {:?}: {e}", opts.device))?;
     let schedule = LrSchedule::WarmupLinear {
         max_lr: opts.lr,
         warmup: opts.warmup_steps,
         total: opts.steps,
     };
-
+    let mut trainer = Trainer::new(model, opts.weight_decay, schedule, opts.max_grad_norm);
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}", opts.out.display()))?;
-    let csv_path = opts.out.join("log.csv");
-    let mut csv = std::io::BufWriter::new(
-        std::fs::File::create(&csv_path).with_context(|| format!("{}", csv_path.display()))?,
-    );
-    writeln!(
-        csv,
-        "step,loss,lr,grad_norm,dev_{},ms_per_step",
-        task.metric_name()
-    )?;
 
     let eval_batch = opts.batch_size.max(16);
     let dev_words = rendered_words(&dev_r);
@@ -158,120 +161,157 @@ pub fn run_finetuning(
         &dev,
         &majority_predictions(task, &train, &dev, &dev_words),
     );
-    let mut best = score(
+    let best = score(
         task,
         &labels,
         &dev,
-        &predict(&model, task, &dev, &dev_r, eval_batch),
+        &predict(&trainer.model, task, &dev, &dev_r, eval_batch)?,
     );
     eprintln!(
         "dev before training: {} | majority baseline: {}",
         best.summary, baseline.summary
     );
     let best_path = best_dir(&opts.out);
-    save_checkpoint(&best_path, &model.config, &model.params.state_dict())?;
-    let mut best_step = 0;
-    let mut since_best = 0;
-    let mut stopped_early = false;
-
-    let bar = step_progress_bar(opts.progress, opts.steps, 0);
-    let mut order = BatchOrder::new(train.len(), opts.batch_size, opts.seed ^ 0x5eed);
-    let start = Instant::now();
-    let (mut first_loss, mut last_loss) = (f32::NAN, f32::NAN);
-    let mut step = 0u64;
-    while step < opts.steps {
-        let t0 = Instant::now();
-        let n = opts.grad_accum as f32;
-        let mut sum = vec![None; model.params.len()];
-        let mut loss_total = 0.0f64;
-        for _ in 0..opts.grad_accum {
-            let idx = order.next_batch();
-            let ex: Vec<&Example> = idx.iter().map(|&i| &train[i]).collect();
-            let rs: Vec<_> = idx.iter().map(|&i| &train_r[i]).collect();
-            let batch = make_batch(task, &ex, &rs, true);
-            let mut tape = Tape::new();
-            let pv = model.params.vars(&mut tape);
-            let mode = ForwardMode {
-                training: true,
-                rng: &mut rng,
-            };
-            let out = model.forward(&mut tape, &pv, &batch, mode);
-            let loss_var = out.loss.expect("labelled batch gives a loss");
-            let loss = loss_var.value().item();
-            if !loss.is_finite() {
-                bail!("step {}: the training loss is {loss}", step + 1);
-            }
-            loss_total += loss as f64;
-            let mut grads = tape.backward(&loss_var);
-            let grads = model.params.take_grads(&pv, &mut grads);
-            accumulate_gradients(&mut sum, grads, n);
-        }
-        let lr = schedule.lr(step);
-        let (grad_norm, _) = clip_and_update(
-            &mut model.params,
-            &mut optimizer,
-            &mut sum,
-            opts.max_grad_norm,
-            lr,
-        )?;
-        step += 1;
-        let loss = (loss_total / n as f64) as f32;
-        if step == 1 {
-            first_loss = loss;
-        }
-        last_loss = loss;
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        let mut dev_metric = String::new();
-        let interrupted = stop.load(Ordering::SeqCst);
-        if step.is_multiple_of(opts.eval_every) || step == opts.steps || interrupted {
-            let report = score(
-                task,
-                &labels,
-                &dev,
-                &predict(&model, task, &dev, &dev_r, eval_batch),
-            );
-            let metric = report.metric;
-            dev_metric = format!("{metric:.4}");
-            if metric > best.metric || best_step == 0 {
-                best = report;
-                best_step = step;
-                since_best = 0;
-                save_checkpoint(&best_path, &model.config, &model.params.state_dict())?;
-            } else {
-                since_best += 1;
-            }
-            bar.println(format!(
-                "step {step}: dev {} {metric:.2} (best {:.2} at step {best_step})",
-                task.metric_name(),
-                best.metric
-            ));
-        }
-        writeln!(
-            csv,
-            "{step},{loss:.6},{lr:.6e},{grad_norm:.6},{dev_metric},{ms:.1}"
-        )?;
-        bar.set_position(step);
-        bar.set_message(format!("loss {loss:.4}"));
-        if interrupted || (since_best >= opts.patience && opts.patience > 0) {
-            stopped_early = true;
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    csv.flush()?;
-    let summary = FinetuneSummary {
-        steps: step,
-        best_step,
+    save_checkpoint(
+        &best_path,
+        &trainer.model.config,
+        &trainer.model.params.state_dict(),
+    )?;
+    let mut run = Finetuning {
+        opts,
+        labels: &labels,
+        train: &train,
+        train_r: &train_r,
+        dev: &dev,
+        dev_r: &dev_r,
+        order: BatchOrder::new(train.len(), opts.batch_size, opts.seed ^ 0x5eed),
+        rng,
+        eval_batch,
         best,
+        best_step: 0,
+        since_best: 0,
+        best_path: best_path.clone(),
+    };
+    let settings = LoopSettings {
+        out: opts.out.clone(),
+        steps: opts.steps,
+        start_step: 0,
+        stop_at: None,
+        eval_every: opts.eval_every,
+        save_every: None,
+        examples_per_step: opts.batch_size * opts.grad_accum,
+        unit: "examples",
+        progress: opts.progress,
+    };
+    let outcome = run_training(&mut trainer, &mut run, &settings, stop)?;
+    let summary = FinetuneSummary {
+        steps: outcome.last_step,
+        best_step: run.best_step,
+        best: run.best,
         baseline,
-        first_loss,
-        last_loss,
-        seconds: start.elapsed().as_secs_f64(),
-        stopped_early,
+        first_loss: outcome.losses.first().map_or(f32::NAN, |l| l.1),
+        last_loss: outcome.losses.last().map_or(f32::NAN, |l| l.1),
+        seconds: outcome.seconds,
+        stopped_early: outcome.interrupted || outcome.stopped_by_task,
         best_dir: best_path,
     };
     write_summary(opts, &summary, train.len(), dev.len())?;
     Ok(summary)
+}
+
+/// Finetuning as the run loop sees it: shuffled batches of rendered examples,
+/// the head's loss, the dev metric with the best checkpoint kept and early
+/// stopping, the last good state saved to OUT/last.
+struct Finetuning<'a> {
+    opts: &'a FinetuneOptions,
+    labels: &'a [String],
+    train: &'a [Example],
+    train_r: &'a [Rendering],
+    dev: &'a [Example],
+    dev_r: &'a [Rendering],
+    order: BatchOrder,
+    /// Dropout RNG (continues the one that initialised the head).
+    rng: Rng,
+    eval_batch: usize,
+    best: EvalReport,
+    best_step: u64,
+    /// Evaluations since the best one.
+    since_best: usize,
+    best_path: PathBuf,
+}
+
+impl TrainingTask for Finetuning<'_> {
+    type Model = PixelForFinetuning;
+    type Batch = FinetuneBatch;
+
+    fn eval_column(&self) -> String {
+        format!("dev_{}", self.opts.task.metric_name())
+    }
+
+    fn micro_batches(&mut self, _step: u64) -> anyhow::Result<Vec<FinetuneBatch>> {
+        (0..self.opts.grad_accum)
+            .map(|_| {
+                let idx = self.order.next_batch();
+                let examples: Vec<&Example> = idx.iter().map(|&i| &self.train[i]).collect();
+                let renderings: Vec<&Rendering> = idx.iter().map(|&i| &self.train_r[i]).collect();
+                let mut batch = make_batch(self.opts.task, &examples, &renderings, true);
+                batch.pixel_values = to_device(batch.pixel_values, self.opts.device)?;
+                Ok(batch)
+            })
+            .collect()
+    }
+
+    fn loss(
+        &mut self,
+        model: &PixelForFinetuning,
+        tape: &mut Tape,
+        params: &ParamVars<'_>,
+        batch: &FinetuneBatch,
+    ) -> Var {
+        let mode = ForwardMode {
+            training: true,
+            rng: &mut self.rng,
+        };
+        let out = model.forward(tape, params, batch, mode);
+        out.loss.expect("labelled batch gives a loss")
+    }
+
+    fn evaluate(&mut self, model: &PixelForFinetuning, done: u64) -> anyhow::Result<Evaluation> {
+        let task = self.opts.task;
+        let predictions = predict(model, task, self.dev, self.dev_r, self.eval_batch)?;
+        let report = score(task, self.labels, self.dev, &predictions);
+        let metric = report.metric;
+        if metric > self.best.metric || self.best_step == 0 {
+            self.best = report;
+            self.best_step = done;
+            self.since_best = 0;
+            save_checkpoint(&self.best_path, &model.config, &model.params.state_dict())?;
+        } else {
+            self.since_best += 1;
+        }
+        Ok(Evaluation {
+            value: metric as f32,
+            note: Some(format!(
+                "step {done}: dev {} {metric:.2} (best {:.2} at step {})",
+                task.metric_name(),
+                self.best.metric,
+                self.best_step
+            )),
+            stop: self.opts.patience > 0 && self.since_best >= self.opts.patience,
+        })
+    }
+
+    fn save(
+        &mut self,
+        trainer: &Trainer<PixelForFinetuning>,
+        _done: u64,
+        _why: SaveReason,
+    ) -> anyhow::Result<PathBuf> {
+        let dir = last_good_dir(&self.opts.out);
+        let model = &trainer.model;
+        save_checkpoint(&dir, &model.config, &model.params.state_dict())?;
+        Ok(dir)
+    }
 }
 
 /// OUT/summary.json: the run's settings and results in one machine-readable file.

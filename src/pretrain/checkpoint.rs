@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use pixel_engine::optim::{AdamW, LrSchedule};
-use pixel_engine::Tensor;
+use pixel_engine::{Device, Tensor};
 use pixel_model::checkpoint::{read_safetensors, save_checkpoint, write_safetensors};
 use pixel_model::train::Trainer;
 use pixel_model::{PixelConfig, PixelForPreTraining};
@@ -60,7 +60,7 @@ pub fn save_training_checkpoint(
         .unwrap_or_else(|| "checkpoint".into());
     let tmp = parent.join(format!(".{name}.tmp"));
     let old = parent.join(format!(".{name}.old"));
-    let _ = std::fs::remove_dir_all(&tmp);
+    remove_if_present(&tmp)?;
     save_checkpoint(
         &tmp,
         &trainer.model.config,
@@ -75,17 +75,27 @@ pub fn save_training_checkpoint(
         serde_json::to_string_pretty(state)?,
     )?;
     // Swap directories: the old checkpoint stays valid until the new one is in place.
-    let _ = std::fs::remove_dir_all(&old);
+    remove_if_present(&old)?;
     if dir.exists() {
         std::fs::rename(dir, &old)
             .with_context(|| format!("cannot move old checkpoint {}", dir.display()))?;
     }
     std::fs::rename(&tmp, dir)
         .with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
+    remove_if_present(&old)
 }
 
+/// Removes a directory left by an earlier save; absent is fine.
+fn remove_if_present(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The AdamW moments by parameter name, on the host.
 fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
     let mut out = BTreeMap::new();
     let trainable = trainer.model.params.iter().filter(|p| p.trainable);
@@ -98,11 +108,23 @@ fn optimizer_state_dict(trainer: &Trainer) -> BTreeMap<String, Tensor> {
     out
 }
 
-/// Load a training checkpoint written by [`save_training_checkpoint`].
-/// The model's config must equal `expected` when given (a clear error otherwise).
+/// Move the optimizer moments to the parameters' device (a resumed device run).
+fn moments_to_device(opt: &mut AdamW, device: Device) -> anyhow::Result<()> {
+    for t in opt.m.iter_mut().chain(opt.v.iter_mut()) {
+        *t = t
+            .to_device(device)
+            .map_err(|e| anyhow::anyhow!("optimizer moments to {device}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Load a training checkpoint written by [`save_training_checkpoint`], with
+/// the model and optimizer state on `device`. The model's config must equal
+/// `expected` when given (a clear error otherwise).
 pub fn load_training_checkpoint(
     dir: &Path,
     expected: Option<&PixelConfig>,
+    device: Device,
 ) -> anyhow::Result<(Trainer, TrainerState)> {
     let state_path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&state_path).with_context(|| {
@@ -151,6 +173,12 @@ pub fn load_training_checkpoint(
     let opt = read_safetensors(dir.join("optimizer.safetensors"))?;
     trainer.optimizer = restore_optimizer(&trainer, &opt, state.step)
         .with_context(|| format!("optimizer state in {}", dir.display()))?;
+    trainer
+        .model
+        .params
+        .to_device(device)
+        .map_err(|e| anyhow::anyhow!("moving the model to {device:?}: {e}"))?;
+    moments_to_device(&mut trainer.optimizer, device)?;
     Ok((trainer, state))
 }
 

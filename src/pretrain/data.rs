@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use pixel_engine::{Rng, Tensor};
 use pixel_model::masking::SpanMaskingGenerator;
 use pixel_model::train::PretrainBatch;
-use pixel_model::PatchMasking;
+use pixel_model::{PatchMasking, PixelConfig};
 use pixel_render::Renderer;
 
 /// Mix a seed with stream and index numbers into an independent RNG seed.
@@ -118,6 +118,10 @@ pub struct BatchMaker {
     generator: SpanMaskingGenerator,
     batch_size: usize,
     mask_ratio: f64,
+    /// Channels and patch side of the model input (the renderer draws
+    /// 3-channel 16 x 16 patches; `run_pretraining` checks the config agrees).
+    channels: usize,
+    patch_size: usize,
     seed: u64,
     /// Epoch whose permutation is cached in `order`.
     epoch: Option<u64>,
@@ -125,21 +129,25 @@ pub struct BatchMaker {
 }
 
 impl BatchMaker {
+    /// Batches of `batch_size` strips for a model of `config` (its mask ratio,
+    /// channels and patch size).
     pub fn new(
         texts: Arc<Vec<String>>,
         renderer: Renderer,
+        config: &PixelConfig,
         batch_size: usize,
-        mask_ratio: f64,
         seed: u64,
     ) -> BatchMaker {
         assert!(!texts.is_empty(), "BatchMaker: no strips");
         let l = renderer.max_seq_length();
         BatchMaker {
             texts,
-            generator: SpanMaskingGenerator::new(l, mask_ratio),
+            generator: SpanMaskingGenerator::new(l, config.mask_ratio),
             renderer,
             batch_size,
-            mask_ratio,
+            mask_ratio: config.mask_ratio,
+            channels: config.num_channels,
+            patch_size: config.patch_size,
             seed,
             epoch: None,
             order: Vec::new(),
@@ -176,20 +184,21 @@ impl BatchMaker {
     pub fn render_and_mask(&mut self, texts: &[String], rng: &mut Rng) -> PretrainBatch {
         let l = self.renderer.max_seq_length();
         let b = texts.len();
-        let per = 3 * 16 * 16 * l;
-        let mut pixels = vec![0.0f32; b * per]; // (B, 3, 16, 16 L)
+        let (c, p) = (self.channels, self.patch_size);
+        let per_strip = c * p * p * l;
+        let mut pixels = vec![0.0f32; b * per_strip]; // (B, C, P, P L)
         let mut attention = Vec::with_capacity(b * l); // (B, L)
         let mut text_plus_eos = Vec::with_capacity(b);
         for (i, text) in texts.iter().enumerate() {
             let r = self.renderer.render_text(text);
-            r.write_pixel_values(&mut pixels[i * per..(i + 1) * per]);
+            r.write_pixel_values(&mut pixels[i * per_strip..(i + 1) * per_strip]);
             attention.extend(r.attention_mask());
             text_plus_eos.push(r.num_text_patches + 1);
         }
         let patch_mask = self.generator.generate_batch(&text_plus_eos, rng);
         let masking = PatchMasking::controlled(&patch_mask, b, l, self.mask_ratio, rng);
         PretrainBatch {
-            pixel_values: Tensor::new(&[b, 3, 16, 16 * l], pixels),
+            pixel_values: Tensor::new(&[b, c, p, p * l], pixels),
             attention_mask: attention,
             masking,
         }
@@ -229,7 +238,9 @@ impl Drop for Prefetcher {
         let (_tx, dead) = sync_channel(1);
         drop(std::mem::replace(&mut self.receiver, dead));
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            if h.join().is_err() {
+                eprintln!("the pixel-data worker thread panicked (its message is above)");
+            }
         }
     }
 }

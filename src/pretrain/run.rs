@@ -1,16 +1,16 @@
-//! The pretraining loop: data on a worker thread, train steps, evaluation,
-//! CSV log, progress bar, checkpoints, reconstructions, Ctrl-C handling.
+//! Pretraining as a [`TrainingTask`]: corpus, strips and fixed evaluation
+//! batches, data on a worker thread, the masked-reconstruction loss, training
+//! checkpoints and reconstruction figures. The loop itself (log.csv, progress
+//! bar, Ctrl-C, cadences, non-finite handling) is [`crate::train_loop`].
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
-use pixel_engine::{Rng, Tape, Var};
-use pixel_model::train::{PretrainBatch, Trainer};
+use pixel_engine::{Device, Rng, Tape, Tensor, Var};
+use pixel_model::params::ParamVars;
+use pixel_model::train::{pretraining_loss, PretrainBatch, Trainer};
 use pixel_model::{PixelConfig, PixelForPreTraining};
 use pixel_render::{Layout, RenderConfig, Renderer};
 
@@ -18,6 +18,9 @@ use super::checkpoint::{load_training_checkpoint, save_training_checkpoint, Trai
 use super::corpus::Corpus;
 use super::data::{derive_seed, pack_lines, BatchMaker, Prefetcher};
 use crate::figures::{write_loss_curve_png, write_reconstruction_png, ReconstructionRow};
+use crate::train_loop::{
+    read_log, run_training, to_device, Evaluation, LoopSettings, SaveReason, TrainingTask,
+};
 
 /// Settings of one pretraining run.
 #[derive(Clone, Debug)]
@@ -41,6 +44,9 @@ pub struct PretrainOptions {
     pub recon_every: u64,
     pub resume: bool,
     pub progress: bool,
+    /// Where training runs (parameters and batches; figures and checkpoints
+    /// are read back to the host).
+    pub device: Device,
     /// Stop (with a checkpoint) once this many steps are done, keeping the
     /// schedule of `steps` (what Ctrl-C does, at a chosen step).
     pub stop_at: Option<u64>,
@@ -49,7 +55,8 @@ pub struct PretrainOptions {
 /// What a run did.
 #[derive(Clone, Debug, Default)]
 pub struct PretrainSummary {
-    /// (step, training loss) of every step run in this invocation.
+    /// (step, training loss) of every step run in this invocation, steps
+    /// counted from 1 as in log.csv.
     pub losses: Vec<(u64, f32)>,
     /// (step, eval loss).
     pub eval_losses: Vec<(u64, f32)>,
@@ -76,8 +83,8 @@ fn make_renderer(cfg: &PixelConfig, layout: Layout) -> anyhow::Result<Renderer> 
     Renderer::new(rc).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Run (or resume) pretraining. `stop` is polled between steps (Ctrl-C):
-/// when set, a checkpoint is written and the run returns early.
+/// Run (or resume) pretraining. `stop` is polled after every step (Ctrl-C):
+/// when set, the run evaluates, writes a checkpoint and returns early.
 pub fn run_pretraining(
     opts: &PretrainOptions,
     stop: &AtomicBool,
@@ -85,6 +92,15 @@ pub fn run_pretraining(
     opts.config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     if opts.batch_size == 0 || opts.grad_accum == 0 || opts.steps == 0 {
         bail!("--batch-size, --grad-accum and --steps must be at least 1");
+    }
+    if opts.config.num_channels != 3 || opts.config.patch_size != pixel_render::PATCH {
+        bail!(
+            "the renderer draws 3-channel {p} x {p} patches; the model config has {} channels of {} x {}",
+            opts.config.num_channels,
+            opts.config.patch_size,
+            opts.config.patch_size,
+            p = pixel_render::PATCH
+        );
     }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
@@ -123,11 +139,11 @@ pub fn run_pretraining(
     let mut maker = BatchMaker::new(
         train_texts.clone(),
         renderer.fork(),
+        &opts.config,
         opts.batch_size,
-        opts.config.mask_ratio,
         opts.seed,
     );
-    // Fixed evaluation batches (fixed masks).
+    // Fixed evaluation batches (fixed masks), kept on the host.
     let mut eval_rng = Rng::new(derive_seed(opts.seed, 3, 0));
     let eval_batches: Vec<PretrainBatch> = eval_texts
         .chunks(opts.batch_size)
@@ -159,8 +175,8 @@ pub fn run_pretraining(
         corpus: corpus_name,
     };
     let ckpt = checkpoint_dir(&opts.out);
-    let (mut trainer, mut state) = if opts.resume {
-        let (trainer, saved) = load_training_checkpoint(&ckpt, Some(&opts.config))
+    let (mut trainer, state) = if opts.resume {
+        let (trainer, saved) = load_training_checkpoint(&ckpt, Some(&opts.config), opts.device)
             .with_context(|| format!("--resume: cannot resume from {}", ckpt.display()))?;
         let same = TrainerState {
             step: saved.step,
@@ -171,10 +187,14 @@ pub fn run_pretraining(
         }
         (trainer, saved)
     } else {
-        let model = PixelForPreTraining::new(
+        let mut model = PixelForPreTraining::new(
             opts.config.clone(),
             &mut Rng::new(derive_seed(opts.seed, 0, 0)),
         );
+        model
+            .params
+            .to_device(opts.device)
+            .map_err(|e| anyhow::anyhow!("moving the model to {:?}: {e}", opts.device))?;
         (
             Trainer::new(
                 model,
@@ -186,138 +206,151 @@ pub fn run_pretraining(
         )
     };
     let start_step = trainer.step();
-    let csv_path = opts.out.join("log.csv");
-    let mut csv = open_log(&csv_path, start_step)?;
-
     let accum = opts.grad_accum as u64;
     // The data worker produces micro-batches; step s uses micro-batches s*accum .. (s+1)*accum.
     let prefetch = Prefetcher::spawn(maker, start_step * accum, opts.steps * accum, 4);
-    let bar = step_progress_bar(opts.progress, opts.steps, start_step);
-    let mut summary = PretrainSummary {
-        constant_baseline: baseline,
-        train_strips: train_texts.len(),
-        eval_strips: eval_texts.len(),
-        ..Default::default()
+    let mut task = Pretraining {
+        opts,
+        prefetch,
+        rng: Rng::new(0),
+        eval_batches,
+        ckpt,
+        state,
     };
-    let started = Instant::now();
-    let mut step_started = Instant::now();
-    for step in start_step..opts.steps {
-        if stop.load(Ordering::SeqCst) || opts.stop_at.is_some_and(|s| step >= s) {
-            summary.interrupted = true;
-            break;
-        }
-        let mut micro = Vec::with_capacity(opts.grad_accum);
-        for _ in 0..accum {
-            let (_, b) = prefetch.receiver.recv().context("data worker stopped")?;
-            micro.push(b);
-        }
-        let mut rng = Rng::new(derive_seed(opts.seed, 4, step));
-        let stats = match trainer.train_step(&micro, true, &mut rng) {
-            Ok(s) => s,
-            Err(e) => {
-                state.step = trainer.step();
-                save_training_checkpoint(&ckpt, &trainer, &state)?;
-                bar.abandon();
-                bail!(
-                    "{e}; stopped and saved the last good checkpoint (step {}) to {}",
-                    state.step,
-                    ckpt.display()
-                );
-            }
-        };
-        let ms = step_started.elapsed().as_secs_f64() * 1e3;
-        step_started = Instant::now();
-        summary.losses.push((step, stats.loss));
-        let done = step + 1;
-        let mut eval_loss = None;
-        if done % opts.eval_every == 0 || done == opts.steps {
-            let l = evaluate(&trainer.model, &eval_batches);
-            summary.eval_losses.push((done, l));
-            eval_loss = Some(l);
-        }
-        writeln!(
-            csv,
-            "{done},{:.6},{},{:.6e},{:.6},{:.1}",
-            stats.loss,
-            eval_loss.map_or(String::new(), |l| format!("{l:.6}")),
-            stats.lr,
-            stats.grad_norm,
-            ms
-        )?;
-        let secs = started.elapsed().as_secs_f64();
-        let sent_per_s = ((done - start_step) as f64 * (opts.batch_size * opts.grad_accum) as f64)
-            / secs.max(1e-9);
-        bar.set_position(done);
-        bar.set_message(format!(
-            "loss {:.4}{} lr {:.2e} {:.1} strips/s",
-            stats.loss,
-            summary
-                .eval_losses
-                .last()
-                .map_or(String::new(), |(_, l)| format!(" eval {l:.4}")),
-            stats.lr,
-            sent_per_s
-        ));
-        if done % opts.save_every == 0 && done != opts.steps {
-            state.step = done;
-            save_training_checkpoint(&ckpt, &trainer, &state)?;
-        }
-        if done % opts.recon_every == 0 && done != opts.steps {
-            write_reconstructions(
-                &trainer.model,
-                &eval_batches[0],
-                &opts.out.join(format!("recon_step{done:06}.png")),
-            )?;
-        }
-    }
-    drop(prefetch);
-    csv.flush()?;
-    state.step = trainer.step();
-    save_training_checkpoint(&ckpt, &trainer, &state)?;
+    let settings = LoopSettings {
+        out: opts.out.clone(),
+        steps: opts.steps,
+        start_step,
+        stop_at: opts.stop_at,
+        eval_every: opts.eval_every,
+        save_every: Some(opts.save_every),
+        examples_per_step: opts.batch_size * opts.grad_accum,
+        unit: "strips",
+        progress: opts.progress,
+    };
+    let outcome = run_training(&mut trainer, &mut task, &settings, stop)?;
+    let done = trainer.step();
+    task.save(&trainer, done, SaveReason::Cadence)?;
     write_reconstructions(
         &trainer.model,
-        &eval_batches[0],
+        &task.eval_batches[0],
         &opts.out.join("reconstruction.png"),
     )?;
-    let (all_train, all_eval) = read_log(&csv_path)?;
+    let (all_train, all_eval) = read_log(&opts.out.join("log.csv"))?;
     write_loss_curve_png(
         &opts.out.join("loss.png"),
         &all_train,
         &all_eval,
         "pixel pretrain: loss",
     )?;
-    summary.steps_done = state.step - start_step;
-    summary.seconds = started.elapsed().as_secs_f64();
-    bar.finish();
-    Ok(summary)
+    Ok(PretrainSummary {
+        losses: outcome.losses,
+        eval_losses: outcome.evaluations,
+        steps_done: done - start_step,
+        train_strips: train_texts.len(),
+        eval_strips: eval_texts.len(),
+        constant_baseline: baseline,
+        seconds: outcome.seconds,
+        interrupted: outcome.interrupted,
+    })
 }
 
-/// A step progress bar (hidden when `enabled` is false), starting at `start`.
-pub fn step_progress_bar(enabled: bool, steps: u64, start: u64) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
+/// Pretraining as the run loop sees it: batches from the data worker, the
+/// masked-reconstruction loss, the eval loss, training checkpoints and
+/// reconstruction figures.
+struct Pretraining<'a> {
+    opts: &'a PretrainOptions,
+    prefetch: Prefetcher,
+    /// Dropout RNG of the current step (derived from the seed and the step).
+    rng: Rng,
+    /// The fixed evaluation batches (on the host).
+    eval_batches: Vec<PretrainBatch>,
+    ckpt: PathBuf,
+    state: TrainerState,
+}
+
+impl TrainingTask for Pretraining<'_> {
+    type Model = PixelForPreTraining;
+    type Batch = PretrainBatch;
+
+    fn eval_column(&self) -> String {
+        "eval_loss".into()
     }
-    let bar = ProgressBar::new(steps);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (ETA {eta})",
-        )
-        .expect("progress template")
-        .progress_chars("=> "),
-    );
-    bar.set_position(start);
-    bar
+
+    fn micro_batches(&mut self, step: u64) -> anyhow::Result<Vec<PretrainBatch>> {
+        self.rng = Rng::new(derive_seed(self.opts.seed, 4, step));
+        (0..self.opts.grad_accum)
+            .map(|_| {
+                let (_, batch) = self
+                    .prefetch
+                    .receiver
+                    .recv()
+                    .context("data worker stopped")?;
+                batch_to_device(batch, self.opts.device)
+            })
+            .collect()
+    }
+
+    fn loss(
+        &mut self,
+        model: &PixelForPreTraining,
+        tape: &mut Tape,
+        params: &ParamVars<'_>,
+        batch: &PretrainBatch,
+    ) -> Var {
+        pretraining_loss(model, tape, params, batch, true, &mut self.rng)
+    }
+
+    fn evaluate(&mut self, model: &PixelForPreTraining, _done: u64) -> anyhow::Result<Evaluation> {
+        Ok(Evaluation {
+            value: evaluate(model, &self.eval_batches)?,
+            note: None,
+            stop: false,
+        })
+    }
+
+    fn save(&mut self, trainer: &Trainer, done: u64, _why: SaveReason) -> anyhow::Result<PathBuf> {
+        self.state.step = done;
+        save_training_checkpoint(&self.ckpt, trainer, &self.state)?;
+        Ok(self.ckpt.clone())
+    }
+
+    fn after_step(&mut self, trainer: &Trainer, done: u64) -> anyhow::Result<()> {
+        if done.is_multiple_of(self.opts.recon_every) && done != self.opts.steps {
+            write_reconstructions(
+                &trainer.model,
+                &self.eval_batches[0],
+                &self.opts.out.join(format!("recon_step{done:06}.png")),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A pretraining batch with its pixels on `device`.
+pub fn batch_to_device(mut batch: PretrainBatch, device: Device) -> anyhow::Result<PretrainBatch> {
+    batch.pixel_values = to_device(batch.pixel_values, device)?;
+    Ok(batch)
+}
+
+/// Inference on a host batch with the model wherever its parameters are:
+/// (loss, logits on the host).
+fn infer_on_model_device(
+    model: &PixelForPreTraining,
+    batch: &PretrainBatch,
+) -> anyhow::Result<(f32, Tensor)> {
+    let pixel_values = to_device(batch.pixel_values.clone(), model.params.device())?;
+    let (loss, logits) = model.infer(&pixel_values, &batch.attention_mask, &batch.masking);
+    Ok((loss, logits.to_host()))
 }
 
 /// Mean loss over the fixed evaluation batches (no dropout, no tape).
-pub fn evaluate(model: &PixelForPreTraining, batches: &[PretrainBatch]) -> f32 {
+pub fn evaluate(model: &PixelForPreTraining, batches: &[PretrainBatch]) -> anyhow::Result<f32> {
     let mut total = 0.0f64;
     for b in batches {
-        total += model
-            .infer(&b.pixel_values, &b.attention_mask, &b.masking)
-            .0 as f64;
+        total += infer_on_model_device(model, b)?.0 as f64;
     }
-    (total / batches.len().max(1) as f64) as f32
+    Ok((total / batches.len().max(1) as f64) as f32)
 }
 
 /// The loss of the best constant prediction on the evaluation batches: every
@@ -370,7 +403,7 @@ pub fn write_reconstructions(
     batch: &PretrainBatch,
     path: &Path,
 ) -> anyhow::Result<()> {
-    let (_, logits) = model.infer(&batch.pixel_values, &batch.attention_mask, &batch.masking);
+    let (_, logits) = infer_on_model_device(model, batch)?;
     let rows = reconstruction_rows(model, batch, logits.data(), 4);
     write_reconstruction_png(
         path,
@@ -412,54 +445,4 @@ pub fn reconstruction_rows(
             label: format!("example {i}"),
         })
         .collect()
-}
-
-const LOG_HEADER: &str = "step,loss,eval_loss,lr,grad_norm,ms_per_step";
-
-/// Open the CSV log; on resume keep only rows up to `start_step`.
-fn open_log(path: &Path, start_step: u64) -> anyhow::Result<std::fs::File> {
-    let mut kept = vec![LOG_HEADER.to_string()];
-    if start_step > 0 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            kept.extend(
-                text.lines()
-                    .skip(1)
-                    .filter(|l| {
-                        l.split(',')
-                            .next()
-                            .and_then(|s| s.parse::<u64>().ok())
-                            .is_some_and(|s| s <= start_step)
-                    })
-                    .map(String::from),
-            );
-        }
-    }
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    for l in kept {
-        writeln!(f, "{l}")?;
-    }
-    Ok(f)
-}
-
-/// (step, loss) and (step, eval loss) from the CSV log.
-/// (step, value) points of a curve.
-type Curve = Vec<(u64, f32)>;
-
-fn read_log(path: &Path) -> anyhow::Result<(Curve, Curve)> {
-    let text = std::fs::read_to_string(path)?;
-    let (mut train, mut eval) = (Vec::new(), Vec::new());
-    for line in text.lines().skip(1) {
-        let cols: Vec<&str> = line.split(',').collect();
-        let Some(step) = cols.first().and_then(|s| s.parse::<u64>().ok()) else {
-            continue;
-        };
-        if let Some(l) = cols.get(1).and_then(|s| s.parse::<f32>().ok()) {
-            train.push((step, l));
-        }
-        if let Some(l) = cols.get(2).and_then(|s| s.parse::<f32>().ok()) {
-            eval.push((step, l));
-        }
-    }
-    Ok((train, eval))
 }
