@@ -1,7 +1,7 @@
 //! Finetuning: task definitions and their defaults (SPEC 6.2), datasets,
 //! batches, the training loop with early stopping, evaluation and prediction.
 
-pub mod checkpoint;
+pub mod task_model;
 pub mod data;
 pub mod eval;
 pub mod run;
