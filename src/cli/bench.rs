@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use pixel::train_loop::DeviceArg;
 use pixel_engine::optim::LrSchedule;
 use pixel_engine::{Rng, Tape, Tensor, Var};
 use pixel_model::flops::{encoder_forward_flops, pretraining_step_flops};
@@ -42,8 +43,8 @@ pub struct BenchArgs {
     pub profile: bool,
     /// Where the pretraining step runs: cpu, or cuda (GPU 0; needs a build
     /// with --features cuda and an NVIDIA driver).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
     /// CUDA only: allow TF32 tensor-core matmuls (off: FP32, as the CPU).
     #[arg(long)]
     pub tf32: bool,
@@ -97,10 +98,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     cfg.hidden_dropout_prob = args.dropout;
     cfg.attention_probs_dropout_prob = args.dropout;
-    match args.device.as_str() {
-        "cpu" => anyhow::ensure!(!args.tf32, "--tf32 applies to --device cuda only"),
-        "cuda" => return super::bench_cuda::run(&args, cfg),
-        other => anyhow::bail!("--device {other}: expected cpu or cuda"),
+    match args.device {
+        DeviceArg::Cpu => anyhow::ensure!(!args.tf32, "--tf32 applies to --device cuda only"),
+        DeviceArg::Cuda => return super::bench_cuda::run(&args, cfg),
     }
     let mut rng = Rng::new(0);
     let model = PixelForPreTraining::new(cfg.clone(), &mut rng);
