@@ -8,6 +8,8 @@ pub mod profile;
 pub mod rng;
 pub mod tape;
 pub mod tensor;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 /// The raw kernels the ops call, for code that works on gradient buffers directly.
 pub use pixel_kernels as kernels;

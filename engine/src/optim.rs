@@ -95,7 +95,13 @@ impl AdamW {
         let lens: Vec<usize> = params.iter().map(|p| p.value.numel()).collect();
         let decay: Vec<f32> = params
             .iter()
-            .map(|p| if p.decay { self.config.weight_decay } else { 0.0 })
+            .map(|p| {
+                if p.decay {
+                    self.config.weight_decay
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let grads: Vec<_> = params.iter().map(|p| p.grad.buffer()).collect();
         let mut values: Vec<_> = params.iter_mut().map(|p| p.value.buffer_mut()).collect();
@@ -198,6 +204,7 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{inputs, on, test_device};
 
     #[test]
     fn cosine_schedule_warms_up_then_decays_to_floor() {
@@ -268,4 +275,42 @@ mod tests {
             );
         }
     }
+
+    test_device!(adamw_steps_and_clipping, 1e-5, |d| {
+        let x = inputs(&[&[4, 3], &[5], &[4, 3], &[5]], 56);
+        let mut p0 = on(d, &x[0]);
+        let mut p1 = on(d, &x[1]);
+        let mut opt = AdamW::new(AdamWConfig {
+            weight_decay: 0.1,
+            ..Default::default()
+        });
+        let mut norms = Vec::new();
+        for step in 0..3 {
+            let mut g0 = on(d, &x[2]);
+            let mut g1 = on(d, &x[3]);
+            g0.scale_in_place(1.0 + step as f32);
+            let (norm, coef) = clip_grad_norm(&mut [&mut g0, &mut g1], 1.5);
+            norms.extend([norm as f32, coef]);
+            opt.update(
+                &mut [
+                    ParamUpdate {
+                        value: &mut p0,
+                        grad: &g0,
+                        decay: true,
+                    },
+                    ParamUpdate {
+                        value: &mut p1,
+                        grad: &g1,
+                        decay: false,
+                    },
+                ],
+                1e-2,
+            );
+        }
+        vec![
+            p0.to_host(),
+            p1.to_host(),
+            Tensor::new(&[norms.len()], norms),
+        ]
+    });
 }

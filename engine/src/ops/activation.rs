@@ -89,6 +89,9 @@ pub fn dropout(t: &mut Tape, x: &Var, p: f32, training: bool, rng: &mut Rng) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gradcheck::randn;
+    use crate::ops;
+    use crate::test_support::{check, forward_backward, inputs, on, rng, test_device};
 
     #[test]
     fn dropout_drops_about_p_and_scales_the_rest() {
@@ -101,4 +104,68 @@ mod tests {
         assert!((dropped - 0.3).abs() < 0.01, "dropped fraction {dropped}");
         assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6));
     }
+
+    #[test]
+    fn gradcheck_gelu_tanh_relu() {
+        let mut r = rng();
+        let x = randn(&[5, 7], &mut r);
+        check(vec![x.clone()], |t, v| ops::gelu(t, &v[0]));
+        check(vec![x.clone()], |t, v| ops::tanh(t, &v[0]));
+        // Keep ReLU inputs away from the kink where finite differences are wrong.
+        let mut xr = x;
+        xr.data_mut().iter_mut().for_each(|v| {
+            if v.abs() < 0.05 {
+                *v += 0.2
+            }
+        });
+        check(vec![xr], |t, v| ops::relu(t, &v[0]));
+    }
+
+    #[test]
+    fn gradcheck_dropout_same_seed_same_mask() {
+        let mut r = rng();
+        let x = randn(&[4, 6], &mut r);
+        check(vec![x], |t, v| {
+            let mut rng = Rng::new(99); // same mask on every evaluation
+            ops::dropout(t, &v[0], 0.3, true, &mut rng)
+        });
+    }
+
+    test_device!(pointwise_activations, 1e-5, |d| {
+        let x = inputs(&[&[3, 7]], 37);
+        let mut out = forward_backward(d, &x, 38, |t, v| ops::gelu(t, &v[0]));
+        out.extend(forward_backward(d, &x, 39, |t, v| ops::tanh(t, &v[0])));
+        out.extend(forward_backward(d, &x, 40, |t, v| ops::relu(t, &v[0])));
+        // Dropout off (p = 0 or not training) is the identity on every device.
+        out.extend(forward_backward(d, &x, 41, |t, v| {
+            ops::dropout(t, &v[0], 0.0, true, &mut Rng::new(1))
+        }));
+        out
+    });
+
+    // Each device asserts the properties of its own mask (every output is 0 or
+    // x / (1 - p), about p of them are 0, the gradient uses the same mask): the
+    // CPU/CUDA comparison alone would pass if both were wrong. The mask is a
+    // hash of (seed, index) on every device, so the outputs are also compared.
+    test_device!(dropout_masks_are_consistent, 1e-6, |d| {
+        let p = 0.25f32;
+        let x = Tensor::full(&[64, 64], 2.0);
+        let mut tape = Tape::new();
+        let v = tape.leaf_tensor(on(d, &x));
+        let y = ops::dropout(&mut tape, &v, p, true, &mut Rng::new(3));
+        let dout = Tensor::full(&[64, 64], 1.0);
+        let grads = tape.backward_with(&y, on(d, &dout));
+        let (y, g) = (y.value().to_host(), grads.get(&v).unwrap().to_host());
+        let kept = 2.0 / (1.0 - p);
+        let consistent = y.data().iter().zip(g.data()).all(|(&y, &g)| {
+            (y == 0.0 && g == 0.0)
+                || ((y - kept).abs() < 1e-6 && (g - 1.0 / (1.0 - p)).abs() < 1e-6)
+        });
+        let dropped = y.data().iter().filter(|&&v| v == 0.0).count() as f32 / 4096.0;
+        assert!(
+            consistent && (dropped - p).abs() < 0.05,
+            "dropout on {d:?}: consistent {consistent}, dropped fraction {dropped}"
+        );
+        vec![y, g]
+    });
 }

@@ -37,7 +37,14 @@ fn reduce_to(d: &Tensor, b_shape: &[usize], reps: usize) -> Tensor {
 /// `a op b`, b repeated over a's leading dims.
 fn apply(a: &Tensor, b: &Tensor, op: BinaryOp) -> Tensor {
     let mut out = Tensor::zeros_on(a.shape(), a.device());
-    ew::binary(out.buffer_mut(), a.buffer(), b.buffer(), op, a.numel(), b.numel());
+    ew::binary(
+        out.buffer_mut(),
+        a.buffer(),
+        b.buffer(),
+        op,
+        a.numel(),
+        b.numel(),
+    );
     out
 }
 
@@ -69,7 +76,8 @@ fn binary(t: &mut Tape, name: &'static str, a: &Var, b: &Var, op: BinaryOp) -> V
             }
             BinaryOp::Mul => {
                 let da = needs[0].then(|| apply(&dy, &bv, BinaryOp::Mul));
-                let db = needs[1].then(|| reduce_to(&apply(&dy, &av, BinaryOp::Mul), bv.shape(), reps));
+                let db =
+                    needs[1].then(|| reduce_to(&apply(&dy, &av, BinaryOp::Mul), bv.shape(), reps));
                 vec![da, db]
             }
         }),
@@ -161,4 +169,137 @@ pub fn mean_axis(t: &mut Tape, a: &Var, axis: isize) -> Var {
     let len = a.value().dim(axis) as f32;
     let s = sum_axis(t, a, axis);
     scale(t, &s, 1.0 / len.max(1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::randn;
+    use crate::ops;
+    use crate::test_support::{
+        check, check_some, cuda_device, forward_backward, inputs, on, rng, test_device,
+    };
+    use crate::{Device, Tape, Tensor};
+
+    #[test]
+    fn gradcheck_add_sub_mul_broadcast() {
+        let mut r = rng();
+        let a = randn(&[2, 3, 4], &mut r);
+        for b_shape in [vec![2, 3, 4], vec![4], vec![1, 3, 4]] {
+            let b = randn(&b_shape, &mut r);
+            check(vec![a.clone(), b.clone()], |t, v| ops::add(t, &v[0], &v[1]));
+            check(vec![a.clone(), b.clone()], |t, v| ops::sub(t, &v[0], &v[1]));
+            check(vec![a.clone(), b], |t, v| ops::mul(t, &v[0], &v[1]));
+        }
+    }
+
+    #[test]
+    fn gradcheck_scale_sum_mean() {
+        let mut r = rng();
+        let a = randn(&[3, 4, 5], &mut r);
+        check(vec![a.clone()], |t, v| ops::scale(t, &v[0], -1.7));
+        check(vec![a.clone()], |t, v| ops::sum_all(t, &v[0]));
+        check(vec![a.clone()], |t, v| ops::mean_all(t, &v[0]));
+        for axis in [0, 1, -1] {
+            check(vec![a.clone()], move |t, v| ops::sum_axis(t, &v[0], axis));
+            check(vec![a.clone()], move |t, v| ops::mean_axis(t, &v[0], axis));
+        }
+    }
+
+    #[test]
+    fn gradcheck_skips_non_differentiable_inputs() {
+        let mut r = rng();
+        let a = randn(&[3, 3], &mut r);
+        let b = randn(&[3, 3], &mut r);
+        check_some(vec![a, b], &[true, false], |t, v| ops::mul(t, &v[0], &v[1]));
+    }
+
+    test_device!(add_sub_mul_same_shape_and_broadcast, 1e-5, |d| {
+        let mut out = Vec::new();
+        for b_shape in [&[2usize, 3, 4][..], &[4], &[1, 3, 4]] {
+            let x = inputs(&[&[2, 3, 4], b_shape], 1);
+            out.extend(forward_backward(d, &x, 2, |t, v| ops::add(t, &v[0], &v[1])));
+            out.extend(forward_backward(d, &x, 3, |t, v| ops::sub(t, &v[0], &v[1])));
+            out.extend(forward_backward(d, &x, 4, |t, v| ops::mul(t, &v[0], &v[1])));
+        }
+        out
+    });
+
+    test_device!(scale_and_reductions, 1e-5, |d| {
+        let x = inputs(&[&[3, 4, 5]], 5);
+        let mut out = forward_backward(d, &x, 6, |t, v| ops::scale(t, &v[0], -0.7));
+        out.extend(forward_backward(d, &x, 7, |t, v| ops::sum_all(t, &v[0])));
+        out.extend(forward_backward(d, &x, 8, |t, v| ops::mean_all(t, &v[0])));
+        for axis in [0isize, 1, -1] {
+            out.extend(forward_backward(d, &x, 9, |t, v| {
+                ops::sum_axis(t, &v[0], axis)
+            }));
+            out.extend(forward_backward(d, &x, 10, |t, v| {
+                ops::mean_axis(t, &v[0], axis)
+            }));
+        }
+        out
+    });
+
+    // Rows longer than a block and a sum over more values than the reduction
+    // grid (grid-stride partials); see the other `*_long_rows*` tests.
+    test_device!(add_and_sum_all_on_many_rows, 1e-4, |d| {
+        let a = inputs(&[&[130, 300], &[300]], 70);
+        let mut out = forward_backward(d, &a, 71, |t, v| ops::add(t, &v[0], &v[1]));
+        let big = inputs(&[&[600, 500]], 72);
+        out.extend(forward_backward(d, &big, 73, |t, v| ops::sum_all(t, &v[0])));
+        out
+    });
+
+    // A var used twice: its two gradients are added on the tape.
+    test_device!(tape_accumulates_gradients, 1e-5, |d| {
+        let x = inputs(&[&[3, 4]], 54);
+        forward_backward(d, &x, 55, |t, v| {
+            let y = ops::mul(t, &v[0], &v[0]);
+            ops::add(t, &y, &v[0])
+        })
+    });
+
+    #[test]
+    fn device_reported_and_host_accessors_explain_themselves() {
+        let t = Tensor::new(&[2], vec![1.0, 2.0]);
+        assert_eq!(t.device(), Device::Cpu);
+        assert_eq!(t.to_host().data(), t.data());
+        match cuda_device() {
+            Ok(d) => {
+                let g = on(d, &t);
+                assert_eq!(g.device(), d);
+                assert_eq!(g.to_host().data(), &[1.0, 2.0]);
+                let err = std::panic::catch_unwind(|| g.data().len()).expect_err("data() on CUDA");
+                let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(msg.contains("to_host()"), "unhelpful message: {msg}");
+                // Mixed devices: a clear panic naming the op, never an implicit copy.
+                let err = std::panic::catch_unwind(|| {
+                    let mut tape = Tape::new();
+                    let a = tape.leaf_tensor(t.clone());
+                    let b = tape.leaf_tensor(on(d, &t));
+                    ops::add(&mut tape, &a, &b);
+                })
+                .expect_err("add of a host and a device tensor");
+                let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(
+                    msg.contains("add") && msg.contains("Cuda(0)"),
+                    "unhelpful message: {msg}"
+                );
+            }
+            Err(why) => {
+                eprintln!("CUDA half skipped: {why}");
+                if cfg!(not(feature = "cuda")) {
+                    let err = t
+                        .to_device(Device::Cuda(0))
+                        .expect_err("no CUDA in this build");
+                    assert!(err.contains("cuda"), "{err}");
+                } else {
+                    let err = t
+                        .to_device(Device::Cuda(0))
+                        .expect_err("no driver, yet a device");
+                    assert!(err.contains("no CUDA driver found"), "{err}");
+                }
+            }
+        }
+    }
 }

@@ -59,3 +59,37 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::randn;
+    use crate::ops;
+    use crate::test_support::{check, forward_backward, inputs, rng, test_device};
+    use crate::{Tape, Var};
+
+    #[test]
+    fn gradcheck_gelu_linear_fused() {
+        let mut r = rng();
+        let x = randn(&[2, 3, 6], &mut r);
+        let w = randn(&[4, 6], &mut r);
+        let b = randn(&[4], &mut r);
+        check(vec![x.clone(), w.clone(), b.clone()], |t, v| {
+            ops::gelu_linear(t, &v[0], &v[1], &v[2])
+        });
+        // Same values as the unfused pair.
+        let mut t = Tape::no_grad();
+        let (xv, wv, bv) = (Var::constant(x), Var::constant(w), Var::constant(b));
+        let fused = ops::gelu_linear(&mut t, &xv, &wv, &bv);
+        let g = ops::gelu(&mut t, &xv);
+        let plain = ops::linear(&mut t, &g, &wv, Some(&bv));
+        for (a, b) in fused.data().iter().zip(plain.data()) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    // The inputs of `ops::matmul`'s `linear_with_and_without_bias`.
+    test_device!(gelu_linear, 1e-4, |d| {
+        let x = inputs(&[&[2, 3, 5], &[4, 5], &[4]], 33);
+        forward_backward(d, &x, 36, |t, v| ops::gelu_linear(t, &v[0], &v[1], &v[2]))
+    });
+}

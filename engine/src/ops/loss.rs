@@ -116,3 +116,64 @@ pub fn cross_entropy(t: &mut Tape, logits: &Var, labels: &[i64]) -> Var {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::randn;
+    use crate::ops;
+    use crate::test_support::{check, forward_backward, inputs, rng, test_device};
+
+    #[test]
+    fn gradcheck_masked_mse_both_inputs() {
+        let mut r = rng();
+        let p = randn(&[2, 3, 6], &mut r);
+        let y = randn(&[2, 3, 6], &mut r);
+        let w = vec![1.0, 0.0, 1.0, 1.0, 0.0, 0.0];
+        check(vec![p, y], move |t, v| ops::masked_mse(t, &v[0], &v[1], &w));
+    }
+
+    #[test]
+    fn gradcheck_cross_entropy_with_ignore_index() {
+        let mut r = rng();
+        let z = randn(&[5, 4], &mut r);
+        let labels = vec![0, -100, 3, 2, -100];
+        check(vec![z], move |t, v| ops::cross_entropy(t, &v[0], &labels));
+    }
+
+    test_device!(masked_mse_and_cross_entropy, 1e-5, |d| {
+        let x = inputs(&[&[2, 3, 6], &[2, 3, 6]], 50);
+        let weights = [1.0, 0.0, 1.0, 1.0, 0.0, 0.5];
+        let mut out = forward_backward(d, &x, 51, move |t, v| {
+            ops::masked_mse(t, &v[0], &v[1], &weights)
+        });
+        let logits = inputs(&[&[2, 3, 5]], 52);
+        let labels = [2i64, ops::IGNORE_INDEX, 0, 4, 1, ops::IGNORE_INDEX];
+        out.extend(forward_backward(d, &logits, 53, move |t, v| {
+            ops::cross_entropy(t, &v[0], &labels)
+        }));
+        out
+    });
+
+    // Rows longer than a block (300 > 256 threads, not a multiple of 32:
+    // several warps, a partial last warp, strided loops).
+    test_device!(losses_on_long_rows, 1e-4, |d| {
+        let p = inputs(&[&[70, 300], &[70, 300]], 65);
+        let weights: Vec<f32> = (0..70).map(|i| (i % 3) as f32 * 0.5).collect();
+        let mut out = forward_backward(d, &p, 66, move |t, v| {
+            ops::masked_mse(t, &v[0], &v[1], &weights)
+        });
+        let labels: Vec<i64> = (0..70)
+            .map(|i| {
+                if i % 4 == 1 {
+                    ops::IGNORE_INDEX
+                } else {
+                    (i * 37) % 300
+                }
+            })
+            .collect();
+        out.extend(forward_backward(d, &p[..1], 67, move |t, v| {
+            ops::cross_entropy(t, &v[0], &labels)
+        }));
+        out
+    });
+}

@@ -29,7 +29,14 @@ fn item(o: Operand<'_>, i: usize) -> Operand<'_> {
 }
 
 /// A fresh tensor of `shape` holding the `batch` products `op(A_i) op(B_i)`.
-fn product(s: GemmShape, batch: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, shape: &[usize]) -> Tensor {
+fn product(
+    s: GemmShape,
+    batch: usize,
+    alpha: f32,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    shape: &[usize],
+) -> Tensor {
     let mut c = Tensor::zeros_on(shape, a.buf.device());
     gemm(s, batch, alpha, a, b, 0.0, c.buffer_mut(), 0);
     c
@@ -55,7 +62,10 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
     out_shape.extend([m, n]);
     let b_stride = if b_shared { 0 } else { k * n };
     let s = GemmShape::new(m, n, k, trans_a, trans_b);
-    let (a_op, b_op) = (Operand::new(a.value().buffer(), m * k), Operand::new(b.value().buffer(), b_stride));
+    let (a_op, b_op) = (
+        Operand::new(a.value().buffer(), m * k),
+        Operand::new(b.value().buffer(), b_stride),
+    );
     let out = product(s, batch, 1.0, a_op, b_op, &out_shape);
     if !t.needs_grad(&[a, b]) {
         return Var::constant(out);
@@ -68,14 +78,31 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
         &[a, b],
         Box::new(move |dc, needs| {
             let dc_op = Operand::new(dc.buffer(), m * n);
-            let (a_op, b_op) = (Operand::new(av.buffer(), m * k), Operand::new(bv.buffer(), b_stride));
+            let (a_op, b_op) = (
+                Operand::new(av.buffer(), m * k),
+                Operand::new(bv.buffer(), b_stride),
+            );
             let da = needs[0].then(|| {
                 if trans_a {
                     // A (K, M) = op(B) dC^T
-                    product(GemmShape::new(k, m, n, trans_b, true), batch, 1.0, b_op, dc_op, av.shape())
+                    product(
+                        GemmShape::new(k, m, n, trans_b, true),
+                        batch,
+                        1.0,
+                        b_op,
+                        dc_op,
+                        av.shape(),
+                    )
                 } else {
                     // A (M, K) = dC op(B)^T
-                    product(GemmShape::new(m, k, n, false, !trans_b), batch, 1.0, dc_op, b_op, av.shape())
+                    product(
+                        GemmShape::new(m, k, n, false, !trans_b),
+                        batch,
+                        1.0,
+                        dc_op,
+                        b_op,
+                        av.shape(),
+                    )
                 }
             });
             let db = needs[1].then(|| {
@@ -107,7 +134,14 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
 pub(crate) fn linear_forward(x: &Tensor, w: &Tensor, rows: usize, shape: &[usize]) -> Tensor {
     let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
     let s = GemmShape::nt(rows, out_f, in_f);
-    product(s, 1, 1.0, Operand::new(x.buffer(), 0), Operand::new(w.buffer(), 0), shape)
+    product(
+        s,
+        1,
+        1.0,
+        Operand::new(x.buffer(), 0),
+        Operand::new(w.buffer(), 0),
+        shape,
+    )
 }
 
 /// dx = dy W for y = x W^T: dy (rows, out), W (out, in) -> x_shape (rows, in).
@@ -115,14 +149,28 @@ pub(crate) fn linear_input_grad(dy: &Tensor, w: &Tensor, x_shape: &[usize]) -> T
     let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
     let rows = dy.numel() / out_f;
     let s = GemmShape::nn(rows, in_f, out_f);
-    product(s, 1, 1.0, Operand::new(dy.buffer(), 0), Operand::new(w.buffer(), 0), x_shape)
+    product(
+        s,
+        1,
+        1.0,
+        Operand::new(dy.buffer(), 0),
+        Operand::new(w.buffer(), 0),
+        x_shape,
+    )
 }
 
 /// dW = dy^T x for y = x W^T: dy (rows, out), x (rows, in) -> (out, in).
 pub(crate) fn linear_weight_grad(dy: &Tensor, x: &Tensor, rows: usize) -> Tensor {
     let (out_f, in_f) = (dy.numel() / rows, x.numel() / rows);
     let s = GemmShape::tn(out_f, in_f, rows);
-    product(s, 1, 1.0, Operand::new(dy.buffer(), 0), Operand::new(x.buffer(), 0), &[out_f, in_f])
+    product(
+        s,
+        1,
+        1.0,
+        Operand::new(dy.buffer(), 0),
+        Operand::new(x.buffer(), 0),
+        &[out_f, in_f],
+    )
 }
 
 /// db = sum of dy (rows, cols) over rows -> (cols).
@@ -181,4 +229,120 @@ pub fn linear(t: &mut Tape, x: &Var, w: &Var, b: Option<&Var>) -> Var {
             grads
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::randn;
+    use crate::ops;
+    use crate::test_support::{check, forward_backward, inputs, rng, test_device};
+    use crate::Tensor;
+
+    #[test]
+    fn gradcheck_matmul_all_transposes() {
+        let mut r = rng();
+        for &(ta, tb) in &[(false, false), (false, true), (true, false), (true, true)] {
+            let a_shape = if ta { [2, 5, 3] } else { [2, 3, 5] };
+            let b_shape = if tb { [2, 4, 5] } else { [2, 5, 4] };
+            let a = randn(&a_shape, &mut r);
+            let b = randn(&b_shape, &mut r);
+            check(vec![a, b], move |t, v| ops::matmul(t, &v[0], &v[1], ta, tb));
+        }
+    }
+
+    #[test]
+    fn gradcheck_matmul_shared_weight() {
+        let mut r = rng();
+        for &(ta, tb) in &[(false, false), (false, true), (true, false), (true, true)] {
+            let a_shape = if ta { [3, 4, 2] } else { [3, 2, 4] };
+            let b_shape = if tb { [6, 4] } else { [4, 6] };
+            let a = randn(&a_shape, &mut r);
+            let b = randn(&b_shape, &mut r);
+            check(vec![a, b], move |t, v| ops::matmul(t, &v[0], &v[1], ta, tb));
+        }
+    }
+
+    #[test]
+    fn gradcheck_linear_with_and_without_bias() {
+        let mut r = rng();
+        let x = randn(&[2, 3, 5], &mut r);
+        let w = randn(&[4, 5], &mut r);
+        let b = randn(&[4], &mut r);
+        check(vec![x.clone(), w.clone(), b], |t, v| {
+            ops::linear(t, &v[0], &v[1], Some(&v[2]))
+        });
+        check(vec![x, w], |t, v| ops::linear(t, &v[0], &v[1], None));
+    }
+
+    #[test]
+    fn gradcheck_composite_transformer_block_piece() {
+        // LN -> linear -> GELU -> linear -> residual: several ops sharing inputs.
+        let mut r = rng();
+        let x = randn(&[2, 3, 6], &mut r);
+        let w1 = randn(&[8, 6], &mut r);
+        let w2 = randn(&[6, 8], &mut r);
+        let g = Tensor::full(&[6], 1.0);
+        let b = Tensor::zeros(&[6]);
+        check(vec![x, w1, w2, g, b], |t, v| {
+            let h = ops::layer_norm(t, &v[0], &v[3], &v[4], 1e-12);
+            let h = ops::linear(t, &h, &v[1], None);
+            let h = ops::gelu(t, &h);
+            let h = ops::linear(t, &h, &v[2], None);
+            ops::add(t, &v[0], &h)
+        });
+    }
+
+    test_device!(matmul_all_transposes_batched_and_shared, 1e-4, |d| {
+        let mut out = Vec::new();
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a_shape: &[usize] = if ta { &[2, 5, 3] } else { &[2, 3, 5] };
+            let b_shape: &[usize] = if tb { &[2, 4, 5] } else { &[2, 5, 4] };
+            let x = inputs(&[a_shape, b_shape], 29);
+            out.extend(forward_backward(d, &x, 30, move |t, v| {
+                ops::matmul(t, &v[0], &v[1], ta, tb)
+            }));
+            let shared: &[usize] = if tb { &[4, 5] } else { &[5, 4] };
+            let x = inputs(&[a_shape, shared], 31);
+            out.extend(forward_backward(d, &x, 32, move |t, v| {
+                ops::matmul(t, &v[0], &v[1], ta, tb)
+            }));
+        }
+        out
+    });
+
+    // Larger products than the unit shapes: cuBLAS picks other kernels (tiles,
+    // split-K), and batch strides and leading dimensions all differ.
+    test_device!(matmul_larger_shapes, 1e-4, |d| {
+        let mut out = Vec::new();
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a_shape: &[usize] = if ta { &[3, 130, 70] } else { &[3, 70, 130] };
+            let b_shape: &[usize] = if tb { &[3, 50, 130] } else { &[3, 130, 50] };
+            let x = inputs(&[a_shape, b_shape], 74);
+            out.extend(forward_backward(d, &x, 75, move |t, v| {
+                ops::matmul(t, &v[0], &v[1], ta, tb)
+            }));
+            let shared: &[usize] = if tb { &[50, 130] } else { &[130, 50] };
+            let x = inputs(&[a_shape, shared], 76);
+            out.extend(forward_backward(d, &x, 77, move |t, v| {
+                ops::matmul(t, &v[0], &v[1], ta, tb)
+            }));
+        }
+        out
+    });
+
+    test_device!(linear_with_and_without_bias, 1e-4, |d| {
+        let x = inputs(&[&[2, 3, 5], &[4, 5], &[4]], 33);
+        let mut out = forward_backward(d, &x, 34, |t, v| ops::linear(t, &v[0], &v[1], Some(&v[2])));
+        out.extend(forward_backward(d, &x[..2], 35, |t, v| {
+            ops::linear(t, &v[0], &v[1], None)
+        }));
+        out
+    });
+
+    // The bias gradient's column sums span several row chunks (130 > 64
+    // rows: atomics across blocks).
+    test_device!(linear_on_many_rows, 1e-4, |d| {
+        let l = inputs(&[&[130, 40], &[20, 40], &[20]], 68);
+        forward_backward(d, &l, 69, |t, v| ops::linear(t, &v[0], &v[1], Some(&v[2])))
+    });
 }

@@ -107,3 +107,58 @@ pub fn normalize_rows_unbiased(t: &mut Tape, x: &Var, eps: f32) -> Var {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::randn;
+    use crate::ops;
+    use crate::test_support::{check, forward_backward, inputs, rng, test_device};
+
+    #[test]
+    fn gradcheck_layer_norm() {
+        let mut r = rng();
+        let x = randn(&[3, 4, 7], &mut r);
+        let mut w = randn(&[7], &mut r);
+        w.data_mut().iter_mut().for_each(|v| *v += 1.0);
+        let b = randn(&[7], &mut r);
+        check(vec![x, w, b], |t, v| {
+            ops::layer_norm(t, &v[0], &v[1], &v[2], 1e-5)
+        });
+    }
+
+    #[test]
+    fn gradcheck_normalize_rows_unbiased() {
+        let mut r = rng();
+        let x = randn(&[4, 9], &mut r);
+        check(vec![x], |t, v| ops::normalize_rows_unbiased(t, &v[0], 1e-6));
+    }
+
+    test_device!(layer_norm_and_target_normalisation, 1e-4, |d| {
+        let mut x = inputs(&[&[3, 4, 10], &[10], &[10]], 47);
+        x[0].data_mut().iter_mut().for_each(|v| *v = *v * 3.0 + 1.0);
+        let mut out = forward_backward(d, &x, 48, |t, v| {
+            ops::layer_norm(t, &v[0], &v[1], &v[2], 1e-5)
+        });
+        out.extend(forward_backward(d, &x[..1], 49, |t, v| {
+            ops::normalize_rows_unbiased(t, &v[0], 1e-6)
+        }));
+        out
+    });
+
+    // The shapes above are tiny: every row fits one warp and every column sum
+    // one row chunk. These rows are longer than a block (300 > 256 threads,
+    // not a multiple of 32: several warps, partial last warp, strided loops)
+    // and the weight/bias column sums span several row chunks (130 > 64 rows:
+    // atomics across blocks).
+    test_device!(layer_norm_on_long_rows_and_many_rows, 1e-4, |d| {
+        let mut x = inputs(&[&[130, 300], &[300], &[300]], 60);
+        x[0].data_mut().iter_mut().for_each(|v| *v = *v * 2.0 - 0.5);
+        let mut out = forward_backward(d, &x, 61, |t, v| {
+            ops::layer_norm(t, &v[0], &v[1], &v[2], 1e-5)
+        });
+        out.extend(forward_backward(d, &x[..1], 62, |t, v| {
+            ops::normalize_rows_unbiased(t, &v[0], 1e-6)
+        }));
+        out
+    });
+}

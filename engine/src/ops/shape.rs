@@ -92,7 +92,16 @@ pub fn concat(t: &mut Tape, xs: &[&Var], axis: isize) -> Var {
     let mut off = 0;
     for (x, &len) in xs.iter().zip(&lens) {
         let (ld, w) = (total * inner, len * inner);
-        layout::copy_2d(out.buffer_mut(), off * inner, ld, x.value().buffer(), 0, w, outer, w);
+        layout::copy_2d(
+            out.buffer_mut(),
+            off * inner,
+            ld,
+            x.value().buffer(),
+            0,
+            w,
+            outer,
+            w,
+        );
         off += len;
     }
     let in_shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
@@ -134,14 +143,32 @@ pub fn narrow(t: &mut Tape, a: &Var, axis: isize, start: usize, len: usize) -> V
     let device = a.value().device();
     let mut out = Tensor::zeros_on(&out_shape, device);
     let (ld, w) = (full * inner, len * inner);
-    layout::copy_2d(out.buffer_mut(), 0, w, a.value().buffer(), start * inner, ld, outer, w);
+    layout::copy_2d(
+        out.buffer_mut(),
+        0,
+        w,
+        a.value().buffer(),
+        start * inner,
+        ld,
+        outer,
+        w,
+    );
     t.record(
         "narrow",
         out,
         &[a],
         Box::new(move |dy, _| {
             let mut dx = Tensor::zeros_on(&shape, device);
-            layout::copy_2d(dx.buffer_mut(), start * inner, ld, dy.buffer(), 0, w, outer, w);
+            layout::copy_2d(
+                dx.buffer_mut(),
+                start * inner,
+                ld,
+                dy.buffer(),
+                0,
+                w,
+                outer,
+                w,
+            );
             vec![Some(dx)]
         }),
     )
@@ -237,4 +264,91 @@ pub fn scatter_rows(t: &mut Tape, x: &Var, idx: &[usize], n: usize) -> Var {
             vec![Some(dx)]
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::randn;
+    use crate::ops;
+    use crate::test_support::{check, forward_backward, inputs, rng, test_device};
+
+    #[test]
+    fn gradcheck_shape_ops() {
+        let mut r = rng();
+        let a = randn(&[2, 3, 4, 5], &mut r);
+        check(vec![a.clone()], |t, v| ops::reshape(t, &v[0], &[6, 20]));
+        check(vec![a.clone()], |t, v| {
+            ops::permute(t, &v[0], &[0, 2, 1, 3])
+        });
+        check(vec![a.clone()], |t, v| {
+            ops::permute(t, &v[0], &[3, 1, 0, 2])
+        });
+        check(vec![a.clone()], |t, v| ops::transpose(t, &v[0], 1, -1));
+        check(vec![a.clone()], |t, v| ops::narrow(t, &v[0], 2, 1, 2));
+        let b = randn(&[2, 3, 1, 5], &mut r);
+        check(vec![a, b], |t, v| ops::concat(t, &[&v[0], &v[1]], 2));
+        let cls = randn(&[1, 1, 4], &mut r);
+        check(vec![cls], |t, v| ops::expand_first(t, &v[0], 3));
+    }
+
+    #[test]
+    fn gradcheck_gather_and_scatter_rows() {
+        let mut r = rng();
+        let x = randn(&[2, 5, 3], &mut r);
+        // Repeated indices exercise the scatter-add in the gather backward.
+        let idx = vec![4, 0, 2, 1, 1, 3];
+        check(vec![x], move |t, v| ops::gather_rows(t, &v[0], &idx, 3));
+        let y = randn(&[2, 3, 3], &mut r);
+        let idx = vec![4, 0, 2, 1, 3, 0];
+        check(vec![y], move |t, v| ops::scatter_rows(t, &v[0], &idx, 5));
+    }
+
+    test_device!(reshape_permute_transpose, 0.0, |d| {
+        let x = inputs(&[&[2, 3, 4, 5]], 11);
+        let mut out = forward_backward(d, &x, 12, |t, v| ops::reshape(t, &v[0], &[6, 20]));
+        out.extend(forward_backward(d, &x, 13, |t, v| {
+            ops::permute(t, &v[0], &[0, 2, 1, 3])
+        }));
+        out.extend(forward_backward(d, &x, 14, |t, v| {
+            ops::permute(t, &v[0], &[3, 1, 0, 2])
+        }));
+        out.extend(forward_backward(d, &x, 15, |t, v| {
+            ops::transpose(t, &v[0], 1, -1)
+        }));
+        // The patch-embedding permute of PIXEL (rank 5).
+        let p = inputs(&[&[2, 3, 4, 5, 4]], 16);
+        out.extend(forward_backward(d, &p, 17, |t, v| {
+            ops::permute(t, &v[0], &[0, 3, 1, 2, 4])
+        }));
+        out
+    });
+
+    test_device!(concat_narrow_expand, 0.0, |d| {
+        let x = inputs(&[&[2, 1, 4], &[2, 5, 4]], 18);
+        let mut out = forward_backward(d, &x, 19, |t, v| ops::concat(t, &[&v[0], &v[1]], 1));
+        let y = inputs(&[&[3, 6, 4]], 20);
+        out.extend(forward_backward(d, &y, 21, |t, v| {
+            ops::narrow(t, &v[0], 1, 2, 3)
+        }));
+        out.extend(forward_backward(d, &y, 22, |t, v| {
+            ops::narrow(t, &v[0], -1, 1, 2)
+        }));
+        let z = inputs(&[&[1, 2, 4]], 23);
+        out.extend(forward_backward(d, &z, 24, |t, v| {
+            ops::expand_first(t, &v[0], 3)
+        }));
+        out
+    });
+
+    test_device!(gather_and_scatter_rows, 1e-6, |d| {
+        let x = inputs(&[&[2, 5, 3]], 25);
+        // Repeated indices: the decoder's restore reads the mask token many times.
+        let idx = [4usize, 0, 0, 2, 1, 1, 3, 1];
+        let mut out = forward_backward(d, &x, 26, |t, v| ops::gather_rows(t, &v[0], &idx, 4));
+        let y = inputs(&[&[2, 4, 3]], 27);
+        out.extend(forward_backward(d, &y, 28, |t, v| {
+            ops::scatter_rows(t, &v[0], &idx, 5)
+        }));
+        out
+    });
 }
