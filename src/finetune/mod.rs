@@ -1,10 +1,10 @@
 //! Finetuning: task definitions and their defaults (SPEC 6.2), datasets,
 //! batches, the training loop with early stopping, evaluation and prediction.
 
-pub mod task_model;
 pub mod data;
 pub mod eval;
 pub mod run;
+pub mod task_model;
 pub mod text;
 
 use pixel_model::heads::{HeadKind, Pooling};

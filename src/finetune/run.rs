@@ -21,10 +21,10 @@ use crate::train_loop::{
     run_training, to_device, Evaluation, LoopSettings, SaveReason, TrainingTask,
 };
 
-use super::task_model::{build_model, task_metadata};
-pub use super::task_model::{load_finetuned, task_renderer, FinetunedModel};
 use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
 use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
+use super::task_model::{build_model, task_metadata};
+pub use super::task_model::{load_finetuned, task_renderer, FinetunedModel};
 use super::Task;
 
 /// Everything a finetuning run is told.

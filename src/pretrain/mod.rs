@@ -1,7 +1,7 @@
 //! Pretraining: corpus, strip packing and batches, the training state (checkpoint
 //! directory and resume), the loop.
 
-pub mod training_state;
 pub mod corpus;
 pub mod data;
 pub mod run;
+pub mod training_state;

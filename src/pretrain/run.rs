@@ -14,9 +14,9 @@ use pixel_model::train::{pretraining_loss, PretrainBatch, Trainer};
 use pixel_model::{PixelConfig, PixelForPreTraining};
 use pixel_render::{Layout, RenderConfig, Renderer};
 
-use super::training_state::{load_training_checkpoint, save_training_checkpoint, TrainerState};
 use super::corpus::Corpus;
 use super::data::{derive_seed, pack_lines, BatchMaker, Prefetcher};
+use super::training_state::{load_training_checkpoint, save_training_checkpoint, TrainerState};
 use crate::figures::{write_loss_curve_png, write_reconstruction_png, ReconstructionRow};
 use crate::train_loop::{
     read_log, run_training, to_device, Evaluation, LoopSettings, SaveReason, TrainingTask,

@@ -317,6 +317,7 @@ impl<'a> Operand<'a> {
 
 /// `C_i = alpha op(A_i) op(B_i) + beta C_i` for `batch` products (row-major, as
 /// [`sgemm`]); C_i starts at `c_offset + i * m * n` of `c`.
+#[allow(clippy::too_many_arguments)]
 pub fn gemm(
     s: GemmShape,
     batch: usize,
