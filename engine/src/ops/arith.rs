@@ -56,30 +56,36 @@ fn binary(t: &mut Tape, name: &'static str, a: &Var, b: &Var, op: BinaryOp) -> V
     if !t.needs_grad(&[a, b]) {
         return Var::constant(out);
     }
+    let b_shape = b.shape().to_vec();
+    if op != BinaryOp::Mul {
+        // The gradients of a sum or difference need no input values: save
+        // none (a residual add would otherwise keep both inputs alive).
+        let sign = if op == BinaryOp::Sub { -1.0 } else { 1.0 };
+        return t.record(
+            name,
+            out,
+            &[a, b],
+            Box::new(move |dy, needs| {
+                let db = needs[1].then(|| {
+                    let mut d = reduce_to(&dy, &b_shape, reps);
+                    if sign != 1.0 {
+                        d.scale_in_place(sign);
+                    }
+                    d
+                });
+                vec![needs[0].then_some(dy), db]
+            }),
+        );
+    }
     let (av, bv) = (a.arc(), b.arc());
     t.record(
         name,
         out,
         &[a, b],
-        Box::new(move |dy, needs| match op {
-            BinaryOp::Add => {
-                let db = needs[1].then(|| reduce_to(&dy, bv.shape(), reps));
-                vec![needs[0].then_some(dy), db]
-            }
-            BinaryOp::Sub => {
-                let db = needs[1].then(|| {
-                    let mut d = reduce_to(&dy, bv.shape(), reps);
-                    d.scale_in_place(-1.0);
-                    d
-                });
-                vec![needs[0].then_some(dy), db]
-            }
-            BinaryOp::Mul => {
-                let da = needs[0].then(|| apply(&dy, &bv, BinaryOp::Mul));
-                let db =
-                    needs[1].then(|| reduce_to(&apply(&dy, &av, BinaryOp::Mul), bv.shape(), reps));
-                vec![da, db]
-            }
+        Box::new(move |dy, needs| {
+            let da = needs[0].then(|| apply(&dy, &bv, BinaryOp::Mul));
+            let db = needs[1].then(|| reduce_to(&apply(&dy, &av, BinaryOp::Mul), &b_shape, reps));
+            vec![da, db]
         }),
     )
 }
