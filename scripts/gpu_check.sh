@@ -66,6 +66,14 @@ step "parity on CUDA ($PIXEL_FIXTURES)" \
     cargo test --release --features cuda --test parity -- --nocapture
 step "training steps on CUDA vs CPU (tiny model)" \
     cargo test --release --features cuda --test cuda_train_step -- --nocapture
+gpu_out="$(mktemp -d)"
+step "pixel pretrain --device cuda (default run, 200 steps, then resume to 300)" \
+    bash -c "'$target/release/pixel' pretrain --device cuda --stop-at 200 --out '$gpu_out/pre' && '$target/release/pixel' pretrain --device cuda --stop-at 300 --resume --out '$gpu_out/pre'"
+step "pixel finetune --device cuda (POS, tiny, 50 steps)" \
+    "$target/release/pixel" finetune --device cuda --task pos --config tiny --steps 50 --eval-every 50 \
+        --max-seq-length 64 --batch-size 16 --max-train-examples 256 \
+        --train "$shared/data/ud/UD_English-EWT/en_ewt-ud-train.conllu" \
+        --dev "$shared/data/ud/UD_English-EWT/en_ewt-ud-dev.conllu" --out "$gpu_out/pos"
 step "pixel bench, PIXEL-base, batch 32, FP32" \
     "$target/release/pixel" bench --config base --device cuda --step-batch 32 --repeats 5
 step "pixel bench, PIXEL-base, batch 32, TF32" \
