@@ -1,10 +1,17 @@
 //! `pixel finetune`, `pixel evaluate`, `pixel predict`: task heads on the encoder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Target};
+use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Example, Target};
 use pixel::finetune::eval::{majority_predictions, predict, rendered_words, score};
-use pixel::finetune::run::{load_finetuned, run_finetuning, task_renderer, FinetuneOptions};
+use pixel::finetune::predictions::{
+    complete_predictions, placeholder_label, prediction_text, write_atomically,
+};
+use pixel::finetune::run::{
+    load_finetuned, run_finetuning, task_renderer, FinetuneOptions, FinetunedModel,
+};
+use pixel::finetune::tree::predict_trees;
+use pixel_render::Rendering;
 use pixel::finetune::{parse_pooling, Task};
 use pixel::train_loop::DeviceArg;
 use pixel_render::Layout;
@@ -166,6 +173,16 @@ pub struct EvaluateArgs {
     pub train: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Also write the predictions to this file, in the input's own format for
+    /// the standard scorers: CoNLL-U with UPOS (pos) or HEAD and DEPREL (parse)
+    /// replaced, the NER file with the predicted tags, the TSV with a
+    /// `prediction` column; every other byte as in --data. Parse files hold one
+    /// tree per sentence (the greedy heads, repaired where they are not a tree)
+    /// with the relation predicted at the predicted head, the CoNLL 2018 way;
+    /// the printed LAS reads the relation at the gold head, as the original.
+    /// Words that did not fit the strip get X / O / dep (attached to the root word).
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
 }
 
 pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
@@ -201,6 +218,53 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         );
         println!("majority baseline: {}", base.summary);
     }
+    if let Some(out) = &args.predictions {
+        write_predictions(&m, &ds.examples, &rs, &preds, &args, out)?;
+    }
+    Ok(())
+}
+
+/// Writes the prediction file and prints its scores over every word.
+fn write_predictions(
+    m: &FinetunedModel,
+    examples: &[Example],
+    rs: &[Rendering],
+    preds: &[Target],
+    args: &EvaluateArgs,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let (preds, repaired) = match m.task {
+        Task::Parse => predict_trees(&m.model, examples, rs, args.batch_size)?,
+        _ => (preds.to_vec(), 0),
+    };
+    let file = complete_predictions(m.task, &m.labels, examples, &preds)?;
+    let text = prediction_text(m.task, &m.labels, &args.data, &file.targets)?;
+    write_atomically(out, &text)?;
+    let report = score(m.task, &m.labels, examples, &file.targets);
+    let mut notes = Vec::new();
+    if file.placeholders > 0 {
+        notes.push(format!(
+            "{} words that did not fit the strip written as {}",
+            file.placeholders,
+            placeholder_label(m.task)
+        ));
+    }
+    if m.task == Task::Parse {
+        notes.push(format!(
+            "relation at the predicted head; {repaired} of {} sentences' greedy heads repaired into a tree",
+            examples.len()
+        ));
+    }
+    println!(
+        "predictions {}: {}{}",
+        out.display(),
+        report.summary,
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        }
+    );
     Ok(())
 }
 

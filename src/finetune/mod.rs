@@ -3,9 +3,11 @@
 
 pub mod data;
 pub mod eval;
+pub mod predictions;
 pub mod run;
 pub mod task_model;
 pub mod text;
+pub mod tree;
 
 use pixel_model::heads::{HeadKind, Pooling};
 use pixel_render::Layout;
