@@ -34,7 +34,7 @@ fn out_dir(name: &str) -> PathBuf {
 
 const L: usize = 64;
 
-/// A briefly trained tiny model; returns its best checkpoint directory.
+/// A briefly trained tiny model (150 steps: it predicts more than one label); returns its best checkpoint directory.
 fn train(task: Task, train: PathBuf, dir: &Path) -> PathBuf {
     let o = FinetuneOptions {
         task,
@@ -44,34 +44,39 @@ fn train(task: Task, train: PathBuf, dir: &Path) -> PathBuf {
         scratch_config: "tiny".into(),
         out: dir.join("run"),
         max_seq_length: L,
-        batch_size: 8,
+        batch_size: 16,
         grad_accum: 1,
         lr: 2e-3,
-        steps: 20,
-        warmup_steps: 2,
+        steps: 150,
+        warmup_steps: 5,
         weight_decay: 0.0,
         max_grad_norm: 1.0,
         dropout: Some(0.0),
         freeze_encoder: false,
-        eval_every: 20,
+        eval_every: 150,
         patience: 0,
         seed: 3,
         layout: task.defaults().layout,
         pooling: Pooling::Mean,
         labels: None,
-        max_train_examples: Some(64),
+        max_train_examples: Some(256),
         max_dev_examples: Some(8),
         progress: false,
         device: pixel::engine::Device::Cpu,
     };
-    run_finetuning(&o, &AtomicBool::new(false)).unwrap().best_dir
+    run_finetuning(&o, &AtomicBool::new(false))
+        .unwrap()
+        .best_dir
 }
 
 /// The first `n` blank-line-separated blocks of `path`, plus the first later
 /// block with a line whose ID column contains `extra`, written to `out`.
 fn slice(path: &Path, n: usize, extra: Option<&str>, out: &Path) -> PathBuf {
     let text = std::fs::read_to_string(path).unwrap();
-    let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    let blocks: Vec<&str> = text
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .collect();
     let mut keep: Vec<&str> = blocks[..n].to_vec();
     if let Some(x) = extra {
         let found = blocks[n..]
@@ -106,7 +111,13 @@ fn evaluate(best: &Path, data: &Path, pred: &Path) -> (String, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{stdout}");
-    let line = |p: &str| stdout.lines().find(|l| l.starts_with(p)).unwrap().to_string();
+    let line = |p: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(p))
+            .unwrap()
+            .to_string()
+    };
     let task = stdout.split(' ').next().unwrap().to_string();
     (line(&format!("{task} ")), line("predictions "))
 }
@@ -150,7 +161,10 @@ fn check_conllu_lines(gold: &str, pred: &str, changed: &[usize]) {
             }
         }
     }
-    assert!(mwt > 0 && empty > 0 && comments > 0, "{mwt} {empty} {comments}");
+    assert!(
+        mwt > 0 && empty > 0 && comments > 0,
+        "{mwt} {empty} {comments}"
+    );
 }
 
 fn pct(x: f64) -> String {
@@ -161,7 +175,12 @@ fn pct(x: f64) -> String {
 fn pos_predictions_are_conllu_and_score_back() {
     let dir = out_dir("pos");
     let ud = data_dir().join("ud/UD_English-EWT");
-    let data = slice(&ud.join("en_ewt-ud-dev.conllu"), 24, Some("."), &dir.join("gold.conllu"));
+    let data = slice(
+        &ud.join("en_ewt-ud-dev.conllu"),
+        24,
+        Some("."),
+        &dir.join("gold.conllu"),
+    );
     let best = train(Task::Pos, ud.join("en_ewt-ud-train.conllu"), &dir);
     let pred = dir.join("pred.conllu");
     let (summary, file_line) = evaluate(&best, &data, &pred);
@@ -182,8 +201,14 @@ fn pos_predictions_are_conllu_and_score_back() {
         assert!(p.words[n..].iter().all(|w| w.upos == "X"));
     }
     assert!(ga.len() > gs.len(), "the slice should overflow the strip");
-    assert_eq!(pct(100.0 * accuracy(&gs, &ps).unwrap()), value(&summary, "accuracy"));
-    assert_eq!(pct(100.0 * accuracy(&ga, &pa).unwrap()), value(&file_line, "accuracy"));
+    assert_eq!(
+        pct(100.0 * accuracy(&gs, &ps).unwrap()),
+        value(&summary, "accuracy")
+    );
+    assert_eq!(
+        pct(100.0 * accuracy(&ga, &pa).unwrap()),
+        value(&file_line, "accuracy")
+    );
     assert!(file_line.contains(&format!("{} words that did not fit", ga.len() - gs.len())));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -192,12 +217,21 @@ fn pos_predictions_are_conllu_and_score_back() {
 fn parse_predictions_are_trees_and_score_back() {
     let dir = out_dir("parse");
     let ud = data_dir().join("ud/UD_English-EWT");
-    let data = slice(&ud.join("en_ewt-ud-dev.conllu"), 24, Some("."), &dir.join("gold.conllu"));
+    let data = slice(
+        &ud.join("en_ewt-ud-dev.conllu"),
+        24,
+        Some("."),
+        &dir.join("gold.conllu"),
+    );
     let best = train(Task::Parse, ud.join("en_ewt-ud-train.conllu"), &dir);
     let pred = dir.join("pred.conllu");
     let (summary, file_line) = evaluate(&best, &data, &pred);
     let gold_text = std::fs::read_to_string(&data).unwrap();
-    check_conllu_lines(&gold_text, &std::fs::read_to_string(&pred).unwrap(), &[6, 7]);
+    check_conllu_lines(
+        &gold_text,
+        &std::fs::read_to_string(&pred).unwrap(),
+        &[6, 7],
+    );
     let (g, p) = (read_conllu(&data).unwrap(), read_conllu(&pred).unwrap());
     assert_eq!(g.len(), p.len());
     // Every sentence is a tree: one root, no cycle (read_conllu checked the range).
@@ -235,8 +269,14 @@ fn parse_predictions_are_trees_and_score_back() {
     let mut same = 0;
     for ((e, gr), tr) in ds.examples.iter().zip(&greedy).zip(&trees) {
         let (
-            Target::Tree { heads: gh, rels: gl },
-            Target::Tree { heads: th, rels: tl },
+            Target::Tree {
+                heads: gh,
+                rels: gl,
+            },
+            Target::Tree {
+                heads: th,
+                rels: tl,
+            },
             Target::Tree { heads, .. },
         ) = (gr, tr, &e.target)
         else {
@@ -285,7 +325,13 @@ fn ner_predictions_keep_the_lines_and_score_back() {
             .map(|(s, &n)| s.tags[..if all { s.len() } else { n }].to_vec())
             .collect()
     };
-    let f1 = |all: bool| 100.0 * entity_scores(&cut(&g, all), &cut(&p, all)).unwrap().micro.f1;
+    let f1 = |all: bool| {
+        100.0
+            * entity_scores(&cut(&g, all), &cut(&p, all))
+                .unwrap()
+                .micro
+                .f1
+    };
     assert_eq!(pct(f1(false)), value(&summary, "f1"));
     assert_eq!(pct(f1(true)), value(&file_line, "f1"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -339,11 +385,20 @@ fn repair_keeps_trees_and_fixes_the_rest() {
     // scores[j][h]: word j (0-based) taking head h (0 = ROOT).
     let run = |scores: &[&[f32]]| repair_tree(scores.len(), |j, h| scores[j][h]);
     // Already a tree: unchanged.
-    assert_eq!(run(&[&[0., 0., 5., 0.], &[9., 0., 0., 0.], &[0., 0., 5., 0.]]), [2, 0, 2]);
+    assert_eq!(
+        run(&[&[0., 0., 5., 0.], &[9., 0., 0., 0.], &[0., 0., 5., 0.]]),
+        [2, 0, 2]
+    );
     // Two roots: the better one stays, the other takes its best word head.
-    assert_eq!(run(&[&[8., 0., 1., 0.], &[9., 0., 0., 0.], &[0., 0., 5., 0.]]), [2, 0, 2]);
+    assert_eq!(
+        run(&[&[8., 0., 1., 0.], &[9., 0., 0., 0.], &[0., 0., 5., 0.]]),
+        [2, 0, 2]
+    );
     // A cycle 1 <-> 2 beside the root 3: the cheaper word moves to the root word.
-    assert_eq!(run(&[&[0., 0., 5., 4.], &[0., 6., 0., 1.], &[9., 0., 0., 0.]]), [3, 1, 0]);
+    assert_eq!(
+        run(&[&[0., 0., 5., 4.], &[0., 6., 0., 1.], &[9., 0., 0., 0.]]),
+        [3, 1, 0]
+    );
     // No root and a self-loop: the best root score becomes the root.
     assert_eq!(run(&[&[1., 9., 2.], &[3., 8., 0.]]), [2, 0]);
     assert_eq!(run(&[&[1., 5.]]), [0]);

@@ -11,10 +11,10 @@ use pixel::finetune::run::{
     load_finetuned, run_finetuning, task_renderer, FinetuneOptions, FinetunedModel,
 };
 use pixel::finetune::tree::predict_trees;
-use pixel_render::Rendering;
 use pixel::finetune::{parse_pooling, Task};
 use pixel::train_loop::DeviceArg;
 use pixel_render::Layout;
+use pixel_render::Rendering;
 
 /// Arguments of `pixel finetune`. Unset options take the task's recipe from
 /// the PIXEL paper's finetuning scripts (SPEC 6.2).

@@ -110,16 +110,16 @@ pub fn prediction_text(
     let name = |i: usize| labels.get(i).cloned().unwrap_or_else(|| "_".into());
     let mut missing = None;
     let out = match task {
-        Task::Pos | Task::Parse => rewrite_conllu(&text, data, |s, w, cols| {
-            match (targets.get(s), task) {
+        Task::Pos | Task::Parse => {
+            rewrite_conllu(&text, data, |s, w, cols| match (targets.get(s), task) {
                 (Some(Target::Tags(t)), _) if w < t.len() => cols[3] = name(t[w]),
                 (Some(Target::Tree { heads, rels }), _) if w < heads.len() => {
                     cols[6] = heads[w].to_string();
                     cols[7] = name(rels[w]);
                 }
                 _ => missing = Some((s, w)),
-            }
-        })?,
+            })?
+        }
         Task::Ner => rewrite_ner(&text, data, &label_refs, |s, w| match targets.get(s) {
             Some(Target::Tags(t)) if w < t.len() => name(t[w]),
             _ => {

@@ -58,8 +58,12 @@ pub fn repair_tree(n: usize, score: impl Fn(usize, usize) -> f32) -> Vec<usize> 
     } else {
         pick(&mut (0..n))
     };
-    for j in 0..n {
-        heads[j] = if j == root { 0 } else if heads[j] == 0 { best(j, false) } else { heads[j] };
+    for (j, h) in heads.iter_mut().enumerate() {
+        if j == root {
+            *h = 0;
+        } else if *h == 0 {
+            *h = best(j, false);
+        }
     }
     while let Some(cycle) = find_cycle(&heads) {
         // Cheapest change: one cycle word to a non-descendant word (the root
