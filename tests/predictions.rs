@@ -377,6 +377,19 @@ fn classification_predictions_add_a_column_and_score_back() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&bad.display().to_string()), "{err}");
     assert!(!bad.exists() && !dir.join("no-such-dir").exists());
+    // So is the data file itself, which stays as it was.
+    let out = Command::new(env!("CARGO_BIN_EXE_pixel"))
+        .args(["evaluate", "--checkpoint"])
+        .arg(&best)
+        .arg("--data")
+        .arg(&data)
+        .arg("--predictions")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the --data file"));
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), gold);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

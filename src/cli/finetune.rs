@@ -186,6 +186,9 @@ pub struct EvaluateArgs {
 }
 
 pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.predictions {
+        check_predictions_path(out, &args.data)?;
+    }
     let m = load_finetuned(&args.checkpoint, args.task)?;
     let ds = load_dataset(m.task, &args.data, &m.labels)?;
     let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
@@ -221,6 +224,35 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.predictions {
         write_predictions(&m, &ds.examples, &rs, &preds, &args, out)?;
     }
+    Ok(())
+}
+
+/// Fails before the evaluation when `out` cannot be a new predictions file:
+/// its directory is missing, it is a directory, or it is the data file itself.
+fn check_predictions_path(out: &Path, data: &Path) -> anyhow::Result<()> {
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--predictions {}: directory {} does not exist",
+            out.display(),
+            dir.display()
+        );
+    }
+    anyhow::ensure!(
+        !out.is_dir(),
+        "--predictions {} is a directory",
+        out.display()
+    );
+    let same = match (out.canonicalize(), data.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    anyhow::ensure!(
+        !same,
+        "--predictions {} is the --data file: it would be overwritten",
+        out.display()
+    );
     Ok(())
 }
 
