@@ -1,5 +1,6 @@
 //! Finetuning: task definitions and their defaults (SPEC 6.2), datasets,
-//! batches, the training loop with early stopping, evaluation and prediction.
+//! batches, the training loop with early stopping, evaluation and prediction,
+//! prediction files for the standard scorers (`predictions`, `tree`).
 
 pub mod data;
 pub mod eval;
