@@ -1,13 +1,20 @@
 //! `pixel finetune`, `pixel evaluate`, `pixel predict`: task heads on the encoder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Target};
+use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Example, Target};
 use pixel::finetune::eval::{majority_predictions, predict, rendered_words, score};
-use pixel::finetune::run::{load_finetuned, run_finetuning, task_renderer, FinetuneOptions};
+use pixel::finetune::predictions::{
+    complete_predictions, placeholder_label, prediction_text, write_atomically,
+};
+use pixel::finetune::run::{
+    load_finetuned, run_finetuning, task_renderer, FinetuneOptions, FinetunedModel,
+};
+use pixel::finetune::tree::predict_trees;
 use pixel::finetune::{parse_pooling, Task};
 use pixel::train_loop::DeviceArg;
 use pixel_render::Layout;
+use pixel_render::Rendering;
 
 /// Arguments of `pixel finetune`. Unset options take the task's recipe from
 /// the PIXEL paper's finetuning scripts (SPEC 6.2).
@@ -166,9 +173,22 @@ pub struct EvaluateArgs {
     pub train: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Also write the predictions to this file, in the input's own format for
+    /// the standard scorers: CoNLL-U with UPOS (pos) or HEAD and DEPREL (parse)
+    /// replaced, the NER file with the predicted tags, the TSV with a
+    /// `prediction` column; every other byte as in --data. Parse files hold one
+    /// tree per sentence (the greedy heads, repaired where they are not a tree)
+    /// with the relation predicted at the predicted head, the CoNLL 2018 way;
+    /// the printed LAS reads the relation at the gold head, as the original.
+    /// Words that did not fit the strip get X / O / dep (attached to the root word).
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
 }
 
 pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.predictions {
+        check_predictions_path(out, &args.data)?;
+    }
     let m = load_finetuned(&args.checkpoint, args.task)?;
     let ds = load_dataset(m.task, &args.data, &m.labels)?;
     let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
@@ -201,6 +221,82 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         );
         println!("majority baseline: {}", base.summary);
     }
+    if let Some(out) = &args.predictions {
+        write_predictions(&m, &ds.examples, &rs, &preds, &args, out)?;
+    }
+    Ok(())
+}
+
+/// Fails before the evaluation when `out` cannot be a new predictions file:
+/// its directory is missing, it is a directory, or it is the data file itself.
+fn check_predictions_path(out: &Path, data: &Path) -> anyhow::Result<()> {
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--predictions {}: directory {} does not exist",
+            out.display(),
+            dir.display()
+        );
+    }
+    anyhow::ensure!(
+        !out.is_dir(),
+        "--predictions {} is a directory",
+        out.display()
+    );
+    let same = match (out.canonicalize(), data.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    anyhow::ensure!(
+        !same,
+        "--predictions {} is the --data file: it would be overwritten",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Writes the prediction file and prints its scores over every word.
+fn write_predictions(
+    m: &FinetunedModel,
+    examples: &[Example],
+    rs: &[Rendering],
+    preds: &[Target],
+    args: &EvaluateArgs,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let (preds, repaired) = match m.task {
+        Task::Parse => predict_trees(&m.model, examples, rs, args.batch_size)?,
+        _ => (preds.to_vec(), 0),
+    };
+    let file = complete_predictions(m.task, &m.labels, examples, &preds)?;
+    let text = prediction_text(m.task, &m.labels, &args.data, &file.targets)?;
+    write_atomically(out, &text)?;
+    let report = score(m.task, &m.labels, examples, &file.targets);
+    let mut notes = Vec::new();
+    if file.placeholders > 0 {
+        notes.push(format!(
+            "{} words that did not fit the strip written as {}",
+            file.placeholders,
+            placeholder_label(m.task)
+        ));
+    }
+    if m.task == Task::Parse {
+        notes.push(format!(
+            "relation at the predicted head; {repaired} of {} sentences' greedy heads repaired into a tree",
+            examples.len()
+        ));
+    }
+    println!(
+        "predictions {}: {}{}",
+        out.display(),
+        report.summary,
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        }
+    );
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use super::data::{make_batch, word_starts, Example, Target};
 use super::Task;
 
 /// Index of the largest value (first one on ties).
-fn argmax(v: &[f32]) -> usize {
+pub(crate) fn argmax(v: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
         if x > v[best] {

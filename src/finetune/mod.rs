@@ -1,11 +1,14 @@
 //! Finetuning: task definitions and their defaults (SPEC 6.2), datasets,
-//! batches, the training loop with early stopping, evaluation and prediction.
+//! batches, the training loop with early stopping, evaluation and prediction,
+//! prediction files for the standard scorers (`predictions`, `tree`).
 
 pub mod data;
 pub mod eval;
+pub mod predictions;
 pub mod run;
 pub mod task_model;
 pub mod text;
+pub mod tree;
 
 use pixel_model::heads::{HeadKind, Pooling};
 use pixel_render::Layout;

@@ -4,7 +4,9 @@
 //! lines (`#`), multiword-token ranges (`3-4`) and empty nodes (`5.1`) are
 //! skipped. A blank line ends a sentence. Each word keeps FORM, UPOS, HEAD
 //! (0 = root) and the universal part of DEPREL (before any `:`), together
-//! with the label indices into [`UPOS_LABELS`] and [`UD_HEAD_LABELS`].
+//! with the label indices into [`UPOS_LABELS`] and [`UD_HEAD_LABELS`], and
+//! its line number, through which [`rewrite_conllu`] writes predictions into
+//! a copy of the file with every other line as it was.
 
 use std::path::Path;
 
@@ -249,4 +251,47 @@ fn finish_sentence(
     }
     sentences.push(sentence);
     Ok(())
+}
+
+/// Splits one line of `str::split_inclusive('\n')` into its text and its line
+/// ending (`\n`, `\r\n` or nothing), so that rewritten lines keep their ending.
+pub(crate) fn split_ending(chunk: &str) -> (&str, &str) {
+    let body = chunk.strip_suffix('\n').unwrap_or(chunk);
+    let body = body.strip_suffix('\r').unwrap_or(body);
+    (body, &chunk[body.len()..])
+}
+
+/// Rewrites the syntactic-word lines of CoNLL-U `text`: `edit(sentence,
+/// word, columns)` gets the 10 columns of word `word` (0-based) of sentence
+/// `sentence` (0-based, as [`parse_conllu`] numbers them) and may change them.
+/// Every other byte (comments, multiword-token lines, empty nodes, blank
+/// lines, line endings) is copied unchanged. The text is validated as
+/// [`parse_conllu`] does; `path` is used only in error messages.
+pub fn rewrite_conllu(
+    text: &str,
+    path: &Path,
+    mut edit: impl FnMut(usize, usize, &mut [String]),
+) -> Result<String, DataError> {
+    let sentences = parse_conllu(text, path)?;
+    // 1-based line number -> (sentence, word).
+    let mut at = vec![None; text.lines().count() + 2];
+    for (s, sentence) in sentences.iter().enumerate() {
+        for (w, word) in sentence.words.iter().enumerate() {
+            at[word.line] = Some((s, w));
+        }
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for (i, chunk) in text.split_inclusive('\n').enumerate() {
+        match at[i + 1] {
+            Some((s, w)) => {
+                let (body, ending) = split_ending(chunk);
+                let mut cols: Vec<String> = body.split('\t').map(str::to_string).collect();
+                edit(s, w, &mut cols);
+                out.push_str(&cols.join("\t"));
+                out.push_str(ending);
+            }
+            None => out.push_str(chunk),
+        }
+    }
+    Ok(out)
 }

@@ -83,3 +83,37 @@ pub fn parse_glue_single(
     }
     Ok(examples)
 }
+
+/// Adds a column named `name` to single-sentence or pair GLUE TSV `text`:
+/// `values[i]` at the end of row i (after the header), each line's ending
+/// kept. The text is validated as [`parse_glue_single`] does with `labels`;
+/// `values` must have one entry per example.
+pub fn add_glue_column(
+    text: &str,
+    path: &Path,
+    labels: &[&str],
+    name: &str,
+    values: &[String],
+) -> Result<String, DataError> {
+    let examples = parse_glue_single(text, path, labels)?;
+    if examples.len() != values.len() {
+        return Err(DataError::parse(
+            path,
+            1,
+            format!(
+                "{} examples but {} values for column {name:?}",
+                examples.len(),
+                values.len()
+            ),
+        ));
+    }
+    let mut out = String::with_capacity(text.len() + 4 * values.len());
+    for (i, chunk) in text.split_inclusive('\n').enumerate() {
+        let (body, ending) = crate::conllu::split_ending(chunk);
+        out.push_str(body);
+        out.push('\t');
+        out.push_str(if i == 0 { name } else { &values[i - 1] });
+        out.push_str(ending);
+    }
+    Ok(out)
+}

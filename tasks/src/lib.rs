@@ -1,6 +1,8 @@
 //! Finetuning task data: readers for CoNLL-U (POS tagging and dependency
 //! parsing), CoNLL-style NER (MasakhaNER) and GLUE single-sentence TSV files,
-//! plus the evaluation metrics (accuracy, entity-level F1, UAS/LAS).
+//! plus the evaluation metrics (accuracy, entity-level F1, UAS/LAS) and the
+//! rewrites that put predictions into a copy of a file (`conllu::rewrite_conllu`,
+//! `ner::rewrite_ner`, `glue::add_glue_column`).
 //!
 //! Every reader is strict: a malformed line is a [`DataError::Parse`] naming
 //! the file and the 1-based line number. Nothing is skipped except what the

@@ -81,3 +81,39 @@ pub fn parse_ner(text: &str, path: &Path, labels: &[&str]) -> Result<Vec<NerSent
     }
     Ok(sentences)
 }
+
+/// Rewrites NER `text` with `tag(sentence, token)` (both 0-based, sentences as
+/// [`parse_ner`] numbers them) in place of each gold tag. The token, the
+/// whitespace around the tag, blank lines and line endings are copied
+/// unchanged. The text is validated as [`parse_ner`] does with `labels`.
+pub fn rewrite_ner(
+    text: &str,
+    path: &Path,
+    labels: &[&str],
+    mut tag: impl FnMut(usize, usize) -> String,
+) -> Result<String, DataError> {
+    parse_ner(text, path, labels)?;
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let (mut sentence, mut token) = (0usize, 0usize);
+    for chunk in text.split_inclusive('\n') {
+        let (body, ending) = crate::conllu::split_ending(chunk);
+        let fields: Vec<&str> = body.split_whitespace().collect();
+        if let [_, gold] = fields.as_slice() {
+            // The tag's byte offset in the line: the slice points into `body`.
+            let start = gold.as_ptr() as usize - body.as_ptr() as usize;
+            out.push_str(&body[..start]);
+            out.push_str(&tag(sentence, token));
+            out.push_str(&body[start + gold.len()..]);
+            out.push_str(ending);
+            token += 1;
+        } else {
+            // A blank line (parse_ner accepted the text): ends a non-empty sentence.
+            if token > 0 {
+                sentence += 1;
+                token = 0;
+            }
+            out.push_str(chunk);
+        }
+    }
+    Ok(out)
+}
