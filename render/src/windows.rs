@@ -20,6 +20,9 @@ pub struct PairWindow {
     pub context_offsets: Vec<Option<(usize, usize)>>,
     /// First context character drawn in this window.
     pub context_start: usize,
+    /// The pair was drawn right to left: context patches run from the end of
+    /// the text (left) to its start (right).
+    pub rtl: bool,
 }
 
 impl PairWindow {
@@ -59,12 +62,17 @@ impl Renderer {
             let sub: String = chars[start..end].iter().collect();
             let rendering = self.render_pair(question, &sub);
             let context_offsets = shifted_context_offsets(&rendering, start, end);
-            let patches: Vec<(usize, usize)> = context_offsets.iter().flatten().copied().collect();
+            let mut patches: Vec<(usize, usize)> =
+                context_offsets.iter().flatten().copied().collect();
+            let rtl = patches.len() >= 2 && patches[0].0 > patches[patches.len() - 1].0;
+            // In text order (right-to-left strips show it mirrored).
+            patches.sort_unstable();
             let covered = patches.iter().map(|s| s.1).max().unwrap_or(start);
             windows.push(PairWindow {
                 rendering,
                 context_offsets,
                 context_start: start,
+                rtl,
             });
             if covered >= chars.len() || patches.is_empty() {
                 break;

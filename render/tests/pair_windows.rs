@@ -98,3 +98,33 @@ fn offsets_count_characters_and_survive_control_characters() {
     let spans: Vec<(usize, usize)> = w[0].context_offsets.iter().flatten().copied().collect();
     assert_eq!(spans.last().unwrap().1, context.chars().count());
 }
+
+/// Only the windowing: the right-to-left spans themselves (one character per
+/// patch, then one wide span) are not verified against the original.
+#[test]
+fn right_to_left_pairs_mirror_the_spans_and_still_overflow() {
+    let context = (0..30)
+        .map(|i| format!("الجملة رقم {i} عن السفن والميناء."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let n = context.chars().count();
+    let w = renderer(64).render_pair_windows("من أسس الشركة؟", &context, 8);
+    assert!(w.len() >= 2, "{} windows", w.len());
+    for win in &w {
+        assert!(win.rtl);
+        let spans: Vec<(usize, usize)> = win.context_offsets.iter().flatten().copied().collect();
+        assert!(spans[0].0 > spans[spans.len() - 1].0, "mirrored: {spans:?}");
+    }
+    for pair in w.windows(2) {
+        assert!(pair[1].context_start > pair[0].context_start);
+    }
+    let last: Vec<(usize, usize)> = w
+        .last()
+        .unwrap()
+        .context_offsets
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(last.iter().map(|s| s.1).max(), Some(n));
+}

@@ -71,7 +71,9 @@ pub fn best_span<'a>(
                 let (Some(a), Some(b)) = (span(s), span(e)) else {
                     continue; // CLS, question, separator or padding
                 };
-                if e < s || e - s + 1 > settings.max_answer_length {
+                // Right-to-left windows are mirrored: the end patch lies left of the start.
+                let (lo, hi) = if w.window.rtl { (e, s) } else { (s, e) };
+                if hi < lo || hi - lo + 1 > settings.max_answer_length {
                     continue;
                 }
                 let score = start_logits[s] + end_logits[e];

@@ -192,7 +192,9 @@ fn q_truncated(w: &PairWindow, l: usize, settings: &QaSettings) -> bool {
 
 /// The original's labels: the patch whose span holds the answer's first
 /// character and the one holding its last; (L, L) when the window does not
-/// hold the whole answer. Uses the first gold answer, as `run_qa.py`.
+/// hold the whole answer. Uses the first gold answer, as `run_qa.py`. The
+/// comparisons are on character spans, not patch order, so they hold mirrored
+/// for right-to-left windows (where the start patch lies right of the end patch).
 pub fn gold_span(w: &PairWindow, q: &SquadQuestion, l: usize) -> (i64, i64) {
     let cls = (l as i64, l as i64);
     let Some(answer) = q.answers.first() else {
@@ -206,22 +208,31 @@ pub fn gold_span(w: &PairWindow, q: &SquadQuestion, l: usize) -> (i64, i64) {
         .enumerate()
         .filter_map(|(i, o)| o.map(|o| (i, o)))
         .collect();
-    let (Some(first), Some(last)) = (patches.first(), patches.last()) else {
+    let lo = patches.iter().map(|p| p.1 .0).min();
+    let hi = patches.iter().map(|p| p.1 .1).max();
+    let (Some(lo), Some(hi)) = (lo, hi) else {
         return cls;
     };
-    if !(first.1 .0 <= start_char && last.1 .1 >= end_char) {
+    if !(lo <= start_char && hi >= end_char) {
         return cls;
     }
+    // The last patch starting at or before the first character, the first
+    // one ending at or after the end (text order).
     let start = patches
         .iter()
-        .rev()
-        .find(|(_, o)| o.0 <= start_char)
-        .map_or(first.0, |p| p.0);
+        .filter(|(_, o)| o.0 <= start_char)
+        .max_by_key(|(_, o)| o.0)
+        .map(|p| p.0);
     let end = patches
         .iter()
-        .find(|(_, o)| o.1 >= end_char)
-        .map_or(last.0, |p| p.0);
-    (start as i64, end.max(start) as i64)
+        .filter(|(_, o)| o.1 >= end_char)
+        .min_by_key(|(_, o)| o.1)
+        .map(|p| p.0);
+    match (start, end) {
+        (Some(s), Some(e)) if w.rtl => (s as i64, e.min(s) as i64),
+        (Some(s), Some(e)) => (s as i64, e.max(s) as i64),
+        _ => cls,
+    }
 }
 
 /// One batch of windows; with `with_labels` their gold spans.
