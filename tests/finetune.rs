@@ -64,6 +64,7 @@ fn options(task: Task, train: PathBuf, dev: PathBuf, name: &str) -> FinetuneOpti
         labels: None,
         max_train_examples: Some(256),
         max_dev_examples: Some(64),
+        qa: Default::default(),
         progress: false,
         device: pixel::engine::Device::Cpu,
     }

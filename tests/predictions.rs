@@ -63,6 +63,7 @@ fn train(task: Task, train: PathBuf, dir: &Path) -> PathBuf {
         max_dev_examples: Some(8),
         progress: false,
         device: pixel::engine::Device::Cpu,
+        qa: Default::default(),
     };
     run_finetuning(&o, &AtomicBool::new(false))
         .unwrap()

@@ -49,6 +49,7 @@ fn all_heads() -> Vec<HeadKind> {
         num_labels: 1,
         pooling: Pooling::Mean,
     });
+    heads.push(HeadKind::QuestionAnswering);
     heads
 }
 
@@ -82,6 +83,11 @@ fn labels_for(head: HeadKind) -> FinetuneLabels {
             FinetuneLabels::Sequence(vec![0.3, -1.2])
         }
         HeadKind::SequenceClassification { .. } => FinetuneLabels::Sequence(vec![2.0, 0.0]),
+        // Example 1's answer is outside its window: the CLS index L.
+        HeadKind::QuestionAnswering => FinetuneLabels::Spans {
+            start: vec![2, L as i64],
+            end: vec![4, L as i64],
+        },
     }
 }
 
@@ -132,13 +138,13 @@ fn check_head_gradients(head: HeadKind, training: bool, relu_shift: f32) {
     // PMA's fc_k bias shifts every attended key's score by the same amount, which
     // softmax cancels: its gradient comes only from the zeroed padding keys and
     // sits below what f32 central differences resolve here (see
-    // `pma_key_bias_gradient_comes_from_padding_keys`).
+    // `pma_key_bias_gradient_comes_from_padding_keys`). QA's `qa_outputs.bias`
+    // shifts every position's start (end) logit alike, which the softmax over
+    // positions cancels: its gradient is zero up to rounding.
     let differentiable: Vec<bool> = std::iter::once(true)
-        .chain(
-            head_store
-                .iter()
-                .map(|p| p.name != "pooler.pooling.pooler.mab.fc_k.bias"),
-        )
+        .chain(head_store.iter().map(|p| {
+            p.name != "pooler.pooling.pooler.mab.fc_k.bias" && p.name != "qa_outputs.bias"
+        }))
         .collect();
     let worst = gradcheck(&inputs, &differentiable, check, |t, v| {
         let params = head_store.vars_from(v[1..].to_vec());
@@ -236,6 +242,11 @@ fn spec_head_keys(head: HeadKind, d: usize) -> Vec<(String, Vec<usize>)> {
                 Pooling::Mean | Pooling::Max => {}
             }
             v.extend(linear("classifier", num_labels, d));
+            v
+        }
+        HeadKind::QuestionAnswering => {
+            let mut v = linear("qa_outputs", 2, d);
+            v.extend(linear("classifier", 2, d));
             v
         }
     }
@@ -526,6 +537,7 @@ fn state_dict_round_trip_reproduces_the_outputs_of_every_head() {
             HeadKind::TokenClassification { num_labels } => vec![B, L, num_labels],
             HeadKind::BiaffineParsing { .. } => vec![B, L, L + 1],
             HeadKind::SequenceClassification { num_labels, .. } => vec![B, num_labels],
+            HeadKind::QuestionAnswering => vec![B, L + 1, 2],
         };
         assert_eq!(logits_a.shape(), want_logits.as_slice(), "{head:?}");
     }
@@ -819,6 +831,10 @@ fn head_timing_at_base_size() {
                 rel_labels: (0..b * l).map(|i| (i % 38) as i64).collect(),
             },
             HeadKind::SequenceClassification { .. } => FinetuneLabels::Sequence(vec![0.0, 2.0]),
+            HeadKind::QuestionAnswering => FinetuneLabels::Spans {
+                start: vec![1, l as i64],
+                end: vec![3, l as i64],
+            },
         };
         let started = std::time::Instant::now();
         let mut tape = Tape::new();

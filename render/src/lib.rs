@@ -21,6 +21,7 @@ mod offsets;
 mod output;
 mod raster;
 mod shape;
+mod windows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use rayon::prelude::*;
 pub use canvas::PATCH;
 pub use fonts::{FontConfig, FontSet, LineMetrics};
 pub use output::{write_gray_png, Rendering};
+pub use windows::PairWindow;
 
 /// How glyph rows are placed, after the two PIXEL renderers (SPEC 1.3, 1.4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

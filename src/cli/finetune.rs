@@ -7,6 +7,7 @@ use pixel::finetune::eval::{majority_predictions, predict, rendered_words, score
 use pixel::finetune::predictions::{
     complete_predictions, placeholder_label, prediction_text, write_atomically,
 };
+use pixel::finetune::qa::{self, QaSettings};
 use pixel::finetune::run::{
     load_finetuned, run_finetuning, task_renderer, FinetuneOptions, FinetunedModel,
 };
@@ -21,8 +22,9 @@ use pixel_render::Rendering;
 #[derive(clap::Args, Debug)]
 pub struct FinetuneArgs {
     /// pos (UPOS tagging, CoNLL-U), ner (CoNLL-style `token tag`), parse
-    /// (dependency parsing, CoNLL-U) or classify (GLUE TSV `sentence<TAB>label`,
-    /// or `sentence1<TAB>sentence2<TAB>label` for pairs).
+    /// (dependency parsing, CoNLL-U), classify (GLUE TSV `sentence<TAB>label`,
+    /// or `sentence1<TAB>sentence2<TAB>label` for pairs) or qa (extractive
+    /// question answering, SQuAD v1.1 JSON, e.g. TyDi QA GoldP).
     #[arg(long)]
     pub task: Task,
     /// Training file.
@@ -42,19 +44,19 @@ pub struct FinetuneArgs {
     /// Output directory: log.csv and best/ (config.json + model.safetensors).
     #[arg(long)]
     pub out: PathBuf,
-    /// Patches per strip (default: 256 for pos/parse/classify, 196 for ner).
+    /// Patches per strip (default: 256 for pos/parse/classify, 196 for ner, 400 for qa).
     #[arg(long)]
     pub max_seq_length: Option<usize>,
-    /// Examples per micro-batch [default: 64].
+    /// Examples per micro-batch (default: 64; qa 32 windows).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Micro-batches per optimizer step (default: 4 for classify, else 1).
     #[arg(long)]
     pub grad_accum: Option<usize>,
-    /// Peak learning rate (default: pos/ner 5e-5, parse 8e-5, classify 3e-5).
+    /// Peak learning rate (default: pos/ner 5e-5, parse 8e-5, classify 3e-5, qa 7e-5).
     #[arg(long)]
     pub lr: Option<f32>,
-    /// Optimizer steps (linear decay to 0 at the last) [default: 15000].
+    /// Optimizer steps (linear decay to 0 at the last) (default: 15000; qa 20000).
     #[arg(long)]
     pub steps: Option<u64>,
     /// Linear warmup steps [default: 100].
@@ -101,6 +103,13 @@ pub struct FinetuneArgs {
     /// cuda and an NVIDIA driver). Checkpoints are read back to the host.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// QA: overlap of consecutive context windows in patches (default: 160 at
+    /// L = 400, the original's recipe; scaled to other L).
+    #[arg(long)]
+    pub doc_stride: Option<usize>,
+    /// QA: most patches of the question (default: 128 at L = 400; scaled to other L).
+    #[arg(long)]
+    pub question_max_length: Option<usize>,
 }
 
 pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
@@ -133,11 +142,16 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         max_dev_examples: args.max_dev_examples,
         progress: true,
         device,
+        qa: QaSettings {
+            doc_stride: args.doc_stride,
+            question_max_length: args.question_max_length,
+            ..QaSettings::default()
+        },
     };
     let stop = super::stop_on_ctrl_c("finishing this step, evaluating and stopping")?;
     let s = run_finetuning(&opts, &stop)?;
     println!(
-        "{} on {}: best dev {} at step {} of {}{} ({:.0} s); majority baseline {}",
+        "{} on {}: best dev {} at step {} of {}{} ({:.0} s); {} baseline {}",
         opts.task.name(),
         opts.dev.display(),
         s.best.summary,
@@ -149,6 +163,11 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
             ""
         },
         s.seconds,
+        if opts.task == Task::Qa {
+            "first-words"
+        } else {
+            "majority"
+        },
         s.baseline.summary
     );
     println!("best checkpoint: {}", s.best_dir.display());
@@ -181,6 +200,8 @@ pub struct EvaluateArgs {
     /// with the relation predicted at the predicted head, the CoNLL 2018 way;
     /// the printed LAS reads the relation at the gold head, as the original.
     /// Words that did not fit the strip get X / O / dep (attached to the root word).
+    /// QA models write `{question id: answer text}` JSON, what the SQuAD v1.1
+    /// evaluation script reads.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
 }
@@ -190,6 +211,9 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         check_predictions_path(out, &args.data)?;
     }
     let m = load_finetuned(&args.checkpoint, args.task)?;
+    if m.task == Task::Qa {
+        return evaluate_qa(&args, &m);
+    }
     let ds = load_dataset(m.task, &args.data, &m.labels)?;
     let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
     let (rs, stats) = render_examples(&renderer, &ds.examples, true, "data");
@@ -300,6 +324,32 @@ fn write_predictions(
     Ok(())
 }
 
+/// `pixel evaluate` of a QA model: official SQuAD v1.1 F1 / exact match.
+fn evaluate_qa(args: &EvaluateArgs, m: &FinetunedModel) -> anyhow::Result<()> {
+    let settings = qa::stored_settings(&m.model.config.extra);
+    let questions = qa::load_questions(&args.data, None)?;
+    let renderer = qa::qa_renderer(m.model.config.num_patches(), m.layout, &settings)?;
+    let (windows, stats) = qa::render_windows(&renderer, &questions, &settings);
+    eprintln!("{}: {stats}", args.data.display());
+    let preds =
+        qa::eval::qa_predictions(&m.model, &questions, &windows, &settings, args.batch_size)?;
+    let report = qa::eval::qa_report(&questions, &preds);
+    println!("qa {}: {}", args.data.display(), report.summary);
+    if let Some(train) = &args.train {
+        let train = qa::load_questions(train, None)?;
+        let base = qa::eval::first_words_baseline(&train, &questions);
+        println!(
+            "first-words baseline: {}",
+            qa::eval::qa_report(&questions, &base).summary
+        );
+    }
+    if let Some(out) = &args.predictions {
+        qa::write_predictions(out, &preds)?;
+        eprintln!("predictions: {} ({} questions)", out.display(), preds.len());
+    }
+    Ok(())
+}
+
 /// Arguments of `pixel predict`.
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
@@ -310,8 +360,12 @@ pub struct PredictArgs {
     /// `pixel finetune` (e.g. HuggingFace PIXEL ones), whose config does not say.
     #[arg(long)]
     pub task: Option<Task>,
-    /// Text to label; words are split on whitespace for pos, ner and parse.
+    /// Text to label; words are split on whitespace for pos, ner and parse; the
+    /// question for qa.
     pub text: String,
+    /// QA: the context the answer is taken from.
+    #[arg(long)]
+    pub context: Option<String>,
     /// Second sentence of a pair (classification models trained on pairs).
     #[arg(long)]
     pub pair: Option<String>,
@@ -319,6 +373,24 @@ pub struct PredictArgs {
 
 pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     let m = load_finetuned(&args.checkpoint, args.task)?;
+    if m.task == Task::Qa {
+        let context = args.context.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("a qa model needs --context \"...\" besides the question")
+        })?;
+        let q = qa::question_from_text(context, &args.text)?;
+        let settings = qa::stored_settings(&m.model.config.extra);
+        let renderer = qa::qa_renderer(m.model.config.num_patches(), m.layout, &settings)?;
+        let questions = std::slice::from_ref(&q);
+        let (windows, _) = qa::render_windows(&renderer, questions, &settings);
+        let preds = qa::eval::qa_predictions(&m.model, questions, &windows, &settings, 16)?;
+        println!("{}", preds.get(&q.id).map_or("", String::as_str));
+        return Ok(());
+    }
+    anyhow::ensure!(
+        args.context.is_none(),
+        "--context is for qa models, not {}",
+        m.task.name()
+    );
     let mut example = example_from_text(m.task, &args.text);
     if let Some(b) = &args.pair {
         anyhow::ensure!(

@@ -54,6 +54,11 @@ pub struct Dataset {
 
 /// Reads `path` for `task`; `labels` is the label list (tags, relations or classes).
 pub fn load_dataset(task: Task, path: &Path, labels: &[String]) -> anyhow::Result<Dataset> {
+    anyhow::ensure!(
+        task != Task::Qa,
+        "{}: QA files are read by finetune::qa::load_questions",
+        path.display()
+    );
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     let examples: Vec<Example> = match task {
         Task::Pos | Task::Parse => read_conllu(path)?
@@ -91,6 +96,7 @@ pub fn load_dataset(task: Task, path: &Path, labels: &[String]) -> anyhow::Resul
                 target: Target::Class(e.label),
             })
             .collect(),
+        Task::Qa => unreachable!("checked above"),
     };
     anyhow::ensure!(
         !examples.is_empty(),
@@ -284,6 +290,7 @@ fn batch_labels(
                 })
                 .collect(),
         ),
+        Task::Qa => panic!("QA batches are made by finetune::qa::make_qa_batch"),
     }
 }
 

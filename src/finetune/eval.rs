@@ -108,6 +108,7 @@ fn decode(task: Task, rs: &[&Rendering], logits: &Var, rel_logits: Option<&Var>)
                 })
                 .collect()
         }
+        Task::Qa => panic!("QA is decoded by finetune::qa::eval"),
         Task::Classify => {
             let n = shape[1]; // (B, labels)
             (0..rs.len())
@@ -239,6 +240,7 @@ pub fn score(task: Task, labels: &[String], examples: &[Example], preds: &[Targe
                 unscored_words: unscored,
             }
         }
+        Task::Qa => panic!("QA is scored by finetune::qa::eval::qa_report"),
         Task::Classify => {
             let correct = examples
                 .iter()
@@ -351,6 +353,7 @@ pub fn majority_predictions(
                 })
                 .collect()
         }
+        Task::Qa => panic!("QA's baseline is finetune::qa::eval::first_words_baseline"),
         Task::Classify => {
             let class = most_frequent(train.iter().filter_map(|e| match e.target {
                 Target::Class(c) => Some(c as i64),

@@ -5,6 +5,7 @@
 pub mod data;
 pub mod eval;
 pub mod predictions;
+pub mod qa;
 pub mod run;
 pub mod task_model;
 pub mod text;
@@ -26,6 +27,8 @@ pub enum Task {
     Parse,
     /// Sentence classification on GLUE TSV (accuracy).
     Classify,
+    /// Extractive question answering on SQuAD v1.1 JSON (F1, exact match).
+    Qa,
 }
 
 impl std::str::FromStr for Task {
@@ -36,8 +39,9 @@ impl std::str::FromStr for Task {
             "ner" => Ok(Task::Ner),
             "parse" | "parsing" | "ud" => Ok(Task::Parse),
             "classify" | "classification" | "glue" | "sst2" => Ok(Task::Classify),
+            "qa" | "squad" | "tydiqa" => Ok(Task::Qa),
             other => Err(format!(
-                "unknown task {other:?} (expected pos, ner, parse or classify)"
+                "unknown task {other:?} (expected pos, ner, parse, classify or qa)"
             )),
         }
     }
@@ -62,6 +66,7 @@ impl Task {
             Task::Ner => "ner",
             Task::Parse => "parse",
             Task::Classify => "classify",
+            Task::Qa => "qa",
         }
     }
 
@@ -89,6 +94,13 @@ impl Task {
                 layout: Layout::Pygame,
                 ..common
             },
+            Task::Qa => TaskDefaults {
+                max_seq_length: 400,
+                batch_size: 32,
+                lr: 7e-5,
+                max_steps: 20_000,
+                ..common
+            },
         }
     }
 
@@ -96,7 +108,7 @@ impl Task {
     pub fn metric_name(self) -> &'static str {
         match self {
             Task::Pos | Task::Classify => "accuracy",
-            Task::Ner => "f1",
+            Task::Ner | Task::Qa => "f1",
             Task::Parse => "las",
         }
     }
@@ -109,6 +121,8 @@ impl Task {
             Task::Ner => &NER_LABELS,
             Task::Parse => &UD_HEAD_LABELS,
             Task::Classify => return None,
+            // HF's default num_labels (the unused classifier of the QA checkpoint).
+            Task::Qa => &["LABEL_0", "LABEL_1"],
         };
         Some(list.iter().map(|s| s.to_string()).collect())
     }
@@ -124,6 +138,7 @@ impl Task {
                 num_labels,
                 pooling,
             },
+            Task::Qa => HeadKind::QuestionAnswering,
         }
     }
 }

@@ -28,7 +28,8 @@ pub fn placeholder_label(task: Task) -> &'static str {
         Task::Pos => "X",
         Task::Ner => "O",
         Task::Parse => "dep",
-        Task::Classify => "",
+        // QA writes its own JSON (`finetune::qa::write_predictions`) and no placeholders.
+        Task::Classify | Task::Qa => "",
     }
 }
 
@@ -137,6 +138,7 @@ pub fn prediction_text(
                 .collect::<anyhow::Result<Vec<_>>>()?;
             add_glue_column(&text, data, &label_refs, "prediction", &values)?
         }
+        Task::Qa => bail!("qa predictions are JSON, written by finetune::qa::write_predictions"),
     };
     if let Some((s, w)) = missing {
         bail!(

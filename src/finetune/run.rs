@@ -64,6 +64,8 @@ pub struct FinetuneOptions {
     pub progress: bool,
     /// Where training and evaluation run.
     pub device: Device,
+    /// QA only: stride, question limit, post-processing.
+    pub qa: super::qa::QaSettings,
 }
 
 /// What a run achieved.
@@ -115,6 +117,9 @@ pub fn run_finetuning(
     anyhow::ensure!(opts.steps > 0, "--steps must be at least 1");
     anyhow::ensure!(opts.eval_every > 0, "--eval-every must be at least 1");
     let task = opts.task;
+    if task == Task::Qa {
+        return super::qa::run::run_qa_finetuning(opts, stop);
+    }
     let labels = match (task.fixed_labels(), &opts.labels) {
         (Some(fixed), _) => fixed,
         (None, Some(given)) => given.clone(),
@@ -315,7 +320,7 @@ impl TrainingTask for Finetuning<'_> {
 }
 
 /// OUT/summary.json: the run's settings and results in one machine-readable file.
-fn write_summary(
+pub(crate) fn write_summary(
     opts: &FinetuneOptions,
     s: &FinetuneSummary,
     train_examples: usize,

@@ -40,6 +40,7 @@ pub(crate) fn task_metadata(
         Task::Pos | Task::Ner => "PIXELForTokenClassification",
         Task::Parse => "PIXELForBiaffineParsing",
         Task::Classify => "PIXELForSequenceClassification",
+        Task::Qa => "PIXELForQuestionAnswering",
     };
     config.architectures = Some(vec![architecture.into()]);
     let layout_name = match layout {

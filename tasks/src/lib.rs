@@ -13,6 +13,7 @@ pub mod conllu;
 pub mod glue;
 pub mod metrics;
 pub mod ner;
+pub mod squad;
 
 use std::path::{Path, PathBuf};
 

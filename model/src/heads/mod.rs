@@ -1,6 +1,6 @@
 //! The finetuning heads (SPEC 3.8, 4.2, 5): the unmasked encoder with a task
 //! head on top (`model.rs`), one file per head (`token.rs`, `parser.rs`,
-//! `pooling.rs`).
+//! `pooling.rs`, `qa.rs`).
 //!
 //! One model type, [`PixelForFinetuning`], carries the encoder parameters
 //! (`vit.*`, position table trainable and truncated to L + 1 rows) and the
@@ -11,6 +11,7 @@
 mod model;
 mod parser;
 mod pooling;
+mod qa;
 mod token;
 
 pub use model::{finetune_param_shapes, is_encoder_param};
@@ -49,6 +50,9 @@ pub enum HeadKind {
     BiaffineParsing { num_rels: usize },
     /// Pooled sentence (or pair) vector -> `classifier.*`. One label = regression (MSE).
     SequenceClassification { num_labels: usize, pooling: Pooling },
+    /// Extractive QA: start/end logits over [L patches, CLS] (CLS last = no
+    /// answer); `qa_outputs.*` [2, hidden], and the unused `classifier.*` [2, hidden].
+    QuestionAnswering,
 }
 
 /// The labels of one batch; every vector is row-major over the batch.
@@ -73,6 +77,9 @@ pub enum FinetuneLabels {
     },
     /// (B): class index (as f32 for regression when num_labels == 1).
     Sequence(Vec<f32>),
+    /// QA: (B) start and (B) end patch index of the answer, in 0..=L (L = CLS:
+    /// the answer is not in this window).
+    Spans { start: Vec<i64>, end: Vec<i64> },
     /// No labels (prediction): the forward returns no loss. Not for parsing,
     /// which always needs `word_starts` (give `Parsing` with empty arc lists).
     None,
@@ -93,6 +100,7 @@ pub struct FinetuneOutput {
     pub loss: Option<Var>,
     /// Token classification: (B, L, num_labels). Sequence classification:
     /// (B, num_labels). Parsing: arc scores (B, L, L + 1) (word j x head candidate).
+    /// QA: (B, L + 1, 2) start ([..., 0]) and end ([..., 1]) logits, CLS at index L.
     pub logits: Var,
     /// Parsing only: relation scores (B, L, num_rels) taken at the gold head
     /// when labels are given, else at the argmax head (SPEC 5 evaluation).

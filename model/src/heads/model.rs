@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use pixel_engine::{ops, Rng, Tape, Tensor, Var};
 
-use super::{parser, pooling, token};
+use super::{parser, pooling, qa, token};
 use super::{FinetuneBatch, FinetuneLabels, FinetuneOutput, HeadKind, PixelForFinetuning, Pooling};
 use crate::config::PixelConfig;
 use crate::embeddings::POSITION_TABLE;
@@ -62,6 +62,11 @@ pub fn finetune_param_shapes(cfg: &PixelConfig, head: HeadKind) -> Vec<(String, 
             }
             linear(&mut v, "classifier", num_labels, d);
         }
+        HeadKind::QuestionAnswering => {
+            linear(&mut v, "qa_outputs", 2, d);
+            // Left over from ViTForImageClassification's constructor (num_labels 2); never used.
+            linear(&mut v, "classifier", 2, d);
+        }
     }
     v
 }
@@ -72,6 +77,7 @@ fn head_num_labels(head: HeadKind) -> usize {
         HeadKind::TokenClassification { num_labels } => num_labels,
         HeadKind::BiaffineParsing { num_rels } => num_rels,
         HeadKind::SequenceClassification { num_labels, .. } => num_labels,
+        HeadKind::QuestionAnswering => 2,
     }
 }
 
@@ -267,6 +273,16 @@ impl PixelForFinetuning {
                     mode,
                 )
             }
+            HeadKind::QuestionAnswering => {
+                let spans = match labels {
+                    FinetuneLabels::Spans { start, end } => {
+                        Some((start.as_slice(), end.as_slice()))
+                    }
+                    FinetuneLabels::None => None,
+                    other => panic!("question answering got {} labels", label_kind(other)),
+                };
+                qa::forward(t, params, hidden_states, spans)
+            }
         }
         .check_shapes(b, l)
     }
@@ -355,6 +371,7 @@ fn label_kind(labels: &FinetuneLabels) -> &'static str {
         FinetuneLabels::Tokens(_) => "token",
         FinetuneLabels::Parsing { .. } => "parsing",
         FinetuneLabels::Sequence(_) => "sequence",
+        FinetuneLabels::Spans { .. } => "span",
         FinetuneLabels::None => "no",
     }
 }

@@ -100,6 +100,32 @@ pub fn ref_head(
         })
         .collect();
     match head {
+        HeadKind::QuestionAnswering => {
+            // [patches 1..=L, CLS] -> (start, end) per position.
+            let rows: Vec<Vec<Vec<f64>>> = (0..B)
+                .map(|b| {
+                    (1..=L)
+                        .chain(std::iter::once(0))
+                        .map(|n| {
+                            ref_linear(g("qa_outputs.weight"), g("qa_outputs.bias"), &hidden[b][n])
+                        })
+                        .collect()
+                })
+                .collect();
+            let FinetuneLabels::Spans { start, end } = labels else {
+                unreachable!()
+            };
+            let pick = |k: usize| -> Vec<Vec<f64>> {
+                rows.iter()
+                    .map(|r| r.iter().map(|se| se[k]).collect())
+                    .collect()
+            };
+            RefOut {
+                loss: 0.5 * (ref_cross_entropy(&pick(0), start) + ref_cross_entropy(&pick(1), end)),
+                logits: rows.concat().concat(),
+                rel_logits: None,
+            }
+        }
         HeadKind::TokenClassification { .. } => {
             let rows: Vec<Vec<f64>> = (0..B)
                 .flat_map(|b| (1..=L).map(move |n| (b, n)))

@@ -1,0 +1,215 @@
+//! QA finetuning as a [`TrainingTask`]: shuffled batches of windows, the span
+//! loss, dev F1 (official SQuAD v1.1) every N steps with the best checkpoint
+//! kept and early stopping. Called by [`crate::finetune::run::run_finetuning`]
+//! for `--task qa`; OUT/ holds the same files as every other task.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use pixel_engine::optim::LrSchedule;
+use pixel_engine::{Rng, Tape, Var};
+use pixel_model::checkpoint::save_checkpoint;
+use pixel_model::heads::{is_encoder_param, FinetuneBatch, HeadKind, PixelForFinetuning};
+use pixel_model::params::ParamVars;
+use pixel_model::train::Trainer;
+use pixel_model::ForwardMode;
+use pixel_tasks::squad::SquadQuestion;
+
+use super::eval::{first_words_baseline, qa_predictions, qa_report};
+use super::{load_questions, make_qa_batch, qa_renderer, render_windows, store_settings, QaWindow};
+use crate::finetune::data::BatchOrder;
+use crate::finetune::eval::EvalReport;
+use crate::finetune::run::{
+    best_dir, last_good_dir, write_summary, FinetuneOptions, FinetuneSummary,
+};
+use crate::finetune::task_model::{build_model, task_metadata};
+use crate::train_loop::{
+    run_training, to_device, Evaluation, LoopSettings, SaveReason, TrainingTask,
+};
+
+/// Runs QA finetuning (see [`crate::finetune::run::run_finetuning`]).
+pub fn run_qa_finetuning(
+    opts: &FinetuneOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<FinetuneSummary> {
+    let l = opts.max_seq_length;
+    let settings = opts.qa;
+    anyhow::ensure!(
+        settings.doc_stride(l) < l,
+        "--doc-stride {} must be below the strip length L = {l}",
+        settings.doc_stride(l)
+    );
+    let train = load_questions(&opts.train, opts.max_train_examples)?;
+    let dev = load_questions(&opts.dev, opts.max_dev_examples)?;
+    let renderer = qa_renderer(l, opts.layout, &settings)?;
+    let (train_w, train_stats) = render_windows(&renderer, &train, &settings);
+    let (dev_w, dev_stats) = render_windows(&renderer, &dev, &settings);
+    eprintln!("train {}: {train_stats}", opts.train.display());
+    eprintln!("dev {}: {dev_stats}", opts.dev.display());
+
+    let mut rng = Rng::new(opts.seed);
+    let mut model = build_model(opts, HeadKind::QuestionAnswering, &mut rng)?;
+    let labels = opts.task.fixed_labels().expect("QA has fixed labels");
+    task_metadata(
+        &mut model.config,
+        opts.task,
+        &labels,
+        opts.layout,
+        opts.pooling,
+    );
+    store_settings(&mut model.config.extra, l, &settings);
+    if opts.freeze_encoder {
+        model.params.freeze(is_encoder_param);
+    }
+    model
+        .params
+        .to_device(opts.device)
+        .map_err(|e| anyhow::anyhow!("moving the model to {:?}: {e}", opts.device))?;
+    let schedule = LrSchedule::WarmupLinear {
+        max_lr: opts.lr,
+        warmup: opts.warmup_steps,
+        total: opts.steps,
+    };
+    let mut trainer = Trainer::new(model, opts.weight_decay, schedule, opts.max_grad_norm);
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("{}", opts.out.display()))?;
+
+    let eval_batch = opts.batch_size.max(16);
+    let baseline = qa_report(&dev, &first_words_baseline(&train, &dev));
+    let best = qa_report(
+        &dev,
+        &qa_predictions(&trainer.model, &dev, &dev_w, &settings, eval_batch)?,
+    );
+    eprintln!(
+        "dev before training: {} | first-words baseline: {}",
+        best.summary, baseline.summary
+    );
+    let best_path = best_dir(&opts.out);
+    save_checkpoint(
+        &best_path,
+        &trainer.model.config,
+        &trainer.model.params.state_dict(),
+    )?;
+    let mut run = QaFinetuning {
+        opts,
+        train_w: &train_w,
+        dev: &dev,
+        dev_w: &dev_w,
+        order: BatchOrder::new(train_w.len(), opts.batch_size, opts.seed ^ 0x5eed),
+        rng,
+        eval_batch,
+        best,
+        best_step: 0,
+        since_best: 0,
+        best_path: best_path.clone(),
+    };
+    let loop_settings = LoopSettings {
+        out: opts.out.clone(),
+        steps: opts.steps,
+        start_step: 0,
+        stop_at: None,
+        eval_every: opts.eval_every,
+        save_every: None,
+        examples_per_step: opts.batch_size * opts.grad_accum,
+        unit: "windows",
+        progress: opts.progress,
+    };
+    let outcome = run_training(&mut trainer, &mut run, &loop_settings, stop)?;
+    let summary = FinetuneSummary {
+        steps: outcome.last_step,
+        best_step: run.best_step,
+        best: run.best,
+        baseline,
+        first_loss: outcome.losses.first().map_or(f32::NAN, |l| l.1),
+        last_loss: outcome.losses.last().map_or(f32::NAN, |l| l.1),
+        seconds: outcome.seconds,
+        stopped_early: outcome.interrupted || outcome.stopped_by_task,
+        best_dir: best_path,
+    };
+    write_summary(opts, &summary, train.len(), dev.len())?;
+    Ok(summary)
+}
+
+struct QaFinetuning<'a> {
+    opts: &'a FinetuneOptions,
+    train_w: &'a [QaWindow],
+    dev: &'a [SquadQuestion],
+    dev_w: &'a [QaWindow],
+    order: BatchOrder,
+    rng: Rng,
+    eval_batch: usize,
+    best: EvalReport,
+    best_step: u64,
+    since_best: usize,
+    best_path: PathBuf,
+}
+
+impl TrainingTask for QaFinetuning<'_> {
+    type Model = PixelForFinetuning;
+    type Batch = FinetuneBatch;
+
+    fn eval_column(&self) -> String {
+        "dev_f1".into()
+    }
+
+    fn micro_batches(&mut self, _step: u64) -> anyhow::Result<Vec<FinetuneBatch>> {
+        (0..self.opts.grad_accum)
+            .map(|_| {
+                let idx = self.order.next_batch();
+                let windows: Vec<&QaWindow> = idx.iter().map(|&i| &self.train_w[i]).collect();
+                let mut batch = make_qa_batch(&windows, true);
+                batch.pixel_values = to_device(batch.pixel_values, self.opts.device)?;
+                Ok(batch)
+            })
+            .collect()
+    }
+
+    fn loss(
+        &mut self,
+        model: &PixelForFinetuning,
+        tape: &mut Tape,
+        params: &ParamVars<'_>,
+        batch: &FinetuneBatch,
+    ) -> Var {
+        let mode = ForwardMode {
+            training: true,
+            rng: &mut self.rng,
+        };
+        let out = model.forward(tape, params, batch, mode);
+        out.loss.expect("labelled batch gives a loss")
+    }
+
+    fn evaluate(&mut self, model: &PixelForFinetuning, done: u64) -> anyhow::Result<Evaluation> {
+        let preds = qa_predictions(model, self.dev, self.dev_w, &self.opts.qa, self.eval_batch)?;
+        let report = qa_report(self.dev, &preds);
+        let metric = report.metric;
+        if metric > self.best.metric || self.best_step == 0 {
+            self.best = report;
+            self.best_step = done;
+            self.since_best = 0;
+            save_checkpoint(&self.best_path, &model.config, &model.params.state_dict())?;
+        } else {
+            self.since_best += 1;
+        }
+        Ok(Evaluation {
+            value: metric as f32,
+            note: Some(format!(
+                "step {done}: dev f1 {metric:.2} (best {:.2} at step {})",
+                self.best.metric, self.best_step
+            )),
+            stop: self.opts.patience > 0 && self.since_best >= self.opts.patience,
+        })
+    }
+
+    fn save(
+        &mut self,
+        trainer: &Trainer<PixelForFinetuning>,
+        _done: u64,
+        _why: SaveReason,
+    ) -> anyhow::Result<PathBuf> {
+        let dir = last_good_dir(&self.opts.out);
+        let model = &trainer.model;
+        save_checkpoint(&dir, &model.config, &model.params.state_dict())?;
+        Ok(dir)
+    }
+}
