@@ -18,7 +18,7 @@ use pixel_model::ForwardMode;
 use pixel_render::{Layout, Rendering};
 
 use crate::train_loop::{
-    run_training, to_device, Evaluation, LoopSettings, SaveReason, TrainingTask,
+    run_training, to_device, Evaluation, LoopOutcome, LoopSettings, SaveReason, TrainingTask,
 };
 
 use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
@@ -103,6 +103,114 @@ pub fn last_good_dir(out: &Path) -> PathBuf {
     out.join("last")
 }
 
+/// The best dev evaluation so far with its checkpoint (OUT/best), and early
+/// stopping: what every finetuning task does with an evaluation.
+pub(crate) struct BestSoFar {
+    pub(crate) report: EvalReport,
+    pub(crate) step: u64,
+    /// Evaluations since the best one.
+    since: usize,
+    path: PathBuf,
+}
+
+impl BestSoFar {
+    /// Starts from the evaluation before training, whose model becomes OUT/best.
+    pub(crate) fn start(
+        out: &Path,
+        report: EvalReport,
+        model: &PixelForFinetuning,
+    ) -> anyhow::Result<BestSoFar> {
+        let path = best_dir(out);
+        save_checkpoint(&path, &model.config, &model.params.state_dict())?;
+        Ok(BestSoFar {
+            report,
+            step: 0,
+            since: 0,
+            path,
+        })
+    }
+
+    /// Keeps `report` and saves `model` as OUT/best when it beats the best so
+    /// far; stops after `patience` evaluations without improvement (0: never).
+    pub(crate) fn update(
+        &mut self,
+        report: EvalReport,
+        done: u64,
+        model: &PixelForFinetuning,
+        opts: &FinetuneOptions,
+    ) -> anyhow::Result<Evaluation> {
+        let metric = report.metric;
+        if metric > self.report.metric || self.step == 0 {
+            self.report = report;
+            self.step = done;
+            self.since = 0;
+            save_checkpoint(&self.path, &model.config, &model.params.state_dict())?;
+        } else {
+            self.since += 1;
+        }
+        Ok(Evaluation {
+            value: metric as f32,
+            note: Some(format!(
+                "step {done}: dev {} {metric:.2} (best {:.2} at step {})",
+                opts.task.metric_name(),
+                self.report.metric,
+                self.step
+            )),
+            stop: opts.patience > 0 && self.since >= opts.patience,
+        })
+    }
+}
+
+/// Saves the model as OUT/last (the last good state before a non-finite step).
+pub(crate) fn save_last_good(
+    opts: &FinetuneOptions,
+    trainer: &Trainer<PixelForFinetuning>,
+) -> anyhow::Result<PathBuf> {
+    let dir = last_good_dir(&opts.out);
+    let model = &trainer.model;
+    save_checkpoint(&dir, &model.config, &model.params.state_dict())?;
+    Ok(dir)
+}
+
+/// The run loop's settings for a finetuning run; `unit` names what a batch holds.
+pub(crate) fn loop_settings(opts: &FinetuneOptions, unit: &'static str) -> LoopSettings {
+    LoopSettings {
+        out: opts.out.clone(),
+        steps: opts.steps,
+        start_step: 0,
+        stop_at: None,
+        eval_every: opts.eval_every,
+        save_every: None,
+        examples_per_step: opts.batch_size * opts.grad_accum,
+        unit,
+        progress: opts.progress,
+    }
+}
+
+/// The summary of a finished run, also written to OUT/summary.json.
+pub(crate) fn finish(
+    opts: &FinetuneOptions,
+    outcome: &LoopOutcome,
+    best: BestSoFar,
+    baseline: EvalReport,
+    train_examples: usize,
+    dev_examples: usize,
+) -> anyhow::Result<FinetuneSummary> {
+    let summary = FinetuneSummary {
+        steps: outcome.last_step,
+        best_step: best.step,
+        best: best.report,
+        baseline,
+        first_loss: outcome.losses.first().map_or(f32::NAN, |l| l.1),
+        last_loss: outcome.losses.last().map_or(f32::NAN, |l| l.1),
+        seconds: outcome.seconds,
+        stopped_early: outcome.interrupted || outcome.stopped_by_task,
+        best_dir: best.path,
+    };
+    write_summary(opts, &summary, train_examples, dev_examples)?;
+    Ok(summary)
+}
+
 /// Runs finetuning; writes OUT/log.csv, OUT/summary.json and OUT/best
 /// (config.json + model.safetensors). Setting `stop` ends the run after the
 /// current step, with a last dev evaluation. A non-finite loss or gradient
@@ -176,12 +284,7 @@ pub fn run_finetuning(
         "dev before training: {} | majority baseline: {}",
         best.summary, baseline.summary
     );
-    let best_path = best_dir(&opts.out);
-    save_checkpoint(
-        &best_path,
-        &trainer.model.config,
-        &trainer.model.params.state_dict(),
-    )?;
+    let best = BestSoFar::start(&opts.out, best, &trainer.model)?;
     let mut run = Finetuning {
         opts,
         labels: &labels,
@@ -193,35 +296,10 @@ pub fn run_finetuning(
         rng,
         eval_batch,
         best,
-        best_step: 0,
-        since_best: 0,
-        best_path: best_path.clone(),
     };
-    let settings = LoopSettings {
-        out: opts.out.clone(),
-        steps: opts.steps,
-        start_step: 0,
-        stop_at: None,
-        eval_every: opts.eval_every,
-        save_every: None,
-        examples_per_step: opts.batch_size * opts.grad_accum,
-        unit: "examples",
-        progress: opts.progress,
-    };
+    let settings = loop_settings(opts, "examples");
     let outcome = run_training(&mut trainer, &mut run, &settings, stop)?;
-    let summary = FinetuneSummary {
-        steps: outcome.last_step,
-        best_step: run.best_step,
-        best: run.best,
-        baseline,
-        first_loss: outcome.losses.first().map_or(f32::NAN, |l| l.1),
-        last_loss: outcome.losses.last().map_or(f32::NAN, |l| l.1),
-        seconds: outcome.seconds,
-        stopped_early: outcome.interrupted || outcome.stopped_by_task,
-        best_dir: best_path,
-    };
-    write_summary(opts, &summary, train.len(), dev.len())?;
-    Ok(summary)
+    finish(opts, &outcome, run.best, baseline, train.len(), dev.len())
 }
 
 /// Finetuning as the run loop sees it: shuffled batches of rendered examples,
@@ -238,11 +316,7 @@ struct Finetuning<'a> {
     /// Dropout RNG (continues the one that initialised the head).
     rng: Rng,
     eval_batch: usize,
-    best: EvalReport,
-    best_step: u64,
-    /// Evaluations since the best one.
-    since_best: usize,
-    best_path: PathBuf,
+    best: BestSoFar,
 }
 
 impl TrainingTask for Finetuning<'_> {
@@ -285,25 +359,7 @@ impl TrainingTask for Finetuning<'_> {
         let task = self.opts.task;
         let predictions = predict(model, task, self.dev, self.dev_r, self.eval_batch)?;
         let report = score(task, self.labels, self.dev, &predictions);
-        let metric = report.metric;
-        if metric > self.best.metric || self.best_step == 0 {
-            self.best = report;
-            self.best_step = done;
-            self.since_best = 0;
-            save_checkpoint(&self.best_path, &model.config, &model.params.state_dict())?;
-        } else {
-            self.since_best += 1;
-        }
-        Ok(Evaluation {
-            value: metric as f32,
-            note: Some(format!(
-                "step {done}: dev {} {metric:.2} (best {:.2} at step {})",
-                task.metric_name(),
-                self.best.metric,
-                self.best_step
-            )),
-            stop: self.opts.patience > 0 && self.since_best >= self.opts.patience,
-        })
+        self.best.update(report, done, model, self.opts)
     }
 
     fn save(
@@ -312,10 +368,7 @@ impl TrainingTask for Finetuning<'_> {
         _done: u64,
         _why: SaveReason,
     ) -> anyhow::Result<PathBuf> {
-        let dir = last_good_dir(&self.opts.out);
-        let model = &trainer.model;
-        save_checkpoint(&dir, &model.config, &model.params.state_dict())?;
-        Ok(dir)
+        save_last_good(self.opts, trainer)
     }
 }
 

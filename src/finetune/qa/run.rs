@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use pixel_engine::optim::LrSchedule;
 use pixel_engine::{Rng, Tape, Var};
-use pixel_model::checkpoint::save_checkpoint;
 use pixel_model::heads::{is_encoder_param, FinetuneBatch, HeadKind, PixelForFinetuning};
 use pixel_model::params::ParamVars;
 use pixel_model::train::Trainer;
@@ -19,14 +18,11 @@ use pixel_tasks::squad::SquadQuestion;
 use super::eval::{first_words_baseline, qa_predictions, qa_report};
 use super::{load_questions, make_qa_batch, qa_renderer, render_windows, store_settings, QaWindow};
 use crate::finetune::data::BatchOrder;
-use crate::finetune::eval::EvalReport;
 use crate::finetune::run::{
-    best_dir, last_good_dir, write_summary, FinetuneOptions, FinetuneSummary,
+    finish, loop_settings, save_last_good, BestSoFar, FinetuneOptions, FinetuneSummary,
 };
 use crate::finetune::task_model::{build_model, task_metadata};
-use crate::train_loop::{
-    run_training, to_device, Evaluation, LoopSettings, SaveReason, TrainingTask,
-};
+use crate::train_loop::{run_training, to_device, Evaluation, SaveReason, TrainingTask};
 
 /// Runs QA finetuning (see [`crate::finetune::run::run_finetuning`]).
 pub fn run_qa_finetuning(
@@ -84,12 +80,7 @@ pub fn run_qa_finetuning(
         "dev before training: {} | first-words baseline: {}",
         best.summary, baseline.summary
     );
-    let best_path = best_dir(&opts.out);
-    save_checkpoint(
-        &best_path,
-        &trainer.model.config,
-        &trainer.model.params.state_dict(),
-    )?;
+    let best = BestSoFar::start(&opts.out, best, &trainer.model)?;
     let mut run = QaFinetuning {
         opts,
         train_w: &train_w,
@@ -99,35 +90,10 @@ pub fn run_qa_finetuning(
         rng,
         eval_batch,
         best,
-        best_step: 0,
-        since_best: 0,
-        best_path: best_path.clone(),
     };
-    let loop_settings = LoopSettings {
-        out: opts.out.clone(),
-        steps: opts.steps,
-        start_step: 0,
-        stop_at: None,
-        eval_every: opts.eval_every,
-        save_every: None,
-        examples_per_step: opts.batch_size * opts.grad_accum,
-        unit: "windows",
-        progress: opts.progress,
-    };
+    let loop_settings = loop_settings(opts, "windows");
     let outcome = run_training(&mut trainer, &mut run, &loop_settings, stop)?;
-    let summary = FinetuneSummary {
-        steps: outcome.last_step,
-        best_step: run.best_step,
-        best: run.best,
-        baseline,
-        first_loss: outcome.losses.first().map_or(f32::NAN, |l| l.1),
-        last_loss: outcome.losses.last().map_or(f32::NAN, |l| l.1),
-        seconds: outcome.seconds,
-        stopped_early: outcome.interrupted || outcome.stopped_by_task,
-        best_dir: best_path,
-    };
-    write_summary(opts, &summary, train.len(), dev.len())?;
-    Ok(summary)
+    finish(opts, &outcome, run.best, baseline, train.len(), dev.len())
 }
 
 struct QaFinetuning<'a> {
@@ -138,10 +104,7 @@ struct QaFinetuning<'a> {
     order: BatchOrder,
     rng: Rng,
     eval_batch: usize,
-    best: EvalReport,
-    best_step: u64,
-    since_best: usize,
-    best_path: PathBuf,
+    best: BestSoFar,
 }
 
 impl TrainingTask for QaFinetuning<'_> {
@@ -182,23 +145,7 @@ impl TrainingTask for QaFinetuning<'_> {
     fn evaluate(&mut self, model: &PixelForFinetuning, done: u64) -> anyhow::Result<Evaluation> {
         let preds = qa_predictions(model, self.dev, self.dev_w, &self.opts.qa, self.eval_batch)?;
         let report = qa_report(self.dev, &preds);
-        let metric = report.metric;
-        if metric > self.best.metric || self.best_step == 0 {
-            self.best = report;
-            self.best_step = done;
-            self.since_best = 0;
-            save_checkpoint(&self.best_path, &model.config, &model.params.state_dict())?;
-        } else {
-            self.since_best += 1;
-        }
-        Ok(Evaluation {
-            value: metric as f32,
-            note: Some(format!(
-                "step {done}: dev f1 {metric:.2} (best {:.2} at step {})",
-                self.best.metric, self.best_step
-            )),
-            stop: self.opts.patience > 0 && self.since_best >= self.opts.patience,
-        })
+        self.best.update(report, done, model, self.opts)
     }
 
     fn save(
@@ -207,9 +154,6 @@ impl TrainingTask for QaFinetuning<'_> {
         _done: u64,
         _why: SaveReason,
     ) -> anyhow::Result<PathBuf> {
-        let dir = last_good_dir(&self.opts.out);
-        let model = &trainer.model;
-        save_checkpoint(&dir, &model.config, &model.params.state_dict())?;
-        Ok(dir)
+        save_last_good(self.opts, trainer)
     }
 }
