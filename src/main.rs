@@ -8,14 +8,18 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "pixel", version, about)]
 struct Cli {
+    /// Instruction set of the CPU kernels: scalar, avx2 or avx512 (default: the
+    /// best this CPU has, or PIXEL_ISA). For A/B runs of the same job.
+    #[arg(long, global = true, value_name = "ISA")]
+    isa: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the CPU features the kernels will use and the rayon thread count.
-    Info,
+    /// Describe and measure this machine: CPU, caches, ISA in use, FMA ceilings, memory bandwidth.
+    Info(cli::info::InfoArgs),
     /// Render text into a PIXEL strip (PNG) and print its patch layout.
     Render(cli::render::RenderArgs),
     /// Pretrain PIXEL on rendered text (defaults: a tiny model on the bundled corpus, ~10 min).
@@ -44,13 +48,26 @@ fn main() {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Info => {
-            println!("avx2+fma: {}", pixel_kernels::has_avx2_fma());
-            println!("rayon threads: {}", rayon::current_num_threads());
-            Ok(())
+/// Fixes the kernels' ISA before any kernel runs: `--isa`, else `PIXEL_ISA`,
+/// else the best the CPU has. Unknown names and ISAs the CPU lacks are errors.
+fn choose_isa(flag: Option<&str>) -> anyhow::Result<()> {
+    use pixel_kernels::cpu::{isa_from_env, set_isa};
+    use pixel_kernels::Isa;
+    let isa = match flag {
+        Some(name) => {
+            let isa = Isa::parse(name).map_err(|e| anyhow::anyhow!("--isa: {e}"))?;
+            set_isa(isa).map_err(|e| anyhow::anyhow!("--isa: {e}"))?;
+            isa
         }
+        None => isa_from_env().map_err(|e| anyhow::anyhow!(e))?,
+    };
+    set_isa(isa).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    choose_isa(cli.isa.as_deref())?;
+    match cli.command {
+        Command::Info(args) => cli::info::run(args),
         Command::Render(args) => cli::render::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Bench(args) => cli::bench::run(args),

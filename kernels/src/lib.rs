@@ -11,8 +11,10 @@
 //! trusts the sizes it is given, except for buffer lengths.
 
 pub mod buffer;
+pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod peak;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd;
 
@@ -29,6 +31,7 @@ pub mod reduce;
 pub mod softmax;
 
 pub use buffer::{same_device, Buffer, Device};
+pub use cpu::Isa;
 
 /// Rows per rayon task for row-parallel kernels: enough work per task to hide
 /// the scheduling cost.
@@ -36,15 +39,9 @@ pub(crate) fn rows_per_task(cols: usize) -> usize {
     (16384 / cols.max(1)).max(1)
 }
 
-/// True when the AVX2+FMA paths may be used (checked once, cached by std).
+/// True when the kernels run AVX2+FMA code or wider: the process's ISA
+/// ([`cpu::isa`]) is AVX2 or AVX-512.
 #[inline]
 pub fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    cpu::isa() >= cpu::Isa::Avx2
 }

@@ -1,7 +1,11 @@
 //! GEMM against the f64 triple-loop reference: all transpose layouts, shapes
 //! that split by rows, by columns or not at all, alpha/beta, and batches.
 
-use pixel_kernels::gemm::{sgemm, sgemm_batched, sgemm_reference, sgemm_serial, GemmShape};
+use pixel_kernels::gemm::{
+    blocking_for, sgemm, sgemm_batched, sgemm_on, sgemm_reference, sgemm_serial, GemmPath,
+    GemmShape,
+};
+use pixel_kernels::Isa;
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(747_796_405).wrapping_add(1);
@@ -116,5 +120,72 @@ fn sgemm_batched_matches_reference() {
                 assert_close(&what, &got[i * m * n..(i + 1) * m * n], &want, k);
             }
         }
+    }
+}
+
+/// Every GEMM path this CPU can run (each ISA's packed micro-kernel and
+/// matrixmultiply), serial and parallel, against the reference on shapes with
+/// ragged edges in every dimension and depths / widths that cross the KC and
+/// NC blocks, where later depth blocks accumulate onto the first.
+#[test]
+fn every_gemm_path_matches_reference() {
+    let mut paths: Vec<GemmPath> = Isa::available().into_iter().map(GemmPath::Packed).collect();
+    paths.push(GemmPath::Matrixmultiply);
+    for isa in Isa::ALL {
+        if !isa.is_available() {
+            eprintln!("skipped: the packed GEMM with {isa} (this CPU lacks it)");
+        }
+    }
+    for &path in &paths {
+        let bl = match path {
+            GemmPath::Packed(isa) => blocking_for(isa),
+            GemmPath::Matrixmultiply => blocking_for(Isa::Scalar),
+        };
+        eprintln!("{}: {bl:?}", path.name());
+        let shapes = [
+            (1, 1, 1),
+            (13, 5, 33),
+            (25, bl.kc + 3, 17),
+            (13, 2 * bl.kc + 1, bl.nc + 35),
+            (300, 64, 97),
+            (70, 129, 3),
+        ];
+        for &(m, k, n) in &shapes {
+            for &(trans_a, trans_b) in &LAYOUTS {
+                let s = GemmShape::new(m, n, k, trans_a, trans_b);
+                let (a, b) = (values(m * k, 11), values(k * n, 12));
+                let c0 = values(m * n, 13);
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.75)] {
+                    let mut want = c0.clone();
+                    sgemm_reference(s, alpha, &a, &b, beta, &mut want);
+                    for parallel in [false, true] {
+                        let mut got = if beta == 0.0 {
+                            vec![f32::NAN; m * n]
+                        } else {
+                            c0.clone()
+                        };
+                        sgemm_on(path, parallel, s, alpha, &a, &b, beta, &mut got);
+                        let what = format!(
+                            "{} parallel={parallel} {s:?} alpha={alpha} beta={beta}",
+                            path.name()
+                        );
+                        assert_close(&what, &got, &want, k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sgemm_with_empty_depth_scales_c() {
+    for isa in Isa::available() {
+        let s = GemmShape::nn(3, 4, 0);
+        let mut c = vec![2.0; 12];
+        sgemm_on(GemmPath::Packed(isa), false, s, 1.0, &[], &[], 0.5, &mut c);
+        assert!(c.iter().all(|&v| v == 1.0), "{isa}: {c:?}");
+        let mut c = vec![f32::NAN; 12];
+        sgemm_on(GemmPath::Packed(isa), false, s, 1.0, &[], &[], 0.0, &mut c);
+        assert!(c.iter().all(|&v| v == 0.0), "{isa}: {c:?}");
     }
 }

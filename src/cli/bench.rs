@@ -106,7 +106,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let model = PixelForPreTraining::new(cfg.clone(), &mut rng);
     let l = cfg.num_patches();
     println!(
-        "pixel bench: config {} (hidden {}, {} layers; decoder {}x{}), L = {l}, dropout {}, {} rayon threads, avx2+fma {}",
+        "pixel bench: config {} (hidden {}, {} layers; decoder {}x{}), L = {l}, dropout {}, {} rayon threads, ISA {}, GEMM {} ({})",
         args.config,
         cfg.hidden_size,
         cfg.num_hidden_layers,
@@ -114,7 +114,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         cfg.decoder_num_hidden_layers,
         args.dropout,
         rayon::current_num_threads(),
-        pixel_engine::kernels::has_avx2_fma()
+        pixel_kernels::cpu::isa(),
+        pixel_kernels::gemm::default_path().name(),
+        pixel_kernels::cpu::model_name()
     );
     println!(
         "{:<44} {:>10} {:>10} {:>10} {:>12}",

@@ -5,6 +5,7 @@
 //! decay on the updated value: `p -= lr * wd * p`. (eps sits outside the
 //! bias correction, unlike `torch.optim.AdamW`.)
 
+use crate::cpu::{simd_dispatch, Isa};
 use rayon::prelude::*;
 
 /// Hyper-parameters of one AdamW update.
@@ -32,15 +33,7 @@ pub fn adamw_update(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32
         .par_chunks_mut(CHUNK)
         .zip(grad.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-        .for_each(|((p, g), (m, v))| {
-            #[cfg(target_arch = "x86_64")]
-            if crate::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                unsafe { adamw_update_avx2(p, g, m, v, h) };
-                return;
-            }
-            adamw_update_scalar(p, g, m, v, h)
-        });
+        .for_each(|((p, g), (m, v))| adamw_update_with(crate::cpu::isa(), p, g, m, v, h));
 }
 
 /// The update loop with the bias correction hoisted and the decay branch
@@ -65,6 +58,38 @@ fn adamw_update_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: 
             *x -= decay * *x;
         }
     }
+}
+
+/// [`adamw_update`] of one chunk on the calling thread with `isa`'s build
+/// (all three give the same bits).
+pub fn adamw_update_with(
+    isa: Isa,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    h: AdamWStep,
+) {
+    simd_dispatch!(
+        isa,
+        adamw_update_scalar,
+        adamw_update_avx2,
+        adamw_update_avx512,
+        (p, g, m, v, h)
+    )
+}
+
+/// [`adamw_update_body`] compiled for AVX-512 (16 lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+unsafe fn adamw_update_avx512(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    h: AdamWStep,
+) {
+    adamw_update_body(p, g, m, v, h)
 }
 
 /// [`adamw_update_body`] compiled for AVX2+FMA (8 lanes).

@@ -2,43 +2,47 @@
 //! the glue between the fused kernels. CPU slices first, then the
 //! device-dispatched entry points ([`binary`], [`unary`], ...) on [`Buffer`]s.
 //!
-//! The loop bodies are `#[inline(always)]` helpers compiled twice: plainly
-//! (the `*_scalar` references, SSE2 on x86_64) and inside an
-//! `#[target_feature(enable = "avx2,fma")]` wrapper, where the compiler
-//! vectorises them 8 lanes wide. Rust never contracts `a * b + c` into an FMA,
+//! The loop bodies are `#[inline(always)]` helpers compiled three times:
+//! plainly (the `*_scalar` references, SSE2 on x86_64) and inside
+//! `#[target_feature]` wrappers for AVX2 and AVX-512, where the compiler
+//! vectorises them 8 or 16 lanes wide. Rust never contracts `a * b + c` into an FMA,
 //! so both builds give the same bits. `sum_squares` is written with intrinsics
 //! (a f64 reduction does not auto-vectorise).
 
+use crate::cpu::simd_dispatch;
 use rayon::prelude::*;
 
 const CHUNK: usize = 16384;
 
-/// Defines `$avx2` as `$body` compiled for AVX2+FMA, and `$scalar` as the plain
-/// build, with the same arguments.
-macro_rules! avx2_twin {
-    ($scalar:ident, $avx2:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
-        /// Scalar reference build of the loop (no AVX2).
+/// Defines `$scalar` as the plain build of `$body`, and `$avx2` / `$avx512`
+/// as `$body` compiled for AVX2+FMA / AVX-512, all with the same arguments.
+macro_rules! isa_builds {
+    ($scalar:ident, $avx2:ident, $avx512:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
+        /// Scalar reference build of the loop (no AVX).
         pub fn $scalar($($arg: $ty),*) {
             $body($($arg),*)
         }
 
         /// The loop built for AVX2+FMA (the CPU must have both).
-        #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
         unsafe fn $avx2($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+
+        /// The loop built for AVX-512 (the CPU must have F, DQ, BW, VL).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+        unsafe fn $avx512($($arg: $ty),*) {
             $body($($arg),*)
         }
     };
 }
 
-/// Runs the AVX2 build when the CPU has it, else the scalar one.
+/// Runs the build for the process's ISA ([`crate::cpu::isa`]).
 macro_rules! dispatch {
-    ($scalar:ident, $avx2:ident, ($($arg:expr),*)) => {
-        if crate::has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { $avx2($($arg),*) }
-        } else {
-            $scalar($($arg),*)
-        }
+    ($scalar:ident, $avx2:ident, $avx512:ident, ($($arg:expr),*)) => {
+        simd_dispatch!(crate::cpu::isa(), $scalar, $avx2, $avx512, ($($arg),*))
     };
 }
 
@@ -46,40 +50,56 @@ macro_rules! dispatch {
 fn add_assign_body(dst: &mut [f32], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
 }
-avx2_twin!(add_assign_scalar, add_assign_avx2, add_assign_body, (dst: &mut [f32], src: &[f32]));
+isa_builds!(
+    add_assign_scalar,
+    add_assign_avx2,
+    add_assign_avx512, add_assign_body, (dst: &mut [f32], src: &[f32]));
 
 /// `dst += src`.
 pub fn add_assign(dst: &mut [f32], src: &[f32]) {
     assert_eq!(dst.len(), src.len(), "add_assign: length mismatch");
     dst.par_chunks_mut(CHUNK)
         .zip(src.par_chunks(CHUNK))
-        .for_each(|(d, s)| dispatch!(add_assign_scalar, add_assign_avx2, (d, s)));
+        .for_each(|(d, s)| {
+            dispatch!(
+                add_assign_scalar,
+                add_assign_avx2,
+                add_assign_avx512,
+                (d, s)
+            )
+        });
 }
 
 #[inline(always)]
 fn axpy_body(dst: &mut [f32], alpha: f32, src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += alpha * s);
 }
-avx2_twin!(axpy_scalar, axpy_avx2, axpy_body, (dst: &mut [f32], alpha: f32, src: &[f32]));
+isa_builds!(
+    axpy_scalar,
+    axpy_avx2,
+    axpy_avx512, axpy_body, (dst: &mut [f32], alpha: f32, src: &[f32]));
 
 /// `dst += alpha * src`.
 pub fn axpy(dst: &mut [f32], alpha: f32, src: &[f32]) {
     assert_eq!(dst.len(), src.len(), "axpy: length mismatch");
     dst.par_chunks_mut(CHUNK)
         .zip(src.par_chunks(CHUNK))
-        .for_each(|(d, s)| dispatch!(axpy_scalar, axpy_avx2, (d, alpha, s)));
+        .for_each(|(d, s)| dispatch!(axpy_scalar, axpy_avx2, axpy_avx512, (d, alpha, s)));
 }
 
 #[inline(always)]
 fn scale_body(dst: &mut [f32], alpha: f32) {
     dst.iter_mut().for_each(|d| *d *= alpha);
 }
-avx2_twin!(scale_scalar, scale_avx2, scale_body, (dst: &mut [f32], alpha: f32));
+isa_builds!(
+    scale_scalar,
+    scale_avx2,
+    scale_avx512, scale_body, (dst: &mut [f32], alpha: f32));
 
 /// `dst *= alpha`.
 pub fn scale(dst: &mut [f32], alpha: f32) {
     dst.par_chunks_mut(CHUNK)
-        .for_each(|d| dispatch!(scale_scalar, scale_avx2, (d, alpha)));
+        .for_each(|d| dispatch!(scale_scalar, scale_avx2, scale_avx512, (d, alpha)));
 }
 
 #[inline(always)]
@@ -88,9 +108,10 @@ fn add_row_broadcast_body(x: &mut [f32], row: &[f32]) {
         r.iter_mut().zip(row).for_each(|(a, b)| *a += b);
     }
 }
-avx2_twin!(
+isa_builds!(
     add_row_broadcast_scalar,
     add_row_broadcast_avx2,
+    add_row_broadcast_avx512,
     add_row_broadcast_body,
     (x: &mut [f32], row: &[f32])
 );
@@ -100,8 +121,14 @@ pub fn add_row_broadcast(x: &mut [f32], row: &[f32]) {
     let cols = row.len();
     assert_eq!(x.len() % cols, 0, "add_row_broadcast: length mismatch");
     let chunk = crate::rows_per_task(cols) * cols;
-    x.par_chunks_mut(chunk)
-        .for_each(|xs| dispatch!(add_row_broadcast_scalar, add_row_broadcast_avx2, (xs, row)));
+    x.par_chunks_mut(chunk).for_each(|xs| {
+        dispatch!(
+            add_row_broadcast_scalar,
+            add_row_broadcast_avx2,
+            add_row_broadcast_avx512,
+            (xs, row)
+        )
+    });
 }
 
 /// `out (cols,) += sum over rows of x (rows, cols)`: the gradient of a broadcast row add.
@@ -116,7 +143,12 @@ pub fn sum_rows_into(out: &mut [f32], x: &[f32]) {
         .map(|xs| {
             // (cols,) partial sum of this task's rows.
             let mut acc = vec![0.0f32; cols];
-            dispatch!(add_rows_scalar, add_rows_avx2, (&mut acc, xs));
+            dispatch!(
+                add_rows_scalar,
+                add_rows_avx2,
+                add_rows_avx512,
+                (&mut acc, xs)
+            );
             acc
         })
         .collect();
@@ -131,7 +163,10 @@ fn add_rows_body(acc: &mut [f32], x: &[f32]) {
         acc.iter_mut().zip(r).for_each(|(a, b)| *a += b);
     }
 }
-avx2_twin!(add_rows_scalar, add_rows_avx2, add_rows_body, (acc: &mut [f32], x: &[f32]));
+isa_builds!(
+    add_rows_scalar,
+    add_rows_avx2,
+    add_rows_avx512, add_rows_body, (acc: &mut [f32], x: &[f32]));
 
 #[inline(always)]
 fn mul_body(out: &mut [f32], a: &[f32], b: &[f32]) {
@@ -139,7 +174,10 @@ fn mul_body(out: &mut [f32], a: &[f32], b: &[f32]) {
         .zip(a.iter().zip(b))
         .for_each(|(o, (a, b))| *o = a * b);
 }
-avx2_twin!(mul_scalar, mul_avx2, mul_body, (out: &mut [f32], a: &[f32], b: &[f32]));
+isa_builds!(
+    mul_scalar,
+    mul_avx2,
+    mul_avx512, mul_body, (out: &mut [f32], a: &[f32], b: &[f32]));
 
 /// `out = a * b`.
 pub fn mul(out: &mut [f32], a: &[f32], b: &[f32]) {
@@ -149,19 +187,22 @@ pub fn mul(out: &mut [f32], a: &[f32], b: &[f32]) {
     );
     out.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (a, b))| dispatch!(mul_scalar, mul_avx2, (o, a, b)));
+        .for_each(|(o, (a, b))| dispatch!(mul_scalar, mul_avx2, mul_avx512, (o, a, b)));
 }
 
 /// Sum of squares in f64 (gradient norms).
 pub fn sum_squares(x: &[f32]) -> f64 {
     x.par_chunks(CHUNK)
         .map(|c| {
-            #[cfg(target_arch = "x86_64")]
-            if crate::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                return unsafe { sum_squares_avx2(c) };
-            }
-            sum_squares_scalar(c)
+            // The f64 reduction is memory-bound: AVX-512 runs the AVX2 code.
+            let isa = crate::cpu::isa().min(crate::cpu::Isa::Avx2);
+            simd_dispatch!(
+                isa,
+                sum_squares_scalar,
+                sum_squares_avx2,
+                sum_squares_avx2,
+                (c)
+            )
         })
         .sum()
 }

@@ -1,8 +1,9 @@
 //! Exact (erf) GELU, as HuggingFace's "gelu": `x * 0.5 * (1 + erf(x / sqrt(2)))`.
 //!
-//! The AVX2 path evaluates the normal CDF with [`crate::simd::normal_cdf`]
+//! The vector paths (AVX2, AVX-512) evaluate the normal CDF with [`crate::simd::normal_cdf`]
 //! (absolute error ~1e-7); the scalar references use `libm::erf` in f64.
 
+use crate::cpu::{simd_dispatch, Isa};
 use rayon::prelude::*;
 
 const CHUNK: usize = 16384;
@@ -19,15 +20,18 @@ pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
     );
     out.par_chunks_mut(CHUNK)
         .zip(inp.par_chunks(CHUNK))
-        .for_each(|(o, x)| {
-            #[cfg(target_arch = "x86_64")]
-            if crate::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                unsafe { avx2::forward(o, x) };
-                return;
-            }
-            gelu_forward_scalar(o, x)
-        });
+        .for_each(|(o, x)| gelu_forward_with(crate::cpu::isa(), o, x));
+}
+
+/// [`gelu_forward`] on the calling thread with `isa`'s code.
+pub fn gelu_forward_with(isa: Isa, out: &mut [f32], inp: &[f32]) {
+    simd_dispatch!(
+        isa,
+        gelu_forward_scalar,
+        vector::forward_avx2,
+        vector::forward_avx512,
+        (out, inp)
+    )
 }
 
 /// Scalar reference of [`gelu_forward`].
@@ -51,15 +55,18 @@ pub fn gelu_backward(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
     dinp.par_chunks_mut(CHUNK)
         .zip(dout.par_chunks(CHUNK))
         .zip(inp.par_chunks(CHUNK))
-        .for_each(|((dx, dy), x)| {
-            #[cfg(target_arch = "x86_64")]
-            if crate::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                unsafe { avx2::backward(dx, dy, x) };
-                return;
-            }
-            gelu_backward_scalar(dx, dy, x)
-        });
+        .for_each(|((dx, dy), x)| gelu_backward_with(crate::cpu::isa(), dx, dy, x));
+}
+
+/// [`gelu_backward`] on the calling thread with `isa`'s code.
+pub fn gelu_backward_with(isa: Isa, dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
+    simd_dispatch!(
+        isa,
+        gelu_backward_scalar,
+        vector::backward_avx2,
+        vector::backward_avx512,
+        (dinp, dout, inp)
+    )
 }
 
 /// Scalar reference of [`gelu_backward`].
@@ -72,60 +79,76 @@ pub fn gelu_backward_scalar(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
     }
 }
 
+/// Vector kernels (AVX2 and AVX-512 from one generic body).
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use crate::simd::{load_tail, normal_cdf, store_tail, LANES};
-    use std::arch::x86_64::*;
+mod vector {
+    use crate::simd::{normal_cdf, simd_entry, Vector};
+
+    simd_entry!(forward, forward_avx2, forward_avx512, (out: &mut [f32], inp: &[f32]));
+    simd_entry!(backward, backward_avx2, backward_avx512, (
+        dinp: &mut [f32],
+        dout: &[f32],
+        inp: &[f32],
+    ));
 
     /// `out = x * Phi(x)`; `out`, `inp` same length.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn forward(out: &mut [f32], inp: &[f32]) {
+    ///
+    /// # Safety
+    /// The CPU has V's features.
+    #[inline(always)]
+    unsafe fn forward<V: Vector>(out: &mut [f32], inp: &[f32]) {
         let n = inp.len().min(out.len());
-        let body = n - n % LANES;
+        let body = n - n % V::LANES;
         let (xp, op) = (inp.as_ptr(), out.as_mut_ptr());
         // SAFETY (pointer reads/writes below): i + LANES <= body <= n, and
         // the tail covers exactly [body, n).
-        let mut i = 0;
-        while i < body {
-            let x = _mm256_loadu_ps(xp.add(i));
-            let (cdf, _) = normal_cdf(x, false);
-            _mm256_storeu_ps(op.add(i), _mm256_mul_ps(x, cdf));
-            i += LANES;
-        }
-        if n > body {
-            let x = load_tail(xp.add(body), n - body);
-            let (cdf, _) = normal_cdf(x, false);
-            store_tail(op.add(body), n - body, _mm256_mul_ps(x, cdf));
+        unsafe {
+            let mut i = 0;
+            while i < body {
+                let x = V::load(xp.add(i));
+                let (cdf, _) = normal_cdf(x, false);
+                x.mul(cdf).store(op.add(i));
+                i += V::LANES;
+            }
+            if n > body {
+                let x = V::load_tail(xp.add(body), n - body);
+                let (cdf, _) = normal_cdf(x, false);
+                x.mul(cdf).store_tail(op.add(body), n - body);
+            }
         }
     }
 
     /// `dinp = dout * (Phi(x) + x * phi(x))`; all three the same length.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn backward(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
+    ///
+    /// # Safety
+    /// The CPU has V's features.
+    #[inline(always)]
+    unsafe fn backward<V: Vector>(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
         let n = inp.len().min(dout.len()).min(dinp.len());
-        let body = n - n % LANES;
+        let body = n - n % V::LANES;
         let (xp, dyp, dxp) = (inp.as_ptr(), dout.as_ptr(), dinp.as_mut_ptr());
-        let inv_sqrt_2pi = _mm256_set1_ps(super::INV_SQRT_2PI as f32);
-        let grad = |x: __m256, dy: __m256| {
-            // gauss = exp(-x^2 / 2); pdf = gauss / sqrt(2 pi).
-            let (cdf, gauss) = normal_cdf(x, true);
-            let pdf = _mm256_mul_ps(gauss, inv_sqrt_2pi);
-            _mm256_mul_ps(dy, _mm256_fmadd_ps(x, pdf, cdf))
-        };
         // SAFETY (pointer reads/writes below): i + LANES <= body <= n, and
         // the tail covers exactly [body, n).
-        let mut i = 0;
-        while i < body {
-            let g = grad(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(dyp.add(i)));
-            _mm256_storeu_ps(dxp.add(i), g);
-            i += LANES;
-        }
-        if n > body {
-            let g = grad(
-                load_tail(xp.add(body), n - body),
-                load_tail(dyp.add(body), n - body),
-            );
-            store_tail(dxp.add(body), n - body, g);
+        unsafe {
+            let inv_sqrt_2pi = V::splat(super::INV_SQRT_2PI as f32);
+            let grad = |x: V, dy: V| {
+                // gauss = exp(-x^2 / 2); pdf = gauss / sqrt(2 pi).
+                let (cdf, gauss) = normal_cdf(x, true);
+                let pdf = gauss.mul(inv_sqrt_2pi);
+                dy.mul(x.mul_add(pdf, cdf))
+            };
+            let mut i = 0;
+            while i < body {
+                grad(V::load(xp.add(i)), V::load(dyp.add(i))).store(dxp.add(i));
+                i += V::LANES;
+            }
+            if n > body {
+                let g = grad(
+                    V::load_tail(xp.add(body), n - body),
+                    V::load_tail(dyp.add(body), n - body),
+                );
+                g.store_tail(dxp.add(body), n - body);
+            }
         }
     }
 }

@@ -1,13 +1,19 @@
-//! Single-precision GEMM on row-major slices through `matrixmultiply`,
-//! parallelised with rayon over row blocks (one big product) or over the batch
-//! (many small products, e.g. attention heads).
+//! Single-precision GEMM on row-major slices: our blocked GEMM (`packed.rs`,
+//! micro-kernels per ISA in `microkernel.rs`) or `matrixmultiply`, chosen in
+//! [`default_path`]; parallelised with rayon inside one big product or over
+//! the batch (many small products, e.g. attention heads).
 //!
 //! `C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C`, where
 //! `op(A) = A` is stored (m, k) and `op(A) = A^T` is stored (k, m); likewise
 //! `op(B) = B` stored (k, n) and `op(B) = B^T` stored (n, k) (PyTorch `nn.Linear`
 //! weight layout for `x @ W^T`). Operands are never copied or transposed in memory.
 
+use crate::cpu::Isa;
 use rayon::prelude::*;
+
+mod microkernel;
+mod packed;
+pub use packed::{blocking_for, Blocking};
 
 /// Layout of one GEMM: sizes and transpose flags.
 #[derive(Clone, Copy, Debug)]
@@ -53,29 +59,100 @@ impl GemmShape {
     }
 }
 
-/// Minimum rows (or columns) in a parallel block: below this, splitting costs
-/// more than it saves.
+/// Minimum rows (or columns) in a parallel block of the matrixmultiply path:
+/// below this, splitting costs more than it saves.
 const MIN_ROWS_PER_TASK: usize = 64;
 
 /// Products under this many flops run on the calling thread.
 const MIN_PARALLEL_FLOPS: f64 = 4.0e6;
 
-/// `C = alpha * op(A) @ op(B) + beta * C` for one product.
-///
-/// Large products are split into one block of C per rayon thread, each a
-/// single-threaded `matrixmultiply` call on strided views (no copies): row
-/// blocks when C has enough rows, else column blocks. (Measured on the 2-core
-/// Zen 3 box: as fast as matrixmultiply's own `threading` feature on every
-/// PIXEL shape and layout, without a second thread pool; see kernels/README.md.)
+/// Which code computes a CPU GEMM: the one place the choice is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmPath {
+    /// Our blocked GEMM (`packed.rs`) with the micro-kernel of this ISA: the B
+    /// panel packed once and shared by the threads.
+    Packed(Isa),
+    /// `matrixmultiply` (its own micro-kernel, AVX2 at best), one
+    /// single-threaded call per block of C: the path before the packed GEMM,
+    /// kept to A/B against.
+    Matrixmultiply,
+}
+
+impl GemmPath {
+    pub fn name(self) -> String {
+        match self {
+            GemmPath::Packed(isa) => format!("packed-{isa}"),
+            GemmPath::Matrixmultiply => "matrixmultiply".to_string(),
+        }
+    }
+}
+
+/// The path [`sgemm`] takes: the packed GEMM with the process's ISA
+/// ([`crate::cpu::isa`]), unless `PIXEL_GEMM=matrixmultiply`.
+pub fn default_path() -> GemmPath {
+    static PATH: std::sync::OnceLock<GemmPath> = std::sync::OnceLock::new();
+    *PATH.get_or_init(|| match std::env::var("PIXEL_GEMM").as_deref() {
+        Ok("matrixmultiply") => GemmPath::Matrixmultiply,
+        _ => GemmPath::Packed(crate::cpu::isa()),
+    })
+}
+
+/// `C = alpha * op(A) @ op(B) + beta * C` for one product, on the rayon pool
+/// when it is large enough.
 pub fn sgemm(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+    sgemm_on(default_path(), true, s, alpha, a, b, beta, c);
+}
+
+/// [`sgemm`] on a chosen path; `parallel: false` keeps it on the calling thread.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_on(
+    path: GemmPath,
+    parallel: bool,
+    s: GemmShape,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
     check_lengths(&s, a, b, c);
     if s.m == 0 || s.n == 0 {
         return;
     }
+    let parallel = parallel && rayon::current_num_threads() > 1 && s.flops() >= MIN_PARALLEL_FLOPS;
+    match path {
+        GemmPath::Packed(isa) => {
+            assert!(isa.is_available(), "sgemm: this CPU has no {isa}");
+            // SAFETY: lengths checked above; `c` is borrowed mutably for the call.
+            unsafe { packed::sgemm_packed(isa, s, alpha, a, b, beta, c.as_mut_ptr(), parallel) }
+        }
+        GemmPath::Matrixmultiply if parallel => sgemm_matrixmultiply_split(s, alpha, a, b, beta, c),
+        GemmPath::Matrixmultiply => {
+            let block = Block {
+                row0: 0,
+                rows: s.m,
+                col0: 0,
+                cols: s.n,
+            };
+            // SAFETY: `c` holds all m x n values of C (checked above).
+            unsafe { sgemm_block(s, alpha, a, b, beta, c.as_mut_ptr(), block) };
+        }
+    }
+}
+
+/// The matrixmultiply path on the pool: one block of C per rayon thread, each
+/// a single-threaded `matrixmultiply` call on strided views (every thread packs
+/// its own copy of B): row blocks when C has enough rows, else column blocks.
+fn sgemm_matrixmultiply_split(
+    s: GemmShape,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
     let threads = rayon::current_num_threads().max(1);
-    if threads == 1 || s.flops() < MIN_PARALLEL_FLOPS {
-        sgemm_serial(s, alpha, a, b, beta, c);
-    } else if s.m >= 2 * MIN_ROWS_PER_TASK {
+    if s.m >= 2 * MIN_ROWS_PER_TASK {
         let tasks = threads.min(s.m / MIN_ROWS_PER_TASK);
         // Split C (and the matching rows of op(A)) into `tasks` row blocks.
         let rows_per_task = s.m.div_ceil(tasks);
@@ -93,10 +170,10 @@ pub fn sgemm(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut 
                 // SAFETY: `c_block` is exactly rows [row0, row0 + rows) of C.
                 unsafe { sgemm_block(s, alpha, a, b, beta, c_block.as_mut_ptr(), block) };
             });
-    } else if s.n >= 2 * MIN_ROWS_PER_TASK {
+    } else {
         // Few rows (e.g. a CLS head): split the columns of C and op(B) instead.
         // Column blocks are multiples of 16 so the 8-wide kernel tiles stay whole.
-        let tasks = threads.min(s.n / MIN_ROWS_PER_TASK);
+        let tasks = threads.min(s.n / MIN_ROWS_PER_TASK).max(1);
         let cols_per_task = s.n.div_ceil(tasks).next_multiple_of(16);
         let c_ptr = SharedMutPtr(c.as_mut_ptr());
         (0..s.n.div_ceil(cols_per_task))
@@ -113,8 +190,6 @@ pub fn sgemm(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut 
                 // disjoint from every other task's; C outlives the parallel loop.
                 unsafe { sgemm_block(s, alpha, a, b, beta, c_ptr.get(), block) };
             });
-    } else {
-        sgemm_serial(s, alpha, a, b, beta, c);
     }
 }
 
@@ -122,7 +197,7 @@ pub fn sgemm(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut 
 /// disjoint column range.
 #[derive(Clone, Copy)]
 struct SharedMutPtr(*mut f32);
-// SAFETY: only used for disjoint writes from `sgemm`'s column split.
+// SAFETY: only used for disjoint writes from the column split.
 unsafe impl Send for SharedMutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SharedMutPtr {}
@@ -196,15 +271,7 @@ fn check_lengths(s: &GemmShape, a: &[f32], b: &[f32], c: &[f32]) {
 
 /// One product on the calling thread.
 pub fn sgemm_serial(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
-    check_lengths(&s, a, b, c);
-    let block = Block {
-        row0: 0,
-        rows: s.m,
-        col0: 0,
-        cols: s.n,
-    };
-    // SAFETY: `c` holds all m x n values of C (checked above).
-    unsafe { sgemm_block(s, alpha, a, b, beta, c.as_mut_ptr(), block) };
+    sgemm_on(default_path(), false, s, alpha, a, b, beta, c);
 }
 
 /// A rectangle of C: rows [row0, row0 + rows), columns [col0, col0 + cols).

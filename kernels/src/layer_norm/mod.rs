@@ -1,6 +1,7 @@
 //! Fused LayerNorm over the last axis: forward saves mean and rstd per row,
 //! backward recomputes the normalised input from them.
 
+use crate::cpu::{simd_dispatch, Isa};
 use rayon::prelude::*;
 
 /// `out = (inp - mean) * rstd * weight + bias` per row of `cols` values.
@@ -25,14 +26,31 @@ pub fn layer_norm_forward(
         .zip(rstd.par_chunks_mut(chunk))
         .zip(inp.par_chunks(chunk * cols))
         .for_each(|(((o, m), r), x)| {
-            #[cfg(target_arch = "x86_64")]
-            if crate::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                unsafe { avx2::forward_rows(o, m, r, x, weight, bias, cols, eps) };
-                return;
-            }
-            layer_norm_forward_scalar(o, m, r, x, weight, bias, cols, eps)
+            layer_norm_forward_rows(crate::cpu::isa(), o, m, r, x, weight, bias, cols, eps)
         });
+}
+
+/// [`layer_norm_forward`] of whole rows on the calling thread with `isa`'s
+/// code (which the CPU must have): the scalar reference or the vector rows.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_forward_rows(
+    isa: Isa,
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    cols: usize,
+    eps: f32,
+) {
+    simd_dispatch!(
+        isa,
+        layer_norm_forward_scalar,
+        vector::forward_rows_avx2,
+        vector::forward_rows_avx512,
+        (out, mean, rstd, inp, weight, bias, cols, eps)
+    )
 }
 
 /// Scalar reference of [`layer_norm_forward`] (f64 statistics).
@@ -88,13 +106,18 @@ pub fn layer_norm_backward(
         .map(|(((dx, dy), x), (m, r))| {
             let mut dw = vec![0.0f32; cols];
             let mut db = vec![0.0f32; cols];
-            #[cfg(target_arch = "x86_64")]
-            if crate::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                unsafe { avx2::backward_rows(dx, &mut dw, &mut db, dy, x, weight, m, r, cols) };
-                return (dw, db);
-            }
-            layer_norm_backward_scalar(dx, &mut dw, &mut db, dy, x, weight, m, r, cols);
+            layer_norm_backward_rows(
+                crate::cpu::isa(),
+                dx,
+                &mut dw,
+                &mut db,
+                dy,
+                x,
+                weight,
+                m,
+                r,
+                cols,
+            );
             (dw, db)
         })
         .collect();
@@ -106,6 +129,30 @@ pub fn layer_norm_backward(
             dbias[j] += db[j];
         }
     }
+}
+
+/// [`layer_norm_backward`] of whole rows on the calling thread with `isa`'s
+/// code; `dweight`, `dbias` (cols,) are overwritten with this block's sums.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward_rows(
+    isa: Isa,
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    cols: usize,
+) {
+    simd_dispatch!(
+        isa,
+        layer_norm_backward_scalar,
+        vector::backward_rows_avx2,
+        vector::backward_rows_avx512,
+        (dinp, dweight, dbias, dout, inp, weight, mean, rstd, cols)
+    )
 }
 
 /// Scalar reference of [`layer_norm_backward`].
@@ -150,17 +197,43 @@ pub fn layer_norm_backward_scalar(
     }
 }
 
-/// AVX2+FMA row kernels: same maths as the scalar references, statistics
-/// accumulated in f32 over 8 lanes x 2 (two passes: mean, then variance).
+/// Vector row kernels (AVX2 and AVX-512 from one generic body): same maths as
+/// the scalar references, statistics accumulated in f32 over the lanes (two
+/// passes: mean, then variance).
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use crate::simd::{hsum, load_tail, store_tail, LANES};
-    use std::arch::x86_64::*;
+mod vector {
+    use crate::simd::{simd_entry, Vector};
+
+    simd_entry!(forward_rows, forward_rows_avx2, forward_rows_avx512, (
+        out: &mut [f32],
+        mean: &mut [f32],
+        rstd: &mut [f32],
+        inp: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        cols: usize,
+        eps: f32,
+    ));
+
+    simd_entry!(backward_rows, backward_rows_avx2, backward_rows_avx512, (
+        dinp: &mut [f32],
+        dweight: &mut [f32],
+        dbias: &mut [f32],
+        dout: &[f32],
+        inp: &[f32],
+        weight: &[f32],
+        mean: &[f32],
+        rstd: &[f32],
+        cols: usize,
+    ));
 
     /// Forward over whole rows: `out`, `inp` (rows, cols); `mean`, `rstd` (rows,).
+    ///
+    /// # Safety
+    /// The CPU has V's features.
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn forward_rows(
+    #[inline(always)]
+    unsafe fn forward_rows<V: Vector>(
         out: &mut [f32],
         mean: &mut [f32],
         rstd: &mut [f32],
@@ -170,7 +243,8 @@ mod avx2 {
         cols: usize,
         eps: f32,
     ) {
-        let body = cols - cols % LANES;
+        let lanes = V::LANES;
+        let body = cols - cols % lanes;
         let tail = cols - body;
         let (w, b) = (weight.as_ptr(), bias.as_ptr());
         for (row, (o, x)) in out
@@ -179,61 +253,68 @@ mod avx2 {
             .enumerate()
         {
             let (xp, op) = (x.as_ptr(), o.as_mut_ptr());
-            // SAFETY (all pointer reads/writes below): j + LANES <= body <= cols,
+            // SAFETY (all pointer reads/writes below): j + lanes <= body <= cols,
             // and tails touch exactly `tail` values past `body`, inside the row.
-            let mut acc = _mm256_setzero_ps();
-            let mut j = 0;
-            while j < body {
-                acc = _mm256_add_ps(acc, _mm256_loadu_ps(xp.add(j)));
-                j += LANES;
-            }
-            if tail > 0 {
-                acc = _mm256_add_ps(acc, load_tail(xp.add(body), tail));
-            }
-            let mu = hsum(acc) / cols as f32;
-            let muv = _mm256_set1_ps(mu);
-            // Second pass on the centred values: no cancellation in the variance.
-            let mut acc = _mm256_setzero_ps();
-            let mut j = 0;
-            while j < body {
-                let d = _mm256_sub_ps(_mm256_loadu_ps(xp.add(j)), muv);
-                acc = _mm256_fmadd_ps(d, d, acc);
-                j += LANES;
-            }
-            if tail > 0 {
-                // Zeroed tail lanes would add mu^2 each: mask them back to 0.
-                let d = _mm256_sub_ps(load_tail(xp.add(body), tail), muv);
-                let d = _mm256_and_ps(d, _mm256_castsi256_ps(crate::simd::tail_mask(tail)));
-                acc = _mm256_fmadd_ps(d, d, acc);
-            }
-            let var = hsum(acc) / cols as f32;
-            let rs = 1.0 / (var + eps).sqrt();
-            let rsv = _mm256_set1_ps(rs);
-            let mut j = 0;
-            while j < body {
-                let xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xp.add(j)), muv), rsv);
-                let y = _mm256_fmadd_ps(xhat, _mm256_loadu_ps(w.add(j)), _mm256_loadu_ps(b.add(j)));
-                _mm256_storeu_ps(op.add(j), y);
-                j += LANES;
-            }
-            if tail > 0 {
-                let xhat = _mm256_mul_ps(_mm256_sub_ps(load_tail(xp.add(body), tail), muv), rsv);
-                let y = _mm256_fmadd_ps(
-                    xhat,
-                    load_tail(w.add(body), tail),
-                    load_tail(b.add(body), tail),
-                );
-                store_tail(op.add(body), tail, y);
-            }
+            let (mu, rs) = unsafe {
+                let mut acc = V::zero();
+                let mut j = 0;
+                while j < body {
+                    acc = acc.add(V::load(xp.add(j)));
+                    j += lanes;
+                }
+                if tail > 0 {
+                    acc = acc.add(V::load_tail(xp.add(body), tail));
+                }
+                let mu = acc.hsum() / cols as f32;
+                let muv = V::splat(mu);
+                // Second pass on the centred values: no cancellation in the variance.
+                let mut acc = V::zero();
+                let mut j = 0;
+                while j < body {
+                    let d = V::load(xp.add(j)).sub(muv);
+                    acc = d.mul_add(d, acc);
+                    j += lanes;
+                }
+                if tail > 0 {
+                    // Zeroed tail lanes would add mu^2 each: set them back to 0.
+                    let d = V::load_tail(xp.add(body), tail)
+                        .sub(muv)
+                        .first_or(tail, 0.0);
+                    acc = d.mul_add(d, acc);
+                }
+                let var = acc.hsum() / cols as f32;
+                let rs = 1.0 / (var + eps).sqrt();
+                let rsv = V::splat(rs);
+                let mut j = 0;
+                while j < body {
+                    let xhat = V::load(xp.add(j)).sub(muv).mul(rsv);
+                    xhat.mul_add(V::load(w.add(j)), V::load(b.add(j)))
+                        .store(op.add(j));
+                    j += lanes;
+                }
+                if tail > 0 {
+                    let xhat = V::load_tail(xp.add(body), tail).sub(muv).mul(rsv);
+                    let y = xhat.mul_add(
+                        V::load_tail(w.add(body), tail),
+                        V::load_tail(b.add(body), tail),
+                    );
+                    y.store_tail(op.add(body), tail);
+                }
+                (mu, rs)
+            };
             mean[row] = mu;
             rstd[row] = rs;
         }
     }
 
-    /// Backward over whole rows; `dweight`, `dbias` (cols,) are accumulated into.
+    /// Backward over whole rows; `dweight`, `dbias` (cols,) are overwritten
+    /// with these rows' sums.
+    ///
+    /// # Safety
+    /// The CPU has V's features.
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn backward_rows(
+    #[inline(always)]
+    unsafe fn backward_rows<V: Vector>(
         dinp: &mut [f32],
         dweight: &mut [f32],
         dbias: &mut [f32],
@@ -244,8 +325,11 @@ mod avx2 {
         rstd: &[f32],
         cols: usize,
     ) {
-        let body = cols - cols % LANES;
+        let lanes = V::LANES;
+        let body = cols - cols % lanes;
         let tail = cols - body;
+        dweight.fill(0.0);
+        dbias.fill(0.0);
         let (w, dw, db) = (weight.as_ptr(), dweight.as_mut_ptr(), dbias.as_mut_ptr());
         for (row, ((dx, dy), x)) in dinp
             .chunks_exact_mut(cols)
@@ -254,67 +338,59 @@ mod avx2 {
             .enumerate()
         {
             let (xp, dyp, dxp) = (x.as_ptr(), dy.as_ptr(), dx.as_mut_ptr());
-            let muv = _mm256_set1_ps(mean[row]);
-            let rsv = _mm256_set1_ps(rstd[row]);
             // SAFETY (all pointer reads/writes below): every row slice and the
-            // (cols,) vectors hold `cols` values; j + LANES <= body, tails stay inside.
-            // Pass 1: sums of dnorm = dy * w and dnorm * xhat; dW, dB partials.
-            let mut sum_dn = _mm256_setzero_ps();
-            let mut sum_dn_xhat = _mm256_setzero_ps();
-            let mut j = 0;
-            while j < body {
-                let xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xp.add(j)), muv), rsv);
-                let g = _mm256_loadu_ps(dyp.add(j));
-                let dn = _mm256_mul_ps(g, _mm256_loadu_ps(w.add(j)));
-                sum_dn = _mm256_add_ps(sum_dn, dn);
-                sum_dn_xhat = _mm256_fmadd_ps(dn, xhat, sum_dn_xhat);
-                _mm256_storeu_ps(db.add(j), _mm256_add_ps(_mm256_loadu_ps(db.add(j)), g));
-                _mm256_storeu_ps(
-                    dw.add(j),
-                    _mm256_fmadd_ps(g, xhat, _mm256_loadu_ps(dw.add(j))),
-                );
-                j += LANES;
-            }
-            if tail > 0 {
-                // Zero tail lanes of dy make dn, and so every tail term, zero.
-                let xhat = _mm256_mul_ps(_mm256_sub_ps(load_tail(xp.add(body), tail), muv), rsv);
-                let g = load_tail(dyp.add(body), tail);
-                let dn = _mm256_mul_ps(g, load_tail(w.add(body), tail));
-                sum_dn = _mm256_add_ps(sum_dn, dn);
-                sum_dn_xhat = _mm256_fmadd_ps(dn, xhat, sum_dn_xhat);
-                store_tail(
-                    db.add(body),
-                    tail,
-                    _mm256_add_ps(load_tail(db.add(body), tail), g),
-                );
-                let dw_new = _mm256_fmadd_ps(g, xhat, load_tail(dw.add(body), tail));
-                store_tail(dw.add(body), tail, dw_new);
-            }
-            let mean_dn = _mm256_set1_ps(hsum(sum_dn) / cols as f32);
-            let mean_dn_xhat = _mm256_set1_ps(hsum(sum_dn_xhat) / cols as f32);
-            // Pass 2: dx = rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)).
-            let dx_of = |xv: __m256, g: __m256, wv: __m256| {
-                let xhat = _mm256_mul_ps(_mm256_sub_ps(xv, muv), rsv);
-                let t = _mm256_fmsub_ps(g, wv, mean_dn);
-                _mm256_mul_ps(rsv, _mm256_fnmadd_ps(xhat, mean_dn_xhat, t))
-            };
-            let mut j = 0;
-            while j < body {
-                let v = dx_of(
-                    _mm256_loadu_ps(xp.add(j)),
-                    _mm256_loadu_ps(dyp.add(j)),
-                    _mm256_loadu_ps(w.add(j)),
-                );
-                _mm256_storeu_ps(dxp.add(j), v);
-                j += LANES;
-            }
-            if tail > 0 {
-                let v = dx_of(
-                    load_tail(xp.add(body), tail),
-                    load_tail(dyp.add(body), tail),
-                    load_tail(w.add(body), tail),
-                );
-                store_tail(dxp.add(body), tail, v);
+            // (cols,) vectors hold `cols` values; j + lanes <= body, tails stay inside.
+            unsafe {
+                let muv = V::splat(mean[row]);
+                let rsv = V::splat(rstd[row]);
+                // Pass 1: sums of dnorm = dy * w and dnorm * xhat; dW, dB partials.
+                let mut sum_dn = V::zero();
+                let mut sum_dn_xhat = V::zero();
+                let mut j = 0;
+                while j < body {
+                    let xhat = V::load(xp.add(j)).sub(muv).mul(rsv);
+                    let g = V::load(dyp.add(j));
+                    let dn = g.mul(V::load(w.add(j)));
+                    sum_dn = sum_dn.add(dn);
+                    sum_dn_xhat = dn.mul_add(xhat, sum_dn_xhat);
+                    V::load(db.add(j)).add(g).store(db.add(j));
+                    g.mul_add(xhat, V::load(dw.add(j))).store(dw.add(j));
+                    j += lanes;
+                }
+                if tail > 0 {
+                    // Zero tail lanes of dy make dn, and so every tail term, zero.
+                    let xhat = V::load_tail(xp.add(body), tail).sub(muv).mul(rsv);
+                    let g = V::load_tail(dyp.add(body), tail);
+                    let dn = g.mul(V::load_tail(w.add(body), tail));
+                    sum_dn = sum_dn.add(dn);
+                    sum_dn_xhat = dn.mul_add(xhat, sum_dn_xhat);
+                    let db_new = V::load_tail(db.add(body), tail).add(g);
+                    db_new.store_tail(db.add(body), tail);
+                    let dw_new = g.mul_add(xhat, V::load_tail(dw.add(body), tail));
+                    dw_new.store_tail(dw.add(body), tail);
+                }
+                let mean_dn = V::splat(sum_dn.hsum() / cols as f32);
+                let mean_dn_xhat = V::splat(sum_dn_xhat.hsum() / cols as f32);
+                // Pass 2: dx = rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)).
+                let dx_of = |xv: V, g: V, wv: V| {
+                    let xhat = xv.sub(muv).mul(rsv);
+                    let t = g.mul_sub(wv, mean_dn);
+                    rsv.mul(xhat.neg_mul_add(mean_dn_xhat, t))
+                };
+                let mut j = 0;
+                while j < body {
+                    let v = dx_of(V::load(xp.add(j)), V::load(dyp.add(j)), V::load(w.add(j)));
+                    v.store(dxp.add(j));
+                    j += lanes;
+                }
+                if tail > 0 {
+                    let v = dx_of(
+                        V::load_tail(xp.add(body), tail),
+                        V::load_tail(dyp.add(body), tail),
+                        V::load_tail(w.add(body), tail),
+                    );
+                    v.store_tail(dxp.add(body), tail);
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 //! of the scores reads mask row `r / rows_per_mask_row` (= H * Nq rows share one
 //! example's mask).
 
+use crate::cpu::{simd_dispatch, Isa};
 use rayon::prelude::*;
 
 /// `out[r] = softmax(inp[r] + mask[r / rows_per_mask_row])` over rows of `cols`.
@@ -100,25 +101,52 @@ pub fn softmax_forward_serial(
         inp.len(),
         "softmax_forward_serial: lengths differ"
     );
-    #[cfg(target_arch = "x86_64")]
-    if crate::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        unsafe { avx2::forward_rows(out, inp, mask, rows_per_mask_row, cols, row0) };
-        return;
-    }
-    softmax_forward_scalar(out, inp, mask, rows_per_mask_row, cols, row0)
+    softmax_forward_with(
+        crate::cpu::isa(),
+        out,
+        inp,
+        mask,
+        rows_per_mask_row,
+        cols,
+        row0,
+    )
+}
+
+/// [`softmax_forward_serial`] with `isa`'s code (the scalar reference or the
+/// vector rows).
+pub fn softmax_forward_with(
+    isa: Isa,
+    out: &mut [f32],
+    inp: &[f32],
+    mask: Option<&[f32]>,
+    rows_per_mask_row: usize,
+    cols: usize,
+    row0: usize,
+) {
+    simd_dispatch!(
+        isa,
+        softmax_forward_scalar,
+        vector::forward_rows_avx2,
+        vector::forward_rows_avx512,
+        (out, inp, mask, rows_per_mask_row, cols, row0)
+    )
 }
 
 /// [`softmax_backward`] on the calling thread.
 pub fn softmax_backward_serial(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize) {
     assert!(dinp.len() == out.len() && dout.len() == out.len());
-    #[cfg(target_arch = "x86_64")]
-    if crate::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        unsafe { avx2::backward_rows(dinp, dout, out, cols) };
-        return;
-    }
-    softmax_backward_scalar(dinp, dout, out, cols)
+    softmax_backward_with(crate::cpu::isa(), dinp, dout, out, cols)
+}
+
+/// [`softmax_backward_serial`] with `isa`'s code.
+pub fn softmax_backward_with(isa: Isa, dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize) {
+    simd_dispatch!(
+        isa,
+        softmax_backward_scalar,
+        vector::backward_rows_avx2,
+        vector::backward_rows_avx512,
+        (dinp, dout, out, cols)
+    )
 }
 
 /// Scalar reference of [`softmax_backward`].
@@ -135,16 +163,35 @@ pub fn softmax_backward_scalar(dinp: &mut [f32], dout: &[f32], out: &[f32], cols
     }
 }
 
-/// AVX2+FMA row kernels. Tail lanes past `cols` are loaded as 0 and then kept
-/// out of the max (set to -inf) and the sums (exp(-inf) = 0, 0 * y = 0).
+/// Vector row kernels (AVX2 and AVX-512 from one generic body). Tail lanes
+/// past `cols` are loaded as 0 and then kept out of the max (set to -inf) and
+/// the sums (exp(-inf) = 0, 0 * y = 0).
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use crate::simd::{exp, hmax, hsum, load_tail, store_tail, tail_mask, LANES};
-    use std::arch::x86_64::*;
+mod vector {
+    use crate::simd::{exp, simd_entry, Vector};
+
+    simd_entry!(forward_rows, forward_rows_avx2, forward_rows_avx512, (
+        out: &mut [f32],
+        inp: &[f32],
+        mask: Option<&[f32]>,
+        rows_per_mask_row: usize,
+        cols: usize,
+        row0: usize,
+    ));
+
+    simd_entry!(backward_rows, backward_rows_avx2, backward_rows_avx512, (
+        dinp: &mut [f32],
+        dout: &[f32],
+        out: &[f32],
+        cols: usize,
+    ));
 
     /// Forward over whole rows; `row0` is the global index of the first row.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn forward_rows(
+    ///
+    /// # Safety
+    /// The CPU has V's features.
+    #[inline(always)]
+    unsafe fn forward_rows<V: Vector>(
         out: &mut [f32],
         inp: &[f32],
         mask: Option<&[f32]>,
@@ -152,10 +199,9 @@ mod avx2 {
         cols: usize,
         row0: usize,
     ) {
-        let body = cols - cols % LANES;
+        let lanes = V::LANES;
+        let body = cols - cols % lanes;
         let tail = cols - body;
-        let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
-        let tail_lanes = _mm256_castsi256_ps(tail_mask(tail));
         for (i, (o, x)) in out
             .chunks_exact_mut(cols)
             .zip(inp.chunks_exact(cols))
@@ -167,62 +213,67 @@ mod avx2 {
                 m[mr * cols..(mr + 1) * cols].as_ptr()
             });
             // SAFETY (all pointer reads/writes below): the row of out, inp and
-            // the mask row each hold `cols` values; j + LANES <= body, and the
+            // the mask row each hold `cols` values; j + lanes <= body, and the
             // tail touches `tail` values past `body`.
-            // Pass 1: v = x + mask into out, running max.
-            let mut maxv = neg_inf;
-            let mut j = 0;
-            while j < body {
-                let mut v = _mm256_loadu_ps(xp.add(j));
-                if let Some(mp) = mp {
-                    v = _mm256_add_ps(v, _mm256_loadu_ps(mp.add(j)));
+            unsafe {
+                // Pass 1: v = x + mask into out, running max.
+                let mut maxv = V::splat(f32::NEG_INFINITY);
+                let mut j = 0;
+                while j < body {
+                    let mut v = V::load(xp.add(j));
+                    if let Some(mp) = mp {
+                        v = v.add(V::load(mp.add(j)));
+                    }
+                    v.store(op.add(j));
+                    maxv = maxv.max(v);
+                    j += lanes;
                 }
-                _mm256_storeu_ps(op.add(j), v);
-                maxv = _mm256_max_ps(maxv, v);
-                j += LANES;
-            }
-            if tail > 0 {
-                let mut v = load_tail(xp.add(body), tail);
-                if let Some(mp) = mp {
-                    v = _mm256_add_ps(v, load_tail(mp.add(body), tail));
+                if tail > 0 {
+                    let mut v = V::load_tail(xp.add(body), tail);
+                    if let Some(mp) = mp {
+                        v = v.add(V::load_tail(mp.add(body), tail));
+                    }
+                    v.store_tail(op.add(body), tail);
+                    maxv = maxv.max(v.first_or(tail, f32::NEG_INFINITY));
                 }
-                store_tail(op.add(body), tail, v);
-                maxv = _mm256_max_ps(maxv, _mm256_blendv_ps(neg_inf, v, tail_lanes));
-            }
-            let maxv = _mm256_set1_ps(hmax(maxv));
-            // Pass 2: e = exp(v - max), running sum.
-            let mut sum = _mm256_setzero_ps();
-            let mut j = 0;
-            while j < body {
-                let e = exp(_mm256_sub_ps(_mm256_loadu_ps(op.add(j)), maxv));
-                _mm256_storeu_ps(op.add(j), e);
-                sum = _mm256_add_ps(sum, e);
-                j += LANES;
-            }
-            if tail > 0 {
-                let e = exp(_mm256_sub_ps(load_tail(op.add(body), tail), maxv));
-                let e = _mm256_and_ps(e, tail_lanes);
-                store_tail(op.add(body), tail, e);
-                sum = _mm256_add_ps(sum, e);
-            }
-            // Pass 3: normalise.
-            let inv = _mm256_set1_ps(1.0 / hsum(sum));
-            let mut j = 0;
-            while j < body {
-                _mm256_storeu_ps(op.add(j), _mm256_mul_ps(_mm256_loadu_ps(op.add(j)), inv));
-                j += LANES;
-            }
-            if tail > 0 {
-                let v = _mm256_mul_ps(load_tail(op.add(body), tail), inv);
-                store_tail(op.add(body), tail, v);
+                let maxv = V::splat(maxv.hmax());
+                // Pass 2: e = exp(v - max), running sum.
+                let mut sum = V::zero();
+                let mut j = 0;
+                while j < body {
+                    let e = exp(V::load(op.add(j)).sub(maxv));
+                    e.store(op.add(j));
+                    sum = sum.add(e);
+                    j += lanes;
+                }
+                if tail > 0 {
+                    let e = exp(V::load_tail(op.add(body), tail).sub(maxv)).first_or(tail, 0.0);
+                    e.store_tail(op.add(body), tail);
+                    sum = sum.add(e);
+                }
+                // Pass 3: normalise.
+                let inv = V::splat(1.0 / sum.hsum());
+                let mut j = 0;
+                while j < body {
+                    V::load(op.add(j)).mul(inv).store(op.add(j));
+                    j += lanes;
+                }
+                if tail > 0 {
+                    let v = V::load_tail(op.add(body), tail).mul(inv);
+                    v.store_tail(op.add(body), tail);
+                }
             }
         }
     }
 
     /// Backward over whole rows: `dinp = out * (dout - sum(dout * out))`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn backward_rows(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize) {
-        let body = cols - cols % LANES;
+    ///
+    /// # Safety
+    /// The CPU has V's features.
+    #[inline(always)]
+    unsafe fn backward_rows<V: Vector>(dinp: &mut [f32], dout: &[f32], out: &[f32], cols: usize) {
+        let lanes = V::LANES;
+        let body = cols - cols % lanes;
         let tail = cols - body;
         for ((dx, dy), y) in dinp
             .chunks_exact_mut(cols)
@@ -231,34 +282,33 @@ mod avx2 {
         {
             let (dxp, dyp, yp) = (dx.as_mut_ptr(), dy.as_ptr(), y.as_ptr());
             // SAFETY (all pointer reads/writes below): each row holds `cols`
-            // values; j + LANES <= body, and the tail stays inside the row.
-            let mut dot = _mm256_setzero_ps();
-            let mut j = 0;
-            while j < body {
-                dot = _mm256_fmadd_ps(_mm256_loadu_ps(dyp.add(j)), _mm256_loadu_ps(yp.add(j)), dot);
-                j += LANES;
-            }
-            if tail > 0 {
-                let (g, yv) = (
-                    load_tail(dyp.add(body), tail),
-                    load_tail(yp.add(body), tail),
-                );
-                dot = _mm256_fmadd_ps(g, yv, dot);
-            }
-            let dot = _mm256_set1_ps(hsum(dot));
-            let mut j = 0;
-            while j < body {
-                let g = _mm256_sub_ps(_mm256_loadu_ps(dyp.add(j)), dot);
-                _mm256_storeu_ps(dxp.add(j), _mm256_mul_ps(_mm256_loadu_ps(yp.add(j)), g));
-                j += LANES;
-            }
-            if tail > 0 {
-                let g = _mm256_sub_ps(load_tail(dyp.add(body), tail), dot);
-                store_tail(
-                    dxp.add(body),
-                    tail,
-                    _mm256_mul_ps(load_tail(yp.add(body), tail), g),
-                );
+            // values; j + lanes <= body, and the tail stays inside the row.
+            unsafe {
+                let mut dot = V::zero();
+                let mut j = 0;
+                while j < body {
+                    dot = V::load(dyp.add(j)).mul_add(V::load(yp.add(j)), dot);
+                    j += lanes;
+                }
+                if tail > 0 {
+                    let (g, yv) = (
+                        V::load_tail(dyp.add(body), tail),
+                        V::load_tail(yp.add(body), tail),
+                    );
+                    dot = g.mul_add(yv, dot);
+                }
+                let dot = V::splat(dot.hsum());
+                let mut j = 0;
+                while j < body {
+                    let g = V::load(dyp.add(j)).sub(dot);
+                    V::load(yp.add(j)).mul(g).store(dxp.add(j));
+                    j += lanes;
+                }
+                if tail > 0 {
+                    let g = V::load_tail(dyp.add(body), tail).sub(dot);
+                    let v = V::load_tail(yp.add(body), tail).mul(g);
+                    v.store_tail(dxp.add(body), tail);
+                }
             }
         }
     }

@@ -1,0 +1,316 @@
+//! The blocked GEMM around the micro-kernels (the BLIS loop nest), with the
+//! B panel packed once and shared by every thread.
+//!
+//! ```text
+//! for jc in N step NC:                  B panel columns
+//!   for pc in K step KC:                depth block
+//!     pack op(B)[pc.., jc..] (KC x NC)  in NR-column slivers, threads split it
+//!     parallel over row blocks ic (MC rows, and column chunks when M is small):
+//!       pack op(A)[ic.., pc..]          in MR-row slivers, per thread (L2)
+//!       for jr in NC step NR:           the B sliver stays in L1
+//!         for ir in MC step MR:         A slivers stream from L2
+//!           micro-kernel: C[ir.., jr..] (+)= A sliver x B sliver
+//! ```
+//! Each operand is packed once per depth block. KC is chosen so one B sliver
+//! fills two thirds of L1, MC so a packed A block fills half of L2, NC so the
+//! shared B panel fills a quarter of L3 (sizes from [`crate::cpu::caches`]).
+
+use super::microkernel::{self, MicroKernel};
+use super::GemmShape;
+use crate::cpu::{caches, Caches, Isa};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Block sizes for one micro-kernel on one CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    pub kc: usize,
+    pub nc: usize,
+    /// Most rows of A one task packs.
+    pub mc: usize,
+}
+
+impl Blocking {
+    fn new(mk: &MicroKernel, c: Caches) -> Blocking {
+        let kc = (c.l1d * 2 / 3 / (4 * mk.nr)).clamp(64, 512) / 8 * 8;
+        let mc = ((c.l2 / 2 / (4 * kc)) / mk.mr * mk.mr).clamp(mk.mr * 4, 2048);
+        let nc = ((c.l3 / 4 / (4 * kc)) / mk.nr * mk.nr).clamp(mk.nr * 4, 4096);
+        Blocking { kc, nc, mc }
+    }
+}
+
+/// The blocking `sgemm_packed` uses with `isa` on this CPU.
+pub fn blocking_for(isa: Isa) -> Blocking {
+    Blocking::new(&microkernel::for_isa(isa), caches())
+}
+
+thread_local! {
+    /// Per-thread packing buffers, reused across calls: (A block, B panel).
+    static PACK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's packing buffer for A or B (a fresh one when the
+/// thread's own is in use, e.g. by a GEMM further up this thread's stack that
+/// rayon interrupted to run this task).
+fn with_buffer<R>(which_b: bool, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    // 64-byte aligned, so no vector load of a sliver splits a cache line.
+    fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+        if buf.len() < len + 16 {
+            buf.resize(len + 16, 0.0);
+        }
+        let off = buf.as_ptr().align_offset(64).min(16);
+        &mut buf[off..off + len]
+    }
+    PACK.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let buf = if which_b { &mut bufs.1 } else { &mut bufs.0 };
+            f(aligned(buf, len))
+        }
+        Err(_) => f(aligned(&mut Vec::new(), len)),
+    })
+}
+
+/// A pointer to C shared by the tasks; each writes a disjoint rectangle.
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+// SAFETY: tasks write disjoint tiles of C, which outlives the parallel loops.
+unsafe impl Send for CPtr {}
+// SAFETY: as above.
+unsafe impl Sync for CPtr {}
+
+/// `C (m, n) = alpha op(A) op(B) + beta C` with the `isa` micro-kernel; C is
+/// row-major with row stride `s.n` and starts at `c`. `parallel`: use the rayon
+/// pool (the B panel is packed once and read by every thread).
+///
+/// # Safety
+/// `a` and `b` hold op(A) and op(B) of `s`; `c` is valid for `s.m * s.n`
+/// values that nothing else touches during the call; `isa` is available.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_packed(
+    isa: Isa,
+    s: GemmShape,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: *mut f32,
+    parallel: bool,
+) {
+    let mk = microkernel::for_isa(isa);
+    let bl = Blocking::new(&mk, caches());
+    if s.k == 0 {
+        // op(A) op(B) is all zeros: C = beta C (never read when beta == 0).
+        for i in 0..s.m * s.n {
+            // SAFETY: i < m n (caller).
+            let v = unsafe { &mut *c.add(i) };
+            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+        }
+        return;
+    }
+    // Strides of op(A) (m, k) and op(B) (k, n).
+    let (rsa, csa) = if s.trans_a { (1, s.m) } else { (s.k, 1) };
+    let (rsb, csb) = if s.trans_b { (1, s.k) } else { (s.n, 1) };
+    let threads = if parallel {
+        rayon::current_num_threads().max(1)
+    } else {
+        1
+    };
+    let c = CPtr(c);
+    for jc in (0..s.n).step_by(bl.nc) {
+        let nc = bl.nc.min(s.n - jc);
+        let slivers_b = nc.div_ceil(mk.nr);
+        for pc in (0..s.k).step_by(bl.kc) {
+            let kc = bl.kc.min(s.k - pc);
+            // Later depth blocks add to what the first wrote.
+            let beta = if pc == 0 { beta } else { 1.0 };
+            with_buffer(true, slivers_b * kc * mk.nr, |packed_b| {
+                // (slivers_b, kc, NR)
+                let pack = |(q, sliver): (usize, &mut [f32])| {
+                    let j0 = jc + q * mk.nr;
+                    pack_sliver(sliver, b, pc, j0, kc, mk.nr.min(s.n - j0), mk.nr, rsb, csb);
+                };
+                if threads > 1 && slivers_b > 1 {
+                    packed_b
+                        .par_chunks_mut(kc * mk.nr)
+                        .enumerate()
+                        .for_each(pack);
+                } else {
+                    packed_b.chunks_mut(kc * mk.nr).enumerate().for_each(pack);
+                }
+                let packed_b: &[f32] = packed_b;
+                let tasks = Tasks::new(s.m, slivers_b, threads, &mk, &bl);
+                let run = |t: usize| {
+                    let (rows, slivers) = tasks.get(t);
+                    // SAFETY: tasks cover disjoint tiles of C; sizes as checked.
+                    unsafe {
+                        block_task(
+                            &mk, s, alpha, beta, a, rsa, csa, packed_b, c, rows, slivers, jc, pc,
+                            kc,
+                        )
+                    };
+                };
+                if tasks.count() > 1 {
+                    (0..tasks.count()).into_par_iter().for_each(run);
+                } else {
+                    run(0);
+                }
+            });
+        }
+    }
+}
+
+/// How one (jc, pc) step is split into tasks: row blocks of at most `mc`
+/// rows, times column chunks of B slivers when there are fewer row blocks
+/// than threads.
+struct Tasks {
+    m: usize,
+    rows_per_task: usize,
+    row_tasks: usize,
+    slivers: usize,
+    slivers_per_task: usize,
+    col_tasks: usize,
+}
+
+impl Tasks {
+    fn new(m: usize, slivers: usize, threads: usize, mk: &MicroKernel, bl: &Blocking) -> Tasks {
+        // A whole number of row blocks per thread, so the threads finish together.
+        let row_tasks = if threads > 1 {
+            m.div_ceil(bl.mc).next_multiple_of(threads)
+        } else {
+            m.div_ceil(bl.mc)
+        };
+        let rows_per_task = m.div_ceil(row_tasks).next_multiple_of(mk.mr);
+        let row_tasks = m.div_ceil(rows_per_task);
+        let col_tasks = if row_tasks < threads {
+            threads.div_ceil(row_tasks).min(slivers)
+        } else {
+            1
+        };
+        let slivers_per_task = slivers.div_ceil(col_tasks);
+        let col_tasks = slivers.div_ceil(slivers_per_task);
+        Tasks {
+            m,
+            rows_per_task,
+            row_tasks,
+            slivers,
+            slivers_per_task,
+            col_tasks,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.row_tasks * self.col_tasks
+    }
+
+    /// Task `t`: its rows of C and its B slivers (within the panel).
+    fn get(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (r, q) = (t / self.col_tasks, t % self.col_tasks);
+        let row0 = r * self.rows_per_task;
+        let sliver0 = q * self.slivers_per_task;
+        (
+            row0..(row0 + self.rows_per_task).min(self.m),
+            sliver0..(sliver0 + self.slivers_per_task).min(self.slivers),
+        )
+    }
+}
+
+/// One task: packs its rows of op(A) for this depth block and runs the
+/// micro-kernel over its tiles.
+///
+/// # Safety
+/// As [`sgemm_packed`]; `rows` and `slivers` are this task's own tiles.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_task(
+    mk: &MicroKernel,
+    s: GemmShape,
+    alpha: f32,
+    beta: f32,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    packed_b: &[f32],
+    c: CPtr,
+    rows: std::ops::Range<usize>,
+    slivers: std::ops::Range<usize>,
+    jc: usize,
+    pc: usize,
+    kc: usize,
+) {
+    let slivers_a = rows.len().div_ceil(mk.mr);
+    with_buffer(false, slivers_a * kc * mk.mr, |packed_a| {
+        // (slivers_a, kc, MR)
+        for (q, sliver) in packed_a.chunks_mut(kc * mk.mr).enumerate() {
+            let i0 = rows.start + q * mk.mr;
+            let valid = mk.mr.min(rows.end - i0);
+            pack_sliver(sliver, a, pc, i0, kc, valid, mk.mr, csa, rsa);
+        }
+        for jr in slivers.clone() {
+            let j0 = jc + jr * mk.nr;
+            let tile_cols = mk.nr.min(s.n - j0);
+            let b_sliver = &packed_b[jr * kc * mk.nr..(jr + 1) * kc * mk.nr];
+            for (q, a_sliver) in packed_a.chunks(kc * mk.mr).enumerate() {
+                let i0 = rows.start + q * mk.mr;
+                let tile_rows = mk.mr.min(rows.end - i0);
+                // SAFETY: the tile (i0.., j0..) lies inside C and belongs to
+                // this task; the slivers hold kc packed steps.
+                unsafe {
+                    (mk.run)(
+                        kc,
+                        a_sliver.as_ptr(),
+                        b_sliver.as_ptr(),
+                        c.0.add(i0 * s.n + j0),
+                        s.n,
+                        tile_rows,
+                        tile_cols,
+                        alpha,
+                        beta,
+                    )
+                };
+            }
+        }
+    });
+}
+
+/// Packs `width` lines (rows of op(A) or columns of op(B)) starting at line
+/// `line0`, over depth `p0 .. p0 + kc`, into `dst` as `dst[p * lanes + l]`;
+/// lines `valid ..lanes` are zero. `(line_stride, depth_stride)`: strides of
+/// one line step and one depth step in `src`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pack_sliver(
+    dst: &mut [f32],
+    src: &[f32],
+    p0: usize,
+    line0: usize,
+    kc: usize,
+    valid: usize,
+    lanes: usize,
+    depth_stride: usize,
+    line_stride: usize,
+) {
+    // (A: depth_stride = csa, line_stride = rsa; B: depth_stride = rsb,
+    // line_stride = csb.)
+    let base = line0 * line_stride + p0 * depth_stride;
+    if line_stride == 1 {
+        // Lines contiguous: copy `valid` values per depth step.
+        for (p, out) in dst.chunks_exact_mut(lanes).enumerate().take(kc) {
+            let from = base + p * depth_stride;
+            out[..valid].copy_from_slice(&src[from..from + valid]);
+            out[valid..].fill(0.0);
+        }
+    } else {
+        // Depth contiguous: walk each line along the depth.
+        for l in 0..lanes {
+            if l < valid {
+                let line = &src[base + l * line_stride..];
+                for p in 0..kc {
+                    dst[p * lanes + l] = line[p * depth_stride];
+                }
+            } else {
+                for p in 0..kc {
+                    dst[p * lanes + l] = 0.0;
+                }
+            }
+        }
+    }
+}
