@@ -2,8 +2,8 @@
 //! that split by rows, by columns or not at all, alpha/beta, and batches.
 
 use pixel_kernels::gemm::{
-    blocking_for, sgemm, sgemm_batched, sgemm_on, sgemm_reference, sgemm_serial, GemmPath,
-    GemmShape,
+    blocking_for, sgemm, sgemm_batched, sgemm_bias, sgemm_on, sgemm_reference, sgemm_serial,
+    sgemm_with_bias_on, GemmPath, GemmShape,
 };
 use pixel_kernels::Isa;
 
@@ -137,16 +137,19 @@ fn every_gemm_path_matches_reference() {
         }
     }
     for &path in &paths {
+        // A depth of 1537 takes at least 3 depth blocks on any CPU (KC <= 768).
+        let deep = 1537;
         let bl = match path {
-            GemmPath::Packed(isa) => blocking_for(isa),
-            GemmPath::Matrixmultiply => blocking_for(Isa::Scalar),
+            GemmPath::Packed(isa) => blocking_for(isa, deep),
+            GemmPath::Matrixmultiply => blocking_for(Isa::Scalar, deep),
         };
+        assert!(bl.kc < deep, "{bl:?}");
         eprintln!("{}: {bl:?}", path.name());
         let shapes = [
             (1, 1, 1),
             (13, 5, 33),
-            (25, bl.kc + 3, 17),
-            (13, 2 * bl.kc + 1, bl.nc + 35),
+            (25, 769, 17),
+            (13, deep, bl.nc + 35),
             (300, 64, 97),
             (70, 129, 3),
         ];
@@ -187,5 +190,36 @@ fn sgemm_with_empty_depth_scales_c() {
         let mut c = vec![f32::NAN; 12];
         sgemm_on(GemmPath::Packed(isa), false, s, 1.0, &[], &[], 0.0, &mut c);
         assert!(c.iter().all(|&v| v == 0.0), "{isa}: {c:?}");
+    }
+}
+
+/// The bias epilogue on every path: `C = A B + bias` per row, over one and
+/// several depth blocks, ragged widths, serial and parallel; garbage in C is
+/// overwritten.
+#[test]
+fn bias_epilogue_matches_reference_plus_bias() {
+    let mut paths: Vec<GemmPath> = Isa::available().into_iter().map(GemmPath::Packed).collect();
+    paths.push(GemmPath::Matrixmultiply);
+    for (m, k, n) in [(1, 3, 5), (37, 64, 70), (300, 1537, 33), (130, 200, 257)] {
+        for trans_a in [false, true] {
+            let s = GemmShape::new(m, n, k, trans_a, true);
+            let (a, b, bias) = (values(m * k, 21), values(k * n, 22), values(n, 23));
+            let mut want = vec![0.0; m * n];
+            sgemm_reference(s, 1.0, &a, &b, 0.0, &mut want);
+            for (i, w) in want.iter_mut().enumerate() {
+                *w += bias[i % n];
+            }
+            for &path in &paths {
+                for parallel in [false, true] {
+                    let mut got = vec![f32::NAN; m * n];
+                    sgemm_with_bias_on(path, parallel, s, 1.0, &a, &b, 0.0, &mut got, Some(&bias));
+                    let what = format!("bias {} parallel={parallel} {s:?}", path.name());
+                    assert_close(&what, &got, &want, k);
+                }
+            }
+            let mut got = vec![f32::NAN; m * n];
+            sgemm_bias(s, &a, &b, &bias, &mut got);
+            assert_close(&format!("sgemm_bias {s:?}"), &got, &want, k);
+        }
     }
 }

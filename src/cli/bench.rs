@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// Also profile one training step: time per op kind and per model part.
     #[arg(long)]
     pub profile: bool,
+    /// Benchmark only the GEMM: every path this CPU has (packed per ISA,
+    /// matrixmultiply) on PIXEL-base's products in all layouts, GFLOP/s and %
+    /// of the measured ceiling.
+    #[arg(long)]
+    pub gemm: bool,
     /// Where the pretraining step runs: cpu, or cuda (GPU 0; needs a build
     /// with --features cuda and an NVIDIA driver).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
@@ -91,6 +96,9 @@ pub(super) fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.gemm {
+        return super::bench_gemm::run(args.repeats.max(3));
+    }
     let mut cfg = resolve_config(&args.config, args.max_seq_length)?;
     anyhow::ensure!(
         (0.0..1.0).contains(&args.dropout),

@@ -39,9 +39,9 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     );
     match default_path() {
         GemmPath::Packed(isa) => {
-            let b = blocking_for(isa);
+            let b = blocking_for(isa, 768);
             println!(
-                "GEMM: packed, {isa} micro-kernel, blocks KC {} x MC {} x NC {} (B panel shared by the threads)",
+                "GEMM: packed, {isa} micro-kernel, blocks for depth 768: KC {} x MC {} x NC {} (B panel shared by the threads)",
                 b.kc, b.mc, b.nc
             );
         }

@@ -1,6 +1,6 @@
 //! Fused ops that trade a little recomputation for memory.
 
-use pixel_kernels::{elementwise, gelu};
+use pixel_kernels::gelu;
 
 use super::device_of;
 use super::matmul::{bias_grad, linear_forward, linear_input_grad, linear_weight_grad};
@@ -34,9 +34,8 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
     let mut ys = xs.clone();
     *ys.last_mut().unwrap() = out_f;
     let g = gelu_of(x.value()); // (rows, in), dropped after use
-    let mut y = linear_forward(&g, w.value(), rows, &ys);
+    let y = linear_forward(&g, w.value(), Some(b.value()), rows, &ys);
     drop(g);
-    elementwise::add_row(y.buffer_mut(), b.value().buffer(), rows * out_f, out_f);
     if !t.needs_grad(&[x, w, b]) {
         return Var::constant(y);
     }

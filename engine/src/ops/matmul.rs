@@ -4,7 +4,7 @@
 //! CUDA).
 
 use pixel_kernels::elementwise;
-use pixel_kernels::gemm::{gemm, GemmShape, Operand};
+use pixel_kernels::gemm::{gemm, gemm_bias, GemmShape, Operand};
 
 use super::device_of;
 use crate::tape::{Tape, Var};
@@ -130,18 +130,26 @@ pub fn matmul(t: &mut Tape, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> V
     )
 }
 
-/// `y = x W^T` for x (rows, in), w (out, in), into a tensor of `shape`.
-pub(crate) fn linear_forward(x: &Tensor, w: &Tensor, rows: usize, shape: &[usize]) -> Tensor {
+/// `y = x W^T (+ b)` for x (rows, in), w (out, in), b (out), into a tensor of
+/// `shape`; the bias is added in the GEMM's epilogue.
+pub(crate) fn linear_forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    rows: usize,
+    shape: &[usize],
+) -> Tensor {
     let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
     let s = GemmShape::nt(rows, out_f, in_f);
-    product(
-        s,
-        1,
-        1.0,
-        Operand::new(x.buffer(), 0),
-        Operand::new(w.buffer(), 0),
-        shape,
-    )
+    let (xo, wo) = (Operand::new(x.buffer(), 0), Operand::new(w.buffer(), 0));
+    match b {
+        Some(b) => {
+            let mut y = Tensor::zeros_on(shape, x.device());
+            gemm_bias(s, xo, wo, b.buffer(), y.buffer_mut());
+            y
+        }
+        None => product(s, 1, 1.0, xo, wo, shape),
+    }
 }
 
 /// dx = dy W for y = x W^T: dy (rows, out), W (out, in) -> x_shape (rows, in).
@@ -206,10 +214,7 @@ pub fn linear(t: &mut Tape, x: &Var, w: &Var, b: Option<&Var>) -> Var {
     let rows = x.value().numel() / in_f;
     let mut ys = xs.clone();
     *ys.last_mut().unwrap() = out_f;
-    let mut y = linear_forward(x.value(), w.value(), rows, &ys);
-    if let Some(b) = b {
-        elementwise::add_row(y.buffer_mut(), b.value().buffer(), rows * out_f, out_f);
-    }
+    let y = linear_forward(x.value(), w.value(), b.map(|b| b.value()), rows, &ys);
     if !t.needs_grad(&inputs) {
         return Var::constant(y);
     }

@@ -115,7 +115,38 @@ pub fn sgemm_on(
     beta: f32,
     c: &mut [f32],
 ) {
+    sgemm_with_bias_on(path, parallel, s, alpha, a, b, beta, c, None);
+}
+
+/// `C = op(A) @ op(B) + bias` (bias (n,) added to every row) on the pool: the
+/// forward of a linear layer. The packed GEMM adds the bias as it writes C
+/// (one pass over C fewer), rounded as `(A B) + bias` like a separate add.
+pub fn sgemm_bias(s: GemmShape, a: &[f32], b: &[f32], bias: &[f32], c: &mut [f32]) {
+    sgemm_with_bias_on(default_path(), true, s, 1.0, a, b, 0.0, c, Some(bias));
+}
+
+/// [`sgemm_on`] with an optional bias epilogue.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_with_bias_on(
+    path: GemmPath,
+    parallel: bool,
+    s: GemmShape,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    bias: Option<&[f32]>,
+) {
     check_lengths(&s, a, b, c);
+    if let Some(bias) = bias {
+        assert!(
+            bias.len() == s.n,
+            "sgemm: bias has {} values for n = {}",
+            bias.len(),
+            s.n
+        );
+    }
     if s.m == 0 || s.n == 0 {
         return;
     }
@@ -124,18 +155,26 @@ pub fn sgemm_on(
         GemmPath::Packed(isa) => {
             assert!(isa.is_available(), "sgemm: this CPU has no {isa}");
             // SAFETY: lengths checked above; `c` is borrowed mutably for the call.
-            unsafe { packed::sgemm_packed(isa, s, alpha, a, b, beta, c.as_mut_ptr(), parallel) }
+            unsafe {
+                packed::sgemm_packed(isa, s, alpha, a, b, beta, c.as_mut_ptr(), bias, parallel)
+            }
         }
-        GemmPath::Matrixmultiply if parallel => sgemm_matrixmultiply_split(s, alpha, a, b, beta, c),
         GemmPath::Matrixmultiply => {
-            let block = Block {
-                row0: 0,
-                rows: s.m,
-                col0: 0,
-                cols: s.n,
-            };
-            // SAFETY: `c` holds all m x n values of C (checked above).
-            unsafe { sgemm_block(s, alpha, a, b, beta, c.as_mut_ptr(), block) };
+            if parallel {
+                sgemm_matrixmultiply_split(s, alpha, a, b, beta, c);
+            } else {
+                let block = Block {
+                    row0: 0,
+                    rows: s.m,
+                    col0: 0,
+                    cols: s.n,
+                };
+                // SAFETY: `c` holds all m x n values of C (checked above).
+                unsafe { sgemm_block(s, alpha, a, b, beta, c.as_mut_ptr(), block) };
+            }
+            if let Some(bias) = bias {
+                crate::elementwise::add_row_broadcast(&mut c[..s.m * s.n], bias);
+            }
         }
     }
 }
@@ -378,6 +417,30 @@ impl<'a> Operand<'a> {
             buf,
             offset: 0,
             stride,
+        }
+    }
+}
+
+/// `C = op(A) op(B) + bias` for one product, `bias` (n,) added to every row:
+/// the forward of a linear layer (CPU: in the GEMM's epilogue; CUDA: cuBLAS,
+/// then the broadcast add).
+pub fn gemm_bias(s: GemmShape, a: Operand<'_>, b: Operand<'_>, bias: &Buffer, c: &mut Buffer) {
+    const K: &str = "gemm_bias";
+    if s.m == 0 || s.n == 0 {
+        return;
+    }
+    match c {
+        Buffer::Cpu(cv) => sgemm_bias(
+            s,
+            &a.buf.host(K)[a.offset..a.offset + s.m * s.k],
+            &b.buf.host(K)[b.offset..b.offset + s.k * s.n],
+            &bias.host(K)[..s.n],
+            &mut cv[..s.m * s.n],
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(_) => {
+            gemm(s, 1, 1.0, a, b, 0.0, c, 0);
+            crate::elementwise::add_row(c, bias, s.m * s.n, s.n);
         }
     }
 }

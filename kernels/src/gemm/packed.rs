@@ -7,13 +7,12 @@
 //!     pack op(B)[pc.., jc..] (KC x NC)  in NR-column slivers, threads split it
 //!     parallel over row blocks ic (MC rows, and column chunks when M is small):
 //!       pack op(A)[ic.., pc..]          in MR-row slivers, per thread (L2)
-//!       for jr in NC step NR:           the B sliver stays in L1
+//!       for jr in NC step NR:           the B sliver stays in L1 / L2
 //!         for ir in MC step MR:         A slivers stream from L2
 //!           micro-kernel: C[ir.., jr..] (+)= A sliver x B sliver
 //! ```
-//! Each operand is packed once per depth block. KC is chosen so one B sliver
-//! fills two thirds of L1, MC so a packed A block fills half of L2, NC so the
-//! shared B panel fills a quarter of L3 (sizes from [`crate::cpu::caches`]).
+//! Each operand is packed once per depth block. Block sizes come from the
+//! caches the OS reports ([`crate::cpu::caches`]; see [`Blocking`]).
 
 use super::microkernel::{self, MicroKernel};
 use super::GemmShape;
@@ -31,17 +30,24 @@ pub struct Blocking {
 }
 
 impl Blocking {
-    fn new(mk: &MicroKernel, c: Caches) -> Blocking {
-        let kc = (c.l1d * 2 / 3 / (4 * mk.nr)).clamp(64, 512) / 8 * 8;
+    /// Blocks for a product of depth `k`. KC: as deep as an eighth of L2 holds
+    /// one B sliver, at most 768, split evenly over the depth (every depth
+    /// block re-reads and re-writes all of C, which costs memory bandwidth);
+    /// MC: a packed A block fills half of L2; NC: the shared B panel fills a
+    /// quarter of L3.
+    fn new(mk: &MicroKernel, c: Caches, k: usize) -> Blocking {
+        let kc_max = (c.l2 / 8 / (4 * mk.nr)).clamp(128, 768);
+        let passes = k.max(1).div_ceil(kc_max);
+        let kc = k.max(1).div_ceil(passes).next_multiple_of(8);
         let mc = ((c.l2 / 2 / (4 * kc)) / mk.mr * mk.mr).clamp(mk.mr * 4, 2048);
         let nc = ((c.l3 / 4 / (4 * kc)) / mk.nr * mk.nr).clamp(mk.nr * 4, 4096);
         Blocking { kc, nc, mc }
     }
 }
 
-/// The blocking `sgemm_packed` uses with `isa` on this CPU.
-pub fn blocking_for(isa: Isa) -> Blocking {
-    Blocking::new(&microkernel::for_isa(isa), caches())
+/// The blocking `sgemm_packed` uses with `isa` on this CPU for depth `k`.
+pub fn blocking_for(isa: Isa, k: usize) -> Blocking {
+    Blocking::new(&microkernel::for_isa(isa), caches(), k)
 }
 
 thread_local! {
@@ -70,6 +76,14 @@ fn with_buffer<R>(which_b: bool, len: usize, f: impl FnOnce(&mut [f32]) -> R) ->
     })
 }
 
+/// The bias (n,), read by every task.
+#[derive(Clone, Copy)]
+struct BiasPtr(*const f32);
+// SAFETY: read-only during the call; the slice outlives the parallel loops.
+unsafe impl Send for BiasPtr {}
+// SAFETY: as above.
+unsafe impl Sync for BiasPtr {}
+
 /// A pointer to C shared by the tasks; each writes a disjoint rectangle.
 #[derive(Clone, Copy)]
 struct CPtr(*mut f32);
@@ -78,9 +92,11 @@ unsafe impl Send for CPtr {}
 // SAFETY: as above.
 unsafe impl Sync for CPtr {}
 
-/// `C (m, n) = alpha op(A) op(B) + beta C` with the `isa` micro-kernel; C is
-/// row-major with row stride `s.n` and starts at `c`. `parallel`: use the rayon
-/// pool (the B panel is packed once and read by every thread).
+/// `C (m, n) = alpha op(A) op(B) + beta C (+ bias)` with the `isa`
+/// micro-kernel; C is row-major with row stride `s.n` and starts at `c`;
+/// `bias` (n,), added to every row after the last depth block, so the sum is
+/// rounded as `(A B) + bias`. `parallel`: use the rayon pool (the B panel is
+/// packed once and read by every thread).
 ///
 /// # Safety
 /// `a` and `b` hold op(A) and op(B) of `s`; `c` is valid for `s.m * s.n`
@@ -94,16 +110,20 @@ pub(crate) unsafe fn sgemm_packed(
     b: &[f32],
     beta: f32,
     c: *mut f32,
+    bias: Option<&[f32]>,
     parallel: bool,
 ) {
     let mk = microkernel::for_isa(isa);
-    let bl = Blocking::new(&mk, caches());
+    let bl = Blocking::new(&mk, caches(), s.k);
+    if let Some(bias) = bias {
+        assert!(bias.len() >= s.n, "sgemm: bias shorter than n = {}", s.n);
+    }
     if s.k == 0 {
         // op(A) op(B) is all zeros: C = beta C (never read when beta == 0).
         for i in 0..s.m * s.n {
             // SAFETY: i < m n (caller).
             let v = unsafe { &mut *c.add(i) };
-            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+            *v = if beta == 0.0 { 0.0 } else { beta * *v } + bias.map_or(0.0, |b| b[i % s.n]);
         }
         return;
     }
@@ -121,8 +141,9 @@ pub(crate) unsafe fn sgemm_packed(
         let slivers_b = nc.div_ceil(mk.nr);
         for pc in (0..s.k).step_by(bl.kc) {
             let kc = bl.kc.min(s.k - pc);
-            // Later depth blocks add to what the first wrote.
+            // Later depth blocks add to what the first wrote; the last adds the bias.
             let beta = if pc == 0 { beta } else { 1.0 };
+            let bias = bias.filter(|_| pc + kc == s.k).map(|b| BiasPtr(b.as_ptr()));
             with_buffer(true, slivers_b * kc * mk.nr, |packed_b| {
                 // (slivers_b, kc, NR)
                 let pack = |(q, sliver): (usize, &mut [f32])| {
@@ -144,8 +165,8 @@ pub(crate) unsafe fn sgemm_packed(
                     // SAFETY: tasks cover disjoint tiles of C; sizes as checked.
                     unsafe {
                         block_task(
-                            &mk, s, alpha, beta, a, rsa, csa, packed_b, c, rows, slivers, jc, pc,
-                            kc,
+                            &mk, s, alpha, beta, a, rsa, csa, packed_b, c, bias, rows, slivers, jc,
+                            pc, kc,
                         )
                     };
                 };
@@ -230,6 +251,7 @@ unsafe fn block_task(
     csa: usize,
     packed_b: &[f32],
     c: CPtr,
+    bias: Option<BiasPtr>,
     rows: std::ops::Range<usize>,
     slivers: std::ops::Range<usize>,
     jc: usize,
@@ -244,28 +266,31 @@ unsafe fn block_task(
             let valid = mk.mr.min(rows.end - i0);
             pack_sliver(sliver, a, pc, i0, kc, valid, mk.mr, csa, rsa);
         }
-        for jr in slivers.clone() {
+        let tile = |q: usize, jr: usize| {
+            let i0 = rows.start + q * mk.mr;
             let j0 = jc + jr * mk.nr;
-            let tile_cols = mk.nr.min(s.n - j0);
+            let a_sliver = &packed_a[q * kc * mk.mr..(q + 1) * kc * mk.mr];
             let b_sliver = &packed_b[jr * kc * mk.nr..(jr + 1) * kc * mk.nr];
-            for (q, a_sliver) in packed_a.chunks(kc * mk.mr).enumerate() {
-                let i0 = rows.start + q * mk.mr;
-                let tile_rows = mk.mr.min(rows.end - i0);
-                // SAFETY: the tile (i0.., j0..) lies inside C and belongs to
-                // this task; the slivers hold kc packed steps.
-                unsafe {
-                    (mk.run)(
-                        kc,
-                        a_sliver.as_ptr(),
-                        b_sliver.as_ptr(),
-                        c.0.add(i0 * s.n + j0),
-                        s.n,
-                        tile_rows,
-                        tile_cols,
-                        alpha,
-                        beta,
-                    )
-                };
+            // SAFETY: the tile (i0.., j0..) lies inside C and belongs to
+            // this task; the slivers hold kc packed steps.
+            unsafe {
+                (mk.run)(
+                    kc,
+                    a_sliver.as_ptr(),
+                    b_sliver.as_ptr(),
+                    c.0.add(i0 * s.n + j0),
+                    s.n,
+                    mk.mr.min(rows.end - i0),
+                    mk.nr.min(s.n - j0),
+                    alpha,
+                    beta,
+                    bias.map_or(std::ptr::null(), |b| b.0.add(j0)),
+                )
+            };
+        };
+        for jr in slivers.clone() {
+            for q in 0..slivers_a {
+                tile(q, jr);
             }
         }
     });
