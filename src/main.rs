@@ -14,8 +14,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the CPU features the kernels will use and the rayon thread count.
-    Info,
+    /// Print the CPU features the kernels will use and the rayon thread count, or the model
+    /// presets with their parameter counts (--presets).
+    Info(InfoArgs),
     /// Render text into a PIXEL strip (PNG) and print its patch layout.
     Render(cli::render::RenderArgs),
     /// Pretrain PIXEL on rendered text (defaults: a tiny model on the bundled corpus, ~10 min).
@@ -34,6 +35,14 @@ enum Command {
     Predict(cli::finetune::PredictArgs),
 }
 
+/// Arguments of `pixel info`.
+#[derive(clap::Args)]
+struct InfoArgs {
+    /// Print the model presets side by side with their parameter counts (a Markdown table).
+    #[arg(long)]
+    presets: bool,
+}
+
 fn main() {
     pixel::keep_freed_memory();
     let cli = Cli::parse();
@@ -46,7 +55,11 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Info => {
+        Command::Info(InfoArgs { presets: true }) => {
+            print!("{}", pixel::presets::presets_markdown());
+            Ok(())
+        }
+        Command::Info(InfoArgs { presets: false }) => {
             println!("avx2+fma: {}", pixel_kernels::has_avx2_fma());
             println!("rayon threads: {}", rayon::current_num_threads());
             Ok(())

@@ -102,12 +102,12 @@ fn bigram_chunks_start_on_patch_boundaries_and_look_the_same_everywhere() {
     assert_eq!(s.attention_len(), starts[3] + 1);
 }
 
-/// The shift `s` (0..16) at which `pair` is `first` with `second` drawn `s` pixels to the right
-/// (each pixel equal to the one inked there; neither's ink overlaps in these tests).
+/// The shift `s` (0..16) at which patch 0 of `pair` is `first` with `second` drawn `s` pixels
+/// to the right (each pixel the darker of the two: their inks do not overlap in these tests).
 fn second_shift(pair: &Rendering, first: &Rendering, second: &Rendering) -> Option<usize> {
     (0..16).find(|&s| {
         (0..16).all(|y| {
-            (0..32).all(|x| {
+            (0..16).all(|x| {
                 let a = first.pixel(y, x);
                 let b = if x >= s { second.pixel(y, x - s) } else { 255 };
                 pair.pixel(y, x) == a.min(b)
