@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use pixel::render::{RenderConfig, Renderer, RenderingStrategy};
+
 fn exe() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pixel"))
 }
@@ -158,13 +160,14 @@ fn bigrams_flow_from_pretraining_to_finetuning_evaluation_and_reconstruction() {
     assert!(!eval_other.status.success());
     assert!(stderr(&eval_other).contains("--allow-rendering-mismatch"));
 
-    // Reconstruction reads the rendering from the checkpoint.
+    // Reconstruction reads the rendering from the checkpoint: it draws bigrams.
     let png = root.join("recon.png");
-    ok(
+    let text = "Some words to draw";
+    let recon = ok(
         exe()
             .args(["reconstruct", "--checkpoint"])
             .arg(&ckpt)
-            .arg("Some words to draw")
+            .arg(text)
             .arg("-o")
             .arg(&png)
             .output()
@@ -172,6 +175,23 @@ fn bigrams_flow_from_pretraining_to_finetuning_evaluation_and_reconstruction() {
         "reconstruct",
     );
     assert!(png.exists());
+    let patches = |rendering| {
+        Renderer::new(RenderConfig {
+            max_seq_length: 16,
+            rendering,
+            ..RenderConfig::default()
+        })
+        .unwrap()
+        .render_text(text)
+        .num_text_patches
+    };
+    let (bigrams, continuous) = (
+        patches(RenderingStrategy::Bigrams),
+        patches(RenderingStrategy::Continuous),
+    );
+    assert_ne!(bigrams, continuous);
+    let said = String::from_utf8_lossy(&recon.stdout).into_owned();
+    assert!(said.contains(&format!(": {bigrams} text patches")), "{said}");
 
     // A malformed field is an error naming the value and the allowed names.
     let bad = root.join("bad-checkpoint");
