@@ -6,7 +6,10 @@ fn readme_preset_table_is_the_commands_output() {
         .expect("README.md");
     let start = "<!-- presets: pixel info --presets -->\n";
     let from = readme.find(start).expect("README has the presets marker") + start.len();
-    let to = from + readme[from..].find("<!-- end presets -->").expect("end marker");
+    let to = from
+        + readme[from..]
+            .find("<!-- end presets -->")
+            .expect("end marker");
     assert_eq!(
         &readme[from..to],
         pixel::presets::presets_markdown(),

@@ -191,7 +191,10 @@ fn bigrams_flow_from_pretraining_to_finetuning_evaluation_and_reconstruction() {
     );
     assert_ne!(bigrams, continuous);
     let said = String::from_utf8_lossy(&recon.stdout).into_owned();
-    assert!(said.contains(&format!(": {bigrams} text patches")), "{said}");
+    assert!(
+        said.contains(&format!(": {bigrams} text patches")),
+        "{said}"
+    );
 
     // A malformed field is an error naming the value and the allowed names.
     let bad = root.join("bad-checkpoint");
