@@ -30,7 +30,6 @@ mod windows;
 mod words;
 
 use std::collections::HashMap;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -56,7 +56,7 @@ pub(crate) struct WordRun {
 }
 
 impl Renderer {
-    pub(crate) fn strip_width(&self) -> i32 {
+    fn strip_width(&self) -> i32 {
         (PATCH * self.max_seq_length) as i32
     }
 
