@@ -2,10 +2,12 @@
 //! ../shared/anchors/render: the first 2000 EWT dev sentences, ~9,700 sentences/s on one core).
 //!
 //! `cargo bench --bench render` reports sentences/s ("elem/s" of the `sentences` group) and
-//! patches/s (text + EOS patches, the `patches` group), on one thread and with rayon.
+//! patches/s (text + EOS patches, the `patches` group), on one thread and with rayon, and
+//! sentences/s of every rendering strategy on one thread (the `strategies` group; the
+//! original bigrams renderer: 1,039 sentences/s, ../shared/anchors/render/bigrams/NOTES.md).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use pixel_render::{Input, RenderConfig, Renderer};
+use pixel_render::{Input, RenderConfig, Renderer, RenderingStrategy};
 
 /// The `# text = ` lines of the EWT dev set when the shared data is present, else a fixed
 /// mix of sentences of about the same length (mean ~60 characters).
@@ -87,6 +89,25 @@ fn bench_render(c: &mut Criterion) {
             }
         })
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("strategies");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(texts.len() as u64));
+    for rendering in RenderingStrategy::ALL {
+        let mut r = Renderer::new(RenderConfig {
+            rendering,
+            ..RenderConfig::default()
+        })
+        .expect("embedded fonts load");
+        group.bench_function(rendering.name(), |b| {
+            b.iter(|| {
+                for t in &texts {
+                    black_box(r.render_text(t).num_text_patches);
+                }
+            })
+        });
+    }
     group.finish();
 }
 

@@ -11,22 +11,28 @@ pub use pixel_tasks as tasks;
 
 pub mod figures;
 pub mod finetune;
+pub mod presets;
 pub mod pretrain;
+pub mod rendering;
 pub mod train_loop;
 
 use pixel_model::PixelConfig;
 
-/// A model preset (tiny, small, base) or a config.json path, at L = `num_patches`.
+/// A model preset (tiny, mini, small, base) or a config.json path, at L = `num_patches`.
 pub fn config_preset(spec: &str, num_patches: usize) -> anyhow::Result<PixelConfig> {
-    let cfg = match spec {
-        "tiny" => PixelConfig::tiny(num_patches),
-        "small" => PixelConfig::small(num_patches),
-        "base" => PixelConfig::base(num_patches),
-        path => PixelConfig::from_file(path)
-            .map_err(|e| anyhow::anyhow!("--config {path}: not a preset (tiny, small, base) and not a readable config.json: {e}"))?
+    let cfg = match PixelConfig::preset(spec, num_patches) {
+        Some(cfg) => cfg,
+        None => PixelConfig::from_file(spec)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--config {spec}: not a preset ({}) and not a readable config.json: {e}",
+                    PixelConfig::PRESET_NAMES.join(", ")
+                )
+            })?
             .with_num_patches(num_patches),
     };
     cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    rendering::config_rendering(&cfg, spec)?;
     Ok(cfg)
 }
 

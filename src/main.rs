@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Describe and measure this machine: CPU, caches, ISA in use, FMA ceilings, memory bandwidth.
+    /// Describe and measure this machine (CPU, caches, ISA in use, FMA ceilings, memory
+    /// bandwidth), or list the model presets with their parameter counts (--presets).
     Info(cli::info::InfoArgs),
     /// Render text into a PIXEL strip (PNG) and print its patch layout.
     Render(cli::render::RenderArgs),

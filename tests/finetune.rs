@@ -12,7 +12,7 @@ use pixel::finetune::eval::{majority_predictions, score};
 use pixel::finetune::run::{run_finetuning, task_renderer, FinetuneOptions, FinetuneSummary};
 use pixel::finetune::Task;
 use pixel::model::heads::{FinetuneLabels, Pooling, IGNORE_INDEX as IGNORE};
-use pixel::render::Layout;
+use pixel::render::{Layout, RenderingStrategy};
 
 fn data_dir() -> PathBuf {
     match std::env::var_os("PIXEL_DATA") {
@@ -60,6 +60,8 @@ fn options(task: Task, train: PathBuf, dev: PathBuf, name: &str) -> FinetuneOpti
         patience: 0,
         seed: 3,
         layout: task.defaults().layout,
+        rendering: None,
+        allow_rendering_mismatch: false,
         pooling: Pooling::Mean,
         labels: None,
         max_train_examples: Some(256),
@@ -173,7 +175,7 @@ fn token_labels_sit_on_each_words_first_patch() {
     )
     .unwrap();
     let examples = &ds.examples[..4];
-    let renderer = task_renderer(64, Layout::Pango).unwrap();
+    let renderer = task_renderer(64, Layout::Pango, RenderingStrategy::Continuous).unwrap();
     let (rs, _) = render_examples(&renderer, examples, false, "dev");
     let ex: Vec<_> = examples.iter().collect();
     let rr: Vec<_> = rs.iter().collect();
@@ -367,7 +369,7 @@ fn parser_predicts_raw_text_without_gold_trees() {
         &mut Rng::new(1),
     );
     let example = example_from_text(Task::Parse, "the cat sat on the mat");
-    let renderer = task_renderer(32, Layout::Pango).unwrap();
+    let renderer = task_renderer(32, Layout::Pango, RenderingStrategy::Continuous).unwrap();
     let (rs, _) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
     let pred = predict(&model, Task::Parse, std::slice::from_ref(&example), &rs, 1).unwrap();
     let Target::Tree { heads, rels } = &pred[0] else {
@@ -413,7 +415,7 @@ fn foreign_finetuned_checkpoint_loads_with_task_given() {
     assert_eq!(loaded.labels, labels);
     assert_eq!(loaded.layout, Layout::Pango);
     let example = example_from_text(Task::Ner, "Obi go Lagos");
-    let renderer = task_renderer(32, Layout::Pango).unwrap();
+    let renderer = task_renderer(32, Layout::Pango, RenderingStrategy::Continuous).unwrap();
     let (rs, _) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
     let a = predict(&model, Task::Ner, std::slice::from_ref(&example), &rs, 1).unwrap();
     let b = predict(

@@ -14,6 +14,7 @@ use pixel::finetune::run::{load_finetuned, run_finetuning, task_renderer, Finetu
 use pixel::finetune::tree::{predict_trees, repair_tree};
 use pixel::finetune::Task;
 use pixel::model::heads::Pooling;
+use pixel::render::RenderingStrategy;
 use pixel::tasks::conllu::read_conllu;
 use pixel::tasks::metrics::{accuracy, entity_scores, AttachmentCounter};
 use pixel::tasks::ner::read_ner;
@@ -57,6 +58,8 @@ fn train(task: Task, train: PathBuf, dir: &Path) -> PathBuf {
         patience: 0,
         seed: 3,
         layout: task.defaults().layout,
+        rendering: None,
+        allow_rendering_mismatch: false,
         pooling: Pooling::Mean,
         labels: None,
         max_train_examples: Some(256),
@@ -133,7 +136,7 @@ fn value(line: &str, key: &str) -> String {
 /// Words of each example the model sees (the rest got placeholders).
 fn rendered(task: Task, data: &Path, labels: &[String]) -> Vec<usize> {
     let ds = load_dataset(task, data, labels).unwrap();
-    let renderer = task_renderer(L, task.defaults().layout).unwrap();
+    let renderer = task_renderer(L, task.defaults().layout, RenderingStrategy::Continuous).unwrap();
     let (rs, _) = render_examples(&renderer, &ds.examples, false, "data");
     pixel::finetune::eval::rendered_words(&rs)
 }
@@ -263,7 +266,7 @@ fn parse_predictions_are_trees_and_score_back() {
     // a word at its gold head has the same relation either way.
     let m = load_finetuned(&best, None).unwrap();
     let ds = load_dataset(Task::Parse, &data, &m.labels).unwrap();
-    let renderer = task_renderer(L, m.layout).unwrap();
+    let renderer = task_renderer(L, m.layout, m.rendering).unwrap();
     let (rs, _) = render_examples(&renderer, &ds.examples, false, "data");
     let greedy = predict(&m.model, Task::Parse, &ds.examples, &rs, 8).unwrap();
     let (trees, repaired) = predict_trees(&m.model, &ds.examples, &rs, 8).unwrap();

@@ -102,6 +102,8 @@ fn options(out: &Path) -> FinetuneOptions {
         patience: 0,
         seed: 5,
         layout: Layout::Pango,
+        rendering: None,
+        allow_rendering_mismatch: false,
         pooling: Pooling::Mean,
         labels: None,
         max_train_examples: Some(120),

@@ -110,14 +110,42 @@ fn presets_validate_and_resize() {
     for cfg in [
         PixelConfig::base(256),
         PixelConfig::small(100),
+        PixelConfig::mini(100),
         PixelConfig::tiny(7),
     ] {
         cfg.validate().unwrap();
     }
-    let cfg = PixelConfig::small(10).with_num_patches(196);
+    let cfg = PixelConfig::mini(10).with_num_patches(196);
     assert_eq!(cfg.image_size, [16, 3136]);
     assert_eq!(cfg.num_patches(), 196);
     assert_eq!(cfg.hidden_size, 256);
+    for name in PixelConfig::PRESET_NAMES {
+        let cfg = PixelConfig::preset(name, 32).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.num_patches(), 32);
+    }
+    assert!(PixelConfig::preset("large", 32).is_none());
+}
+
+/// pixel-small as released by Team-PIXEL (Lotz et al. 2023).
+#[test]
+fn small_is_team_pixels_pixel_small() {
+    let c = PixelConfig::small(529);
+    let encoder = (
+        c.hidden_size,
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.intermediate_size,
+    );
+    let decoder = (
+        c.decoder_hidden_size,
+        c.decoder_num_hidden_layers,
+        c.decoder_num_attention_heads,
+        c.decoder_intermediate_size,
+    );
+    assert_eq!(encoder, (384, 12, 6, 1536));
+    assert_eq!(decoder, (264, 4, 6, 1056));
+    assert_eq!((c.head_dim(), c.decoder_head_dim()), (64, 44));
 }
 
 /// Distance in units in the last place between two f32 of the same sign region.

@@ -4,7 +4,9 @@
 //! a black end-of-sequence patch after it, grayscale glyph coverage on white. Shaping is
 //! rustybuzz, rasterization lives in [`raster`] (rusttype), fonts are embedded Noto fonts or
 //! user files, tried per character. Two layouts: [`Layout::Pango`] (the finetuning renderer,
-//! default) and [`Layout::Pygame`] (the pretraining renderer).
+//! default) and [`Layout::Pygame`] (the pretraining renderer). Four rendering strategies
+//! ([`RenderingStrategy`], Lotz et al. 2023): `continuous` (PIXEL's, the default), `bigrams`,
+//! `mono` and `words`.
 //!
 //! ```no_run
 //! let mut renderer = pixel_render::Renderer::new(pixel_render::RenderConfig::default()).unwrap();
@@ -14,15 +16,20 @@
 //! # let _ = pixel_values;
 //! ```
 
+mod bigrams;
 mod canvas;
 mod fonts;
 mod modes;
+mod mono;
 mod offsets;
 mod output;
 mod raster;
 mod shape;
+mod strategy;
 mod windows;
+mod words;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,6 +38,7 @@ use rayon::prelude::*;
 pub use canvas::PATCH;
 pub use fonts::{FontConfig, FontSet, LineMetrics};
 pub use output::{write_gray_png, Rendering};
+pub use strategy::RenderingStrategy;
 pub use windows::PairWindow;
 
 /// How glyph rows are placed, after the two PIXEL renderers (SPEC 1.3, 1.4).
@@ -56,14 +64,18 @@ impl std::str::FromStr for Layout {
     }
 }
 
-/// Renderer settings; the defaults are PIXEL's (8 pt at 120 DPI, 529 patches, Pango layout).
+/// Renderer settings; the defaults are PIXEL's (8 pt at 120 DPI, 529 patches, Pango layout,
+/// continuous rendering).
 #[derive(Clone, Debug)]
 pub struct RenderConfig {
     /// Patches per strip (L); the strip is 16 * L pixels wide.
     pub max_seq_length: usize,
     pub font_size_pt: f32,
     pub dpi: f32,
+    /// Glyph placement of the continuous and words strategies (bigrams and mono place each
+    /// character with Pango's metrics, as the original bigrams renderer).
     pub layout: Layout,
+    pub rendering: RenderingStrategy,
     pub fonts: FontConfig,
 }
 
@@ -74,6 +86,7 @@ impl Default for RenderConfig {
             font_size_pt: 8.0,
             dpi: 120.0,
             layout: Layout::Pango,
+            rendering: RenderingStrategy::Continuous,
             fonts: FontConfig::default(),
         }
     }
@@ -135,6 +148,8 @@ struct Scratch {
     canvas: canvas::Canvas,
     cache: raster::GlyphCache,
     shaper: shape::Shaper,
+    /// Characters shaped on their own (bigrams, mono).
+    alone: HashMap<char, shape::ShapedLine>,
 }
 
 /// Renders texts into strips. Cheap to use repeatedly (glyphs are cached); not shared between
@@ -143,6 +158,7 @@ pub struct Renderer {
     fonts: Arc<FontSet>,
     max_seq_length: usize,
     layout: Layout,
+    rendering: RenderingStrategy,
     /// Pango layout: baseline row of every line.
     pango_baseline: i32,
     scratch: Scratch,
@@ -170,10 +186,16 @@ impl Renderer {
             fonts,
             config.max_seq_length,
             config.layout,
+            config.rendering,
         ))
     }
 
-    fn with_fonts(fonts: Arc<FontSet>, max_seq_length: usize, layout: Layout) -> Self {
+    fn with_fonts(
+        fonts: Arc<FontSet>,
+        max_seq_length: usize,
+        layout: Layout,
+        rendering: RenderingStrategy,
+    ) -> Self {
         let m = fonts.line_metrics();
         // Pango: layout top at 16/2 - height/2 - 2; cairo rounds the glyph origins (halves up).
         let top = PATCH as f32 / 2.0 - (m.ascent + m.descent) as f32 / 2.0 - 2.0;
@@ -181,11 +203,13 @@ impl Renderer {
         Renderer {
             max_seq_length,
             layout,
+            rendering,
             pango_baseline,
             scratch: Scratch {
                 canvas: canvas::Canvas::new(PATCH * max_seq_length),
                 cache: raster::GlyphCache::default(),
                 shaper: shape::Shaper::default(),
+                alone: HashMap::new(),
             },
             text_a_max_patches: None,
             fonts,
@@ -194,7 +218,12 @@ impl Renderer {
 
     /// A renderer with the same fonts and settings and its own scratch state.
     pub fn fork(&self) -> Renderer {
-        let mut r = Self::with_fonts(self.fonts.clone(), self.max_seq_length, self.layout);
+        let mut r = Self::with_fonts(
+            self.fonts.clone(),
+            self.max_seq_length,
+            self.layout,
+            self.rendering,
+        );
         r.text_a_max_patches = self.text_a_max_patches;
         r
     }
@@ -212,9 +241,46 @@ impl Renderer {
         self.layout
     }
 
+    pub fn rendering(&self) -> RenderingStrategy {
+        self.rendering
+    }
+
     /// Row of the baseline in the Pango layout (12 for Noto Sans at the defaults).
     pub fn pango_baseline(&self) -> i32 {
         self.pango_baseline
+    }
+
+    /// Renders one text (a sentence or paragraph) with this renderer's strategy.
+    pub fn render_text(&mut self, text: &str) -> Rendering {
+        match self.rendering {
+            RenderingStrategy::Continuous => self.continuous_text(text),
+            RenderingStrategy::Bigrams => self.bigrams_text(text),
+            RenderingStrategy::Mono => self.mono_text(text),
+            RenderingStrategy::Words => self.words_text(text),
+        }
+    }
+
+    /// Renders a sentence pair: text A, a black separator patch, text B, the EOS.
+    pub fn render_pair(&mut self, text_a: &str, text_b: &str) -> Rendering {
+        match self.rendering {
+            RenderingStrategy::Continuous => self.continuous_pair(text_a, text_b),
+            RenderingStrategy::Bigrams => self.bigrams_pair(text_a, text_b),
+            RenderingStrategy::Mono => self.mono_pair(text_a, text_b),
+            RenderingStrategy::Words => self.words_pair(text_a, text_b),
+        }
+    }
+
+    /// Renders words for token classification, each starting on a patch boundary;
+    /// `word_starts` gives their patches. Words that do not fit are dropped.
+    pub fn render_words<S: AsRef<str>>(&mut self, words: &[S]) -> Rendering {
+        match self.rendering {
+            // The words strategy draws word lists as the continuous one does.
+            RenderingStrategy::Continuous | RenderingStrategy::Words => {
+                self.continuous_words(words)
+            }
+            RenderingStrategy::Bigrams => self.bigrams_words(words),
+            RenderingStrategy::Mono => self.mono_words(words),
+        }
     }
 
     /// Renders any [`Input`].

@@ -1,5 +1,6 @@
-//! The three inputs of SPEC 1.3: a single text, a sentence pair and a word list, with PIXEL's
-//! patch arithmetic (x = 2 start, +2 px gaps, next-patch boundaries clamped to the last patch).
+//! The continuous rendering: the three inputs of SPEC 1.3 (a single text, a sentence pair and a
+//! word list) with PIXEL's patch arithmetic (x = 2 start, +2 px gaps, next-patch boundaries
+//! clamped to the last patch).
 
 use crate::canvas::{ink_box, PATCH};
 use crate::offsets::{pad_or_truncate, text_offset_mapping, MappedText};
@@ -7,7 +8,7 @@ use crate::shape::{clean_text, ShapeOptions, ShapedLine};
 use crate::{Layout, Renderer, Rendering};
 
 /// Where text starts: PIXEL's 2 px left pad, also the gap before separators.
-const PAD: i32 = 2;
+pub(crate) const PAD: i32 = 2;
 /// PyGame words: pad_top 3 + half a patch puts the baseline at row 11.
 const PYGAME_WORD_BASELINE: i32 = 11;
 
@@ -33,18 +34,41 @@ pub fn is_rtl(text: &str) -> bool {
     votes >= 2
 }
 
+/// Start of the next patch at or after `x`, clamped to the patch starting at column `last`;
+/// also whether it had to be clamped.
+pub(crate) fn next_patch_within(x: i32, last: i32) -> (i32, bool) {
+    let p = PATCH as i32;
+    let unclamped = (x + p - 1).div_euclid(p) * p;
+    (unclamped.min(last), unclamped > last)
+}
+
+/// A word list drawn from some column: where it ends and what was drawn.
+pub(crate) struct WordRun {
+    /// Column of the black patch after the words (clamped to the run's last patch).
+    pub end: i32,
+    /// Patch of each drawn word, then the patch of `end`.
+    pub word_starts: Vec<usize>,
+    pub missing: usize,
+    /// Words left out because the run reached its last patch.
+    pub dropped: usize,
+    /// The run reached its last patch.
+    pub full: bool,
+}
+
 impl Renderer {
     fn strip_width(&self) -> i32 {
         (PATCH * self.max_seq_length) as i32
     }
 
+    /// Pixel column of the strip's last patch (where a truncated text's EOS goes).
+    pub(crate) fn last_patch_px(&self) -> i32 {
+        self.strip_width() - PATCH as i32
+    }
+
     /// Start of the next patch at or after `x`, clamped to the last patch; also whether it
     /// had to be clamped (the text did not fit).
-    fn next_patch(&self, x: i32) -> (i32, bool) {
-        let p = PATCH as i32;
-        let unclamped = (x + p - 1).div_euclid(p) * p;
-        let last = self.strip_width() - p;
-        (unclamped.min(last), unclamped > last)
+    pub(crate) fn next_patch(&self, x: i32) -> (i32, bool) {
+        next_patch_within(x, self.last_patch_px())
     }
 
     fn shape(&mut self, text: &str, force_rtl: bool) -> ShapedLine {
@@ -86,7 +110,7 @@ impl Renderer {
     }
 
     /// Renders one text: drawn from x = 2, EOS at the next patch after text end + 2.
-    pub fn render_text(&mut self, text: &str) -> Rendering {
+    pub(crate) fn continuous_text(&mut self, text: &str) -> Rendering {
         let text = clean_text(text);
         let line = self.shape(&text, false);
         let (width, origin) = self.place(&line, PAD, false);
@@ -106,7 +130,7 @@ impl Renderer {
 
     /// Renders a sentence pair: A at x = 2, black separator, B two pixels after it, EOS.
     /// Right-to-left when both texts vote RTL (text B is then cut to fit the strip).
-    pub fn render_pair(&mut self, text_a: &str, text_b: &str) -> Rendering {
+    pub(crate) fn continuous_pair(&mut self, text_a: &str, text_b: &str) -> Rendering {
         let (a, b) = (clean_text(text_a), clean_text(text_b));
         let rtl = is_rtl(&a) && is_rtl(&b);
         let full_a = self.shape(&a, rtl);
@@ -160,41 +184,72 @@ impl Renderer {
 
     /// Renders words for token classification: word 0 at x = 2, every later word on a patch
     /// boundary, non-final words with a trailing space. Words that do not fit are dropped.
-    pub fn render_words<S: AsRef<str>>(&mut self, words: &[S]) -> Rendering {
-        let mut x = PAD;
-        let mut word_starts = vec![0usize];
+    pub(crate) fn continuous_words<S: AsRef<str>>(&mut self, words: &[S]) -> Rendering {
+        let run = self.draw_word_run(words, PAD, self.last_patch_px());
+        let truncated = run.dropped > 0 || run.full;
+        self.finish(
+            &[run.end],
+            truncated,
+            run.missing,
+            Some(run.word_starts),
+            run.dropped,
+            None,
+        )
+    }
+
+    /// Draws `words` as the word-list layout does, word 0 at column `x0`; patch boundaries are
+    /// clamped to the patch at column `last`, and the words after one that reaches it are
+    /// dropped.
+    pub(crate) fn draw_word_run<S: AsRef<str>>(
+        &mut self,
+        words: &[S],
+        x0: i32,
+        last: i32,
+    ) -> WordRun {
+        let mut x = x0;
+        let mut word_starts = vec![x0.max(0) as usize / PATCH];
         let mut missing = 0;
         let mut rendered = 0;
-        let mut strip_full = false;
+        let mut full = false;
         if words.is_empty() {
-            let (eos, _) = self.next_patch(PAD + PAD);
-            return self.finish(&[eos], false, 0, Some(vec![eos as usize / PATCH]), 0, None);
+            let (end, _) = next_patch_within(x0 + PAD, last);
+            return WordRun {
+                end,
+                word_starts: vec![end as usize / PATCH],
+                missing: 0,
+                dropped: 0,
+                full: false,
+            };
         }
         for word in &words[..words.len() - 1] {
             let line = self.shape(&format!("{} ", clean_text(word.as_ref())), false);
             missing += line.missing;
             let (width, _) = self.place(&line, x, true);
             rendered += 1;
-            x = self.next_patch(x + width).0;
+            x = next_patch_within(x + width, last).0;
             word_starts.push(x as usize / PATCH);
-            if x == self.strip_width() - PATCH as i32 {
-                strip_full = true;
+            if x == last {
+                full = true;
                 break;
             }
         }
-        if !strip_full {
+        if !full {
             let line = self.shape(&clean_text(words[words.len() - 1].as_ref()), false);
             missing += line.missing;
             let (width, _) = self.place(&line, x, true);
             rendered += 1;
-            let (eos, clamped) = self.next_patch(x + PAD + width);
-            x = eos;
-            strip_full = clamped;
+            let (end, clamped) = next_patch_within(x + PAD + width, last);
+            x = end;
+            full = clamped;
             word_starts.push(x as usize / PATCH);
         }
-        let dropped = words.len() - rendered;
-        let truncated = dropped > 0 || strip_full;
-        self.finish(&[x], truncated, missing, Some(word_starts), dropped, None)
+        WordRun {
+            end: x,
+            word_starts,
+            missing,
+            dropped: words.len() - rendered,
+            full,
+        }
     }
 
     /// Width the layout advances by, without drawing.
@@ -238,7 +293,7 @@ impl Renderer {
         line
     }
 
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         black_patches_px: &[i32],
         truncated: bool,

@@ -23,11 +23,12 @@ pub struct Rendering {
     pub truncated: bool,
     /// Characters no font had, drawn as the main font's .notdef box.
     pub missing_glyphs: usize,
-    /// Word mode: patch index of each rendered word, then the EOS index.
+    /// Word lists, and sentences in the bigrams and words renderings: patch index of each
+    /// rendered word, then the patch after the last (the EOS index unless it was clamped).
     pub word_starts: Option<Vec<usize>>,
-    /// Word mode: words left out because the strip was full.
+    /// Words left out because the strip was full (word lists; bigrams and words sentences).
     pub dropped_words: usize,
-    /// Single texts and pairs: per patch, the (char_start, char_end) span of the source text
+    /// Single texts and pairs of the continuous rendering: per patch, the (char_start, char_end) span of the source text
     /// drawn there; (0, 0) for separators and padding, (-1, -1) for a blank patch before the EOS.
     pub offset_mapping: Option<Vec<(i32, i32)>>,
 }

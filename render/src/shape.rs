@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rustybuzz::{Direction, Feature, Script, ShapePlan, UnicodeBuffer};
+use rustybuzz::{BufferFlags, Direction, Feature, Script, ShapePlan, UnicodeBuffer};
 use unicode_bidi::{Level, ParagraphBidiInfo};
 
 use crate::fonts::FontSet;
@@ -228,7 +228,14 @@ impl Shaper {
                     text.len()
                 };
                 if rtl {
-                    let shaped = self.shape_chunk(fonts, &text[b0..b1], face, true, &features);
+                    let shaped = self.shape_chunk(
+                        fonts,
+                        &text[b0..b1],
+                        face,
+                        true,
+                        &features,
+                        BufferFlags::empty(),
+                    );
                     pen = append_chunk(&shaped, face, b0, pen, tab_stop, &char_at_byte, &mut line);
                     continue;
                 }
@@ -242,7 +249,14 @@ impl Shaper {
                     let chunk = &text[chunk_start..chunk_end];
                     let key = (face as u16, opts.kerning, chunk.to_string());
                     if !self.words.contains_key(&key) {
-                        let shaped = self.shape_chunk(fonts, chunk, face, false, &features);
+                        let shaped = self.shape_chunk(
+                            fonts,
+                            chunk,
+                            face,
+                            false,
+                            &features,
+                            BufferFlags::empty(),
+                        );
                         if self.words.len() >= WORD_CACHE_LIMIT {
                             self.words.clear();
                         }
@@ -274,6 +288,31 @@ impl Shaper {
         line
     }
 
+    /// Shapes one character on its own, as a Pango layout holding only that character: with
+    /// kerning features, as a whole paragraph (so a lone combining mark gets HarfBuzz's dotted
+    /// circle), right to left for a strong right-to-left character.
+    pub fn shape_alone(&mut self, fonts: &FontSet, c: char) -> ShapedLine {
+        let mut utf8 = [0u8; 4];
+        let text: &str = c.encode_utf8(&mut utf8);
+        let (faces, missing) = assign_faces(fonts, &[(0, c)]);
+        let face = faces[0] as usize;
+        let rtl = matches!(
+            unicode_bidi::bidi_class(c),
+            unicode_bidi::BidiClass::R | unicode_bidi::BidiClass::AL
+        );
+        let flags = BufferFlags::BEGINNING_OF_TEXT | BufferFlags::END_OF_TEXT;
+        let shaped = self.shape_chunk(fonts, text, face, rtl, &[], flags);
+        let mut line = ShapedLine {
+            char_x: vec![i32::MIN],
+            missing,
+            ..Default::default()
+        };
+        let char_at_byte = [0usize; 4];
+        line.width = append_chunk(&shaped, face, 0, 0, 0, &char_at_byte, &mut line);
+        line.char_x[0] = 0;
+        line
+    }
+
     /// Shapes `chunk` with face `face` into whole-pixel glyphs.
     fn shape_chunk(
         &mut self,
@@ -282,9 +321,12 @@ impl Shaper {
         face: usize,
         rtl: bool,
         features: &[Feature],
+        flags: BufferFlags,
     ) -> Vec<ChunkGlyph> {
         let mut buffer = self.buffer.take().unwrap_or_default();
         buffer.push_str(chunk);
+        // Set every time: the buffer is reused between calls.
+        buffer.set_flags(flags);
         buffer.set_direction(if rtl {
             Direction::RightToLeft
         } else {

@@ -41,6 +41,8 @@ impl Renderer {
     /// next window starts at the first character of the patch `stride` context patches
     /// before the cut (at least one patch further than the window before). A question
     /// so long that no context fits gives a single window without context patches.
+    /// Needs the continuous rendering (the others give no offset mapping, so their
+    /// windows would have no context patches).
     pub fn render_pair_windows(
         &mut self,
         question: &str,

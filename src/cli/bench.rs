@@ -16,7 +16,7 @@ use super::mem::{format_bytes, peak_rss_bytes, reset_peak_rss};
 /// Arguments of `pixel bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Model preset (tiny, small, base) or a config.json path.
+    /// Model preset (tiny, mini, small, base: `pixel info --presets`) or a config.json path.
     #[arg(long, default_value = "base")]
     pub config: String,
     /// Patches per strip (L).

@@ -14,8 +14,7 @@ use pixel::finetune::run::{
 use pixel::finetune::tree::predict_trees;
 use pixel::finetune::{parse_pooling, Task};
 use pixel::train_loop::DeviceArg;
-use pixel_render::Layout;
-use pixel_render::Rendering;
+use pixel_render::{Layout, Rendering, RenderingStrategy};
 
 /// Arguments of `pixel finetune`. Unset options take the task's recipe from
 /// the PIXEL paper's finetuning scripts (SPEC 6.2).
@@ -38,7 +37,7 @@ pub struct FinetuneArgs {
     /// L + 1 rows: it is truncated to L + 1.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Model preset (tiny, small, base) or config.json for training from scratch.
+    /// Model preset (tiny, mini, small, base: `pixel info --presets`) or config.json for training from scratch.
     #[arg(long, default_value = "tiny")]
     pub config: String,
     /// Output directory: log.csv and best/ (config.json + model.safetensors).
@@ -85,6 +84,14 @@ pub struct FinetuneArgs {
     /// Renderer layout (default: pygame for classify as the GLUE recipe, else pango).
     #[arg(long)]
     pub layout: Option<Layout>,
+    /// Rendering strategy: continuous, bigrams, mono or words (default: the --init
+    /// checkpoint's, from its config.json; continuous from scratch).
+    #[arg(long)]
+    pub rendering: Option<RenderingStrategy>,
+    /// Finetune with --rendering although the --init checkpoint was pretrained with another
+    /// rendering (a warning is printed).
+    #[arg(long)]
+    pub allow_rendering_mismatch: bool,
     /// Sequence classification pooling: mean, max, cls or pma1..pma8.
     #[arg(long, default_value = "mean", value_parser = parse_pooling)]
     pub pooling: pixel_model::heads::Pooling,
@@ -136,6 +143,8 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         patience: args.patience,
         seed: args.seed,
         layout: args.layout.unwrap_or(d.layout),
+        rendering: args.rendering,
+        allow_rendering_mismatch: args.allow_rendering_mismatch,
         pooling: args.pooling,
         labels: args.labels,
         max_train_examples: args.max_train_examples,
@@ -204,6 +213,31 @@ pub struct EvaluateArgs {
     /// evaluation script reads.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    #[command(flatten)]
+    pub rendering: RenderingArgs,
+}
+
+/// Which rendering a finetuned checkpoint's inputs are drawn with.
+#[derive(clap::Args, Debug)]
+pub struct RenderingArgs {
+    /// Rendering strategy (default: the checkpoint's, from its config.json; another one needs
+    /// --allow-rendering-mismatch).
+    #[arg(long)]
+    pub rendering: Option<RenderingStrategy>,
+    /// Draw with --rendering although the checkpoint was finetuned with another rendering.
+    #[arg(long)]
+    pub allow_rendering_mismatch: bool,
+}
+
+impl RenderingArgs {
+    /// The rendering for `m`, loaded from `checkpoint`.
+    fn resolve(&self, m: &FinetunedModel, checkpoint: &Path) -> anyhow::Result<RenderingStrategy> {
+        m.rendering_for(
+            self.rendering,
+            self.allow_rendering_mismatch,
+            &checkpoint.display().to_string(),
+        )
+    }
 }
 
 pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
@@ -211,11 +245,13 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         check_predictions_path(out, &args.data)?;
     }
     let m = load_finetuned(&args.checkpoint, args.task)?;
+    let rendering = args.rendering.resolve(&m, &args.checkpoint)?;
     if m.task == Task::Qa {
+        ensure_qa_rendering(rendering)?;
         return evaluate_qa(&args, &m);
     }
     let ds = load_dataset(m.task, &args.data, &m.labels)?;
-    let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
+    let renderer = task_renderer(m.model.config.num_patches(), m.layout, rendering)?;
     let (rs, stats) = render_examples(&renderer, &ds.examples, true, "data");
     eprintln!("{}: {stats}", args.data.display());
     let preds = predict(&m.model, m.task, &ds.examples, &rs, args.batch_size)?;
@@ -248,6 +284,15 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.predictions {
         write_predictions(&m, &ds.examples, &rs, &preds, &args, out)?;
     }
+    Ok(())
+}
+
+/// QA draws with the continuous rendering only (answers are found through its offsets).
+fn ensure_qa_rendering(rendering: RenderingStrategy) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        rendering == RenderingStrategy::Continuous,
+        "qa models draw with the continuous rendering, not {rendering}"
+    );
     Ok(())
 }
 
@@ -369,11 +414,15 @@ pub struct PredictArgs {
     /// Second sentence of a pair (classification models trained on pairs).
     #[arg(long)]
     pub pair: Option<String>,
+    #[command(flatten)]
+    pub rendering: RenderingArgs,
 }
 
 pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     let m = load_finetuned(&args.checkpoint, args.task)?;
+    let rendering = args.rendering.resolve(&m, &args.checkpoint)?;
     if m.task == Task::Qa {
+        ensure_qa_rendering(rendering)?;
         let context = args.context.as_deref().ok_or_else(|| {
             anyhow::anyhow!("a qa model needs --context \"...\" besides the question")
         })?;
@@ -404,7 +453,7 @@ pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
         !example.words().is_empty() || m.task == Task::Classify,
         "no words in the text"
     );
-    let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
+    let renderer = task_renderer(m.model.config.num_patches(), m.layout, rendering)?;
     let (rs, stats) = render_examples(&renderer, std::slice::from_ref(&example), false, "text");
     if stats.dropped_words > 0 || stats.missing_glyphs > 0 {
         eprintln!("note: {stats}");

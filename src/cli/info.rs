@@ -12,9 +12,17 @@ pub struct InfoArgs {
     /// Skip the measurements (ceilings, bandwidth): print only what the CPU reports.
     #[arg(long)]
     pub no_measure: bool,
+    /// Print the model presets side by side with their parameter counts (a
+    /// Markdown table) instead.
+    #[arg(long)]
+    pub presets: bool,
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
+    if args.presets {
+        print!("{}", pixel::presets::presets_markdown());
+        return Ok(());
+    }
     let threads = rayon::current_num_threads();
     let c = caches();
     let kib = |b: usize| {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use pixel::presets::thousands;
 use pixel_model::checkpoint::{
     compare_keys, expected_encoder_keys, expected_pretraining_keys, infer_config, load_checkpoint,
     ParamCounts,
@@ -21,19 +22,6 @@ pub struct InspectArgs {
     /// Compare with the encoder-only keys (finetuned models) instead of PIXELForPreTraining.
     #[arg(long)]
     pub encoder_only: bool,
-}
-
-/// 112334080 -> "112,334,080".
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Prints a key list, the first few only unless `all`.
@@ -86,6 +74,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     println!("\nconfig ({source}):");
     for line in config.to_string().lines() {
         println!("  {line}");
+    }
+    match pixel::rendering::config_rendering(&config, &args.checkpoint.display().to_string()) {
+        Ok(r) => println!("  rendering {r}"),
+        Err(e) => println!("  rendering: {e}"),
     }
 
     let c = ParamCounts::of_state_dict(&ckpt.weights);
@@ -151,17 +143,4 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::thousands;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(112_334_080), "112,334,080");
-    }
 }

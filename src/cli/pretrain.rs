@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use pixel::pretrain::run::{checkpoint_dir, run_pretraining, PretrainOptions};
+use pixel::rendering::{config_rendering, set_config_rendering};
 use pixel::train_loop::DeviceArg;
-use pixel_render::Layout;
+use pixel_render::{Layout, RenderingStrategy};
 
 use super::bench::resolve_config;
 use super::mem::{format_bytes, peak_rss_bytes};
@@ -14,7 +15,7 @@ use super::mem::{format_bytes, peak_rss_bytes};
 /// steps, about 10 minutes on 2 cores.
 #[derive(clap::Args, Debug)]
 pub struct PretrainArgs {
-    /// Model preset (tiny, small, base) or a config.json path.
+    /// Model preset (tiny, mini, small, base: `pixel info --presets`) or a config.json path.
     #[arg(long, default_value = "tiny")]
     pub config: String,
     /// Patches per strip (L). PIXEL-base uses 529; the default run uses short strips.
@@ -55,9 +56,15 @@ pub struct PretrainArgs {
     /// Text corpus: a file, a directory, or .conllu files. Default: the bundled KJV selections.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
-    /// Renderer layout: pygame (as PIXEL's pretraining data) or pango.
-    #[arg(long, default_value = "pygame")]
-    pub layout: Layout,
+    /// Rendering strategy: continuous (PIXEL's), bigrams, mono or words (default: the
+    /// config file's, else continuous). Written into the checkpoint's config.json, so
+    /// finetuning, evaluation and reconstruction draw strips the same way.
+    #[arg(long)]
+    pub rendering: Option<RenderingStrategy>,
+    /// Renderer layout of the continuous and words renderings: pygame (as PIXEL's pretraining
+    /// data; the default for continuous) or pango (the default for the others).
+    #[arg(long)]
+    pub layout: Option<Layout>,
     /// Output directory (checkpoint, log.csv, loss.png, reconstructions).
     #[arg(long, default_value = "out/pretrain")]
     pub out: PathBuf,
@@ -101,6 +108,14 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         );
         config.initializer_range = s;
     }
+    if let Some(r) = args.rendering {
+        set_config_rendering(&mut config, r);
+    }
+    let rendering = config_rendering(&config, &args.config)?;
+    let layout = args.layout.unwrap_or(match rendering {
+        RenderingStrategy::Continuous => Layout::Pygame,
+        _ => Layout::Pango,
+    });
     let opts = PretrainOptions {
         config,
         corpus: args.corpus,
@@ -116,7 +131,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         weight_decay: args.weight_decay,
         max_grad_norm: 1.0,
         seed: args.seed,
-        layout: args.layout,
+        layout,
         eval_every: args.eval_every.max(1),
         save_every: args.save_every.max(1),
         recon_every: args.recon_every.max(1),

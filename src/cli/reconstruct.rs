@@ -9,10 +9,11 @@ use pixel::model::masking::SpanMaskingGenerator;
 use pixel::model::pretraining::pretraining_param_shapes;
 use pixel::model::train::PretrainBatch;
 use pixel::pretrain::run::reconstruction_rows;
+use pixel::rendering::{checkpoint_rendering, config_rendering};
 use pixel_engine::{Rng, Tensor};
 use pixel_model::checkpoint::load_checkpoint;
 use pixel_model::{PatchMasking, PixelForPreTraining};
-use pixel_render::{Layout, RenderConfig, Renderer};
+use pixel_render::{Layout, RenderConfig, Renderer, RenderingStrategy};
 
 /// Arguments of `pixel reconstruct`.
 #[derive(clap::Args, Debug)]
@@ -32,9 +33,17 @@ pub struct ReconstructArgs {
     /// Explicit patch indices to mask.
     #[arg(long, num_args = 1..)]
     pub manual_mask: Vec<usize>,
-    /// Renderer layout (pygame as in pretraining, or pango).
-    #[arg(long, default_value = "pygame")]
-    pub layout: Layout,
+    /// Renderer layout of the continuous and words renderings (default: pygame as in
+    /// pretraining for continuous, else pango).
+    #[arg(long)]
+    pub layout: Option<Layout>,
+    /// Rendering strategy (default: the checkpoint's, from its config.json; another one needs
+    /// --allow-rendering-mismatch).
+    #[arg(long)]
+    pub rendering: Option<RenderingStrategy>,
+    /// Draw with --rendering although the checkpoint was pretrained with another rendering.
+    #[arg(long)]
+    pub allow_rendering_mismatch: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Also write the square (grid) view next to the strip view.
@@ -84,9 +93,21 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             needed[0]
         );
     }
+    let what = args.checkpoint.display().to_string();
+    let rendering = checkpoint_rendering(
+        config_rendering(&config, &what)?,
+        args.rendering,
+        args.allow_rendering_mismatch,
+        &what,
+    )?;
+    let layout = args.layout.unwrap_or(match rendering {
+        RenderingStrategy::Continuous => Layout::Pygame,
+        _ => Layout::Pango,
+    });
     let mut renderer = Renderer::new(RenderConfig {
         max_seq_length: l,
-        layout: args.layout,
+        layout,
+        rendering,
         ..Default::default()
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -4,7 +4,9 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use pixel_render::{FontConfig, Input, Layout, RenderConfig, Renderer, Rendering};
+use pixel_render::{
+    FontConfig, Input, Layout, RenderConfig, Renderer, Rendering, RenderingStrategy,
+};
 
 /// Arguments of `pixel render`.
 #[derive(clap::Args, Debug)]
@@ -23,7 +25,11 @@ pub struct RenderArgs {
     /// Write the square grid view (23x23 patches for L = 529) instead of the strip.
     #[arg(long)]
     pub square: bool,
-    /// Layout: pango (finetuning renderer, default) or pygame (pretraining renderer).
+    /// Rendering strategy: continuous (PIXEL's), bigrams, mono or words.
+    #[arg(long, default_value = "continuous")]
+    pub rendering: RenderingStrategy,
+    /// Layout: pango (finetuning renderer, default) or pygame (pretraining renderer); for the
+    /// continuous and words renderings (bigrams and mono place characters as Pango does).
     #[arg(long, default_value = "pango")]
     pub layout: Layout,
     /// Main font file (e.g. GoNotoCurrent.ttf); default: embedded Noto Sans.
@@ -50,6 +56,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
     let config = RenderConfig {
         max_seq_length: args.max_seq_length,
         layout: args.layout,
+        rendering: args.rendering,
         fonts: FontConfig {
             main_font: args.font.clone(),
             fallback_dir: args.fallback_dir.clone(),

@@ -266,7 +266,8 @@ fn pct(c: usize, n: usize) -> f64 {
     }
 }
 
-/// Number of words each word-list rendering drew (scored words), 0 for sentences.
+/// Number of words each rendering drew (the scored words of word lists), 0 for renderings
+/// without word starts (continuous sentences and pairs).
 pub fn rendered_words(renderings: &[Rendering]) -> Vec<usize> {
     renderings
         .iter()

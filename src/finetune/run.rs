@@ -15,7 +15,7 @@ use pixel_model::heads::{is_encoder_param, FinetuneBatch, PixelForFinetuning, Po
 use pixel_model::params::ParamVars;
 use pixel_model::train::Trainer;
 use pixel_model::ForwardMode;
-use pixel_render::{Layout, Rendering};
+use pixel_render::{Layout, Rendering, RenderingStrategy};
 
 use crate::train_loop::{
     run_training, to_device, Evaluation, LoopOutcome, LoopSettings, SaveReason, TrainingTask,
@@ -23,7 +23,7 @@ use crate::train_loop::{
 
 use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
 use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
-use super::task_model::{build_model, task_metadata};
+use super::task_model::{build_model, finetune_rendering, task_metadata};
 pub use super::task_model::{load_finetuned, task_renderer, FinetunedModel};
 use super::Task;
 
@@ -55,6 +55,10 @@ pub struct FinetuneOptions {
     pub patience: usize,
     pub seed: u64,
     pub layout: Layout,
+    /// Rendering strategy; `None`: the `--init` checkpoint's (continuous from scratch). One
+    /// that differs from the checkpoint's needs `allow_rendering_mismatch`.
+    pub rendering: Option<RenderingStrategy>,
+    pub allow_rendering_mismatch: bool,
     pub pooling: Pooling,
     /// Class labels (classification); `None` reads them from the train file.
     pub labels: Option<Vec<String>>,
@@ -241,16 +245,24 @@ pub fn run_finetuning(
         load_dataset(task, &opts.dev, &labels)?,
         opts.max_dev_examples,
     );
-    let renderer = task_renderer(opts.max_seq_length, opts.layout)?;
+    let mut rng = Rng::new(opts.seed);
+    let head = task.head(labels.len(), opts.pooling);
+    let mut model = build_model(opts, head, &mut rng)?;
+    let rendering = finetune_rendering(opts, &model.config)?;
+    task_metadata(
+        &mut model.config,
+        task,
+        &labels,
+        opts.layout,
+        rendering,
+        opts.pooling,
+    );
+
+    let renderer = task_renderer(opts.max_seq_length, opts.layout, rendering)?;
     let (train_r, train_stats) = render_examples(&renderer, &train, opts.progress, "train");
     let (dev_r, dev_stats) = render_examples(&renderer, &dev, opts.progress, "dev");
     eprintln!("train {}: {train_stats}", opts.train.display());
     eprintln!("dev {}: {dev_stats}", opts.dev.display());
-
-    let mut rng = Rng::new(opts.seed);
-    let head = task.head(labels.len(), opts.pooling);
-    let mut model = build_model(opts, head, &mut rng)?;
-    task_metadata(&mut model.config, task, &labels, opts.layout, opts.pooling);
     if opts.freeze_encoder {
         model.params.freeze(is_encoder_param);
     }

@@ -8,19 +8,22 @@ use pixel_engine::Rng;
 use pixel_model::checkpoint::{infer_config, load_checkpoint};
 use pixel_model::heads::{HeadKind, PixelForFinetuning, Pooling};
 use pixel_model::PixelConfig;
-use pixel_render::{FontConfig, Layout, RenderConfig, Renderer};
+use pixel_render::{FontConfig, Layout, RenderConfig, Renderer, RenderingStrategy};
 
 use super::run::FinetuneOptions;
 use super::{parse_pooling, pooling_name, Task};
+use crate::rendering::{checkpoint_rendering, config_rendering, set_config_rendering};
 
-/// Sequence length, labels, layout and pooling as stored in a finetuned config.
+/// Sequence length, labels, layout, rendering and pooling as stored in a finetuned config.
 pub(crate) fn task_metadata(
     config: &mut PixelConfig,
     task: Task,
     labels: &[String],
     layout: Layout,
+    rendering: RenderingStrategy,
     pooling: Pooling,
 ) {
+    set_config_rendering(config, rendering);
     config.num_labels = Some(labels.len());
     config.id2label = Some(
         labels
@@ -53,12 +56,46 @@ pub(crate) fn task_metadata(
     extra.insert("pooling_mode".into(), pooling_name(pooling).into());
 }
 
+/// The rendering a finetuning run draws with: the `--init` checkpoint's unless
+/// `opts.rendering` differs (which needs `opts.allow_rendering_mismatch`); from scratch,
+/// `opts.rendering` or the config's.
+pub(crate) fn finetune_rendering(
+    opts: &FinetuneOptions,
+    config: &PixelConfig,
+) -> anyhow::Result<RenderingStrategy> {
+    match &opts.init {
+        Some(init) => {
+            let what = format!("--init {}", init.display());
+            let stored = config_rendering(config, &what)?;
+            checkpoint_rendering(stored, opts.rendering, opts.allow_rendering_mismatch, &what)
+        }
+        None => match opts.rendering {
+            Some(r) => Ok(r),
+            None => config_rendering(config, &opts.scratch_config),
+        },
+    }
+}
+
 /// A finetuned checkpoint with what is needed to use it.
 pub struct FinetunedModel {
     pub model: PixelForFinetuning,
     pub task: Task,
     pub labels: Vec<String>,
     pub layout: Layout,
+    /// The rendering it was finetuned with (config.json's `"rendering"`, absent: continuous).
+    pub rendering: RenderingStrategy,
+}
+
+impl FinetunedModel {
+    /// The rendering to draw its inputs with: its own, or `requested` when allowed to differ.
+    pub fn rendering_for(
+        &self,
+        requested: Option<RenderingStrategy>,
+        allow_mismatch: bool,
+        what: &str,
+    ) -> anyhow::Result<RenderingStrategy> {
+        checkpoint_rendering(self.rendering, requested, allow_mismatch, what)
+    }
 }
 
 /// Loads a finetuned checkpoint. One written by `pixel finetune` names its task,
@@ -99,6 +136,7 @@ pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<Finetune
         Some(l) => l.parse().map_err(anyhow::Error::msg)?,
         None => task.defaults().layout,
     };
+    let rendering = config_rendering(&config, &dir.display().to_string())?;
     let pooling = parse_pooling(&get("pooling_mode").unwrap_or_else(|| "mean".into()))
         .map_err(anyhow::Error::msg)?;
     let id2label = config
@@ -142,14 +180,20 @@ pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<Finetune
         task,
         labels,
         layout,
+        rendering,
     })
 }
 
-/// A renderer for `task` at L patches.
-pub fn task_renderer(max_seq_length: usize, layout: Layout) -> anyhow::Result<Renderer> {
+/// A renderer for a task at L patches.
+pub fn task_renderer(
+    max_seq_length: usize,
+    layout: Layout,
+    rendering: RenderingStrategy,
+) -> anyhow::Result<Renderer> {
     Renderer::new(RenderConfig {
         max_seq_length,
         layout,
+        rendering,
         fonts: FontConfig::default(),
         ..RenderConfig::default()
     })

@@ -25,6 +25,7 @@ use crate::train_loop::{
 /// Settings of one pretraining run.
 #[derive(Clone, Debug)]
 pub struct PretrainOptions {
+    /// The model; its `"rendering"` field picks the rendering strategy (absent: continuous).
     pub config: PixelConfig,
     /// None: the bundled corpus.
     pub corpus: Option<PathBuf>,
@@ -74,10 +75,12 @@ pub fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
 
+/// The renderer of a model: L patches and the rendering strategy of its config.
 fn make_renderer(cfg: &PixelConfig, layout: Layout) -> anyhow::Result<Renderer> {
     let rc = RenderConfig {
         max_seq_length: cfg.num_patches(),
         layout,
+        rendering: crate::rendering::config_rendering(cfg, "the model config")?,
         ..Default::default()
     };
     Renderer::new(rc).map_err(|e| anyhow::anyhow!("{e}"))
@@ -129,6 +132,9 @@ pub fn run_pretraining(
         .max(1);
     let eval_texts = strips.split_off(strips.len() - n_eval);
     let train_texts = Arc::new(strips);
+    if opts.progress && renderer.rendering() != pixel_render::RenderingStrategy::Continuous {
+        eprintln!("rendering: {}", renderer.rendering());
+    }
     if opts.progress {
         eprintln!(
             "corpus: {corpus_name}: {} lines from {} files ({} invalid UTF-8 lines skipped); {} train strips, {} eval strips of {} patches ({} long lines split, {} short strips dropped)",

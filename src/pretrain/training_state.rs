@@ -139,15 +139,21 @@ pub fn load_training_checkpoint(
         PixelConfig::from_file(dir.join("config.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(want) = expected {
         if want.to_json_string() != config.to_json_string() {
+            let rendering = |c: &PixelConfig| {
+                crate::rendering::config_rendering(c, "config")
+                    .map_or_else(|e| e.to_string(), |r| r.to_string())
+            };
             bail!(
-                "checkpoint {} was trained with a different model config (hidden {}, {} layers, L {}) than requested (hidden {}, {} layers, L {})",
+                "checkpoint {} was trained with a different model config (hidden {}, {} layers, L {}, {} rendering) than requested (hidden {}, {} layers, L {}, {} rendering)",
                 dir.display(),
                 config.hidden_size,
                 config.num_hidden_layers,
                 config.num_patches(),
+                rendering(&config),
                 want.hidden_size,
                 want.num_hidden_layers,
-                want.num_patches()
+                want.num_patches(),
+                rendering(want)
             );
         }
     }

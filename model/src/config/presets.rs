@@ -1,8 +1,23 @@
-//! The model presets: pixel-base (SPEC 3.1) and two smaller ones for quick runs.
+//! The model presets: pixel-base (SPEC 3.1), pixel-small (Team-PIXEL's 22M-parameter model of
+//! Lotz et al. 2023) and two models sized for CPU runs.
 
 use super::{default_hidden_act, default_model_type, PixelConfig};
 
 impl PixelConfig {
+    /// Names of the presets, smallest first (`--config NAME`).
+    pub const PRESET_NAMES: [&'static str; 4] = ["tiny", "mini", "small", "base"];
+
+    /// The preset called `name` at L = `num_patches`, if there is one.
+    pub fn preset(name: &str, num_patches: usize) -> Option<PixelConfig> {
+        match name {
+            "tiny" => Some(PixelConfig::tiny(num_patches)),
+            "mini" => Some(PixelConfig::mini(num_patches)),
+            "small" => Some(PixelConfig::small(num_patches)),
+            "base" => Some(PixelConfig::base(num_patches)),
+            _ => None,
+        }
+    }
+
     /// pixel-base (SPEC 3.1) with a strip of `num_patches` patches (529 for pretraining).
     pub fn base(num_patches: usize) -> PixelConfig {
         PixelConfig {
@@ -37,8 +52,25 @@ impl PixelConfig {
         }
     }
 
-    /// A small model for quick experiments (hidden 256, 4 layers; decoder 128, 2 layers).
+    /// pixel-small (Team-PIXEL's pixel-small / pixel-small-bigrams, Lotz et al. 2023): hidden
+    /// 384, 12 layers, 6 heads, MLP 1536; decoder 264 wide, 4 layers, 6 heads, MLP 1056.
     pub fn small(num_patches: usize) -> PixelConfig {
+        PixelConfig {
+            hidden_size: 384,
+            num_hidden_layers: 12,
+            num_attention_heads: 6,
+            intermediate_size: 1536,
+            decoder_hidden_size: 264,
+            decoder_num_hidden_layers: 4,
+            decoder_num_attention_heads: 6,
+            decoder_intermediate_size: 1056,
+            ..PixelConfig::base(num_patches)
+        }
+    }
+
+    /// A CPU model the shape of BERT-Mini (hidden 256, 4 layers, 4 heads, MLP 1024; decoder
+    /// 128, 2 layers, 4 heads, MLP 512).
+    pub fn mini(num_patches: usize) -> PixelConfig {
         PixelConfig {
             hidden_size: 256,
             num_hidden_layers: 4,

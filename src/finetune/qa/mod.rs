@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Context;
 use pixel_engine::Tensor;
 use pixel_model::heads::{FinetuneBatch, FinetuneLabels};
-use pixel_render::{Layout, PairWindow, Renderer, PATCH};
+use pixel_render::{Layout, PairWindow, Renderer, RenderingStrategy, PATCH};
 use pixel_tasks::squad::{read_squad, SquadQuestion};
 use rayon::prelude::*;
 
@@ -124,9 +124,10 @@ pub fn load_questions(path: &Path, max: Option<usize>) -> anyhow::Result<Vec<Squ
     Ok(questions)
 }
 
-/// The pair renderer of QA: L patches, the question cut to its patch limit.
+/// The pair renderer of QA: L patches, the question cut to its patch limit. Always the
+/// continuous rendering: answers are found through its per-patch character offsets.
 pub fn qa_renderer(l: usize, layout: Layout, settings: &QaSettings) -> anyhow::Result<Renderer> {
-    let mut r = task_renderer(l, layout)?;
+    let mut r = task_renderer(l, layout, RenderingStrategy::Continuous)?;
     r.text_a_max_patches = Some(settings.question_max_length(l));
     Ok(r)
 }

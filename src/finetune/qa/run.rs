@@ -13,6 +13,7 @@ use pixel_model::heads::{is_encoder_param, FinetuneBatch, HeadKind, PixelForFine
 use pixel_model::params::ParamVars;
 use pixel_model::train::Trainer;
 use pixel_model::ForwardMode;
+use pixel_render::RenderingStrategy;
 use pixel_tasks::squad::SquadQuestion;
 
 use super::eval::{first_words_baseline, qa_predictions, qa_report};
@@ -21,7 +22,7 @@ use crate::finetune::data::BatchOrder;
 use crate::finetune::run::{
     finish, loop_settings, save_last_good, BestSoFar, FinetuneOptions, FinetuneSummary,
 };
-use crate::finetune::task_model::{build_model, task_metadata};
+use crate::finetune::task_model::{build_model, finetune_rendering, task_metadata};
 use crate::train_loop::{run_training, to_device, Evaluation, SaveReason, TrainingTask};
 
 /// Runs QA finetuning (see [`crate::finetune::run::run_finetuning`]).
@@ -38,22 +39,30 @@ pub fn run_qa_finetuning(
     );
     let train = load_questions(&opts.train, opts.max_train_examples)?;
     let dev = load_questions(&opts.dev, opts.max_dev_examples)?;
-    let renderer = qa_renderer(l, opts.layout, &settings)?;
-    let (train_w, train_stats) = render_windows(&renderer, &train, &settings);
-    let (dev_w, dev_stats) = render_windows(&renderer, &dev, &settings);
-    eprintln!("train {}: {train_stats}", opts.train.display());
-    eprintln!("dev {}: {dev_stats}", opts.dev.display());
 
     let mut rng = Rng::new(opts.seed);
     let mut model = build_model(opts, HeadKind::QuestionAnswering, &mut rng)?;
+    let rendering = finetune_rendering(opts, &model.config)?;
+    anyhow::ensure!(
+        rendering == RenderingStrategy::Continuous,
+        "qa needs the continuous rendering (answers are located through its per-patch \
+         character offsets, which the {rendering} rendering does not give)"
+    );
     let labels = opts.task.fixed_labels().expect("QA has fixed labels");
     task_metadata(
         &mut model.config,
         opts.task,
         &labels,
         opts.layout,
+        rendering,
         opts.pooling,
     );
+
+    let renderer = qa_renderer(l, opts.layout, &settings)?;
+    let (train_w, train_stats) = render_windows(&renderer, &train, &settings);
+    let (dev_w, dev_stats) = render_windows(&renderer, &dev, &settings);
+    eprintln!("train {}: {train_stats}", opts.train.display());
+    eprintln!("dev {}: {dev_stats}", opts.dev.display());
     store_settings(&mut model.config.extra, l, &settings);
     if opts.freeze_encoder {
         model.params.freeze(is_encoder_param);
