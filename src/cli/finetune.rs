@@ -148,8 +148,8 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
             ..QaSettings::default()
         },
     };
-    let stop = super::stop_on_ctrl_c("finishing this step, evaluating and stopping")?;
-    let s = run_finetuning(&opts, &stop)?;
+    let stop = super::stop_on_signal("finishing this step, evaluating and stopping")?;
+    let s = run_finetuning(&opts, stop)?;
     println!(
         "{} on {}: best dev {} at step {} of {}{} ({:.0} s); {} baseline {}",
         opts.task.name(),
@@ -171,6 +171,11 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         s.baseline.summary
     );
     println!("best checkpoint: {}", s.best_dir.display());
+    super::exit_if_stopped_by_signal(&format!(
+        "stopped after step {}; the best checkpoint so far is {}",
+        s.steps,
+        s.best_dir.display()
+    ));
     Ok(())
 }
 

@@ -18,7 +18,8 @@ use pixel_model::ForwardMode;
 use pixel_render::{Layout, Rendering};
 
 use crate::train_loop::{
-    run_training, to_device, Evaluation, LoopOutcome, LoopSettings, SaveReason, TrainingTask,
+    check_optimizer_flags, run_training, to_device, Evaluation, LoopOutcome, LoopSettings,
+    SaveReason, TrainingTask,
 };
 
 use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
@@ -224,13 +225,26 @@ pub fn run_finetuning(
     anyhow::ensure!(opts.grad_accum > 0, "--grad-accum must be at least 1");
     anyhow::ensure!(opts.steps > 0, "--steps must be at least 1");
     anyhow::ensure!(opts.eval_every > 0, "--eval-every must be at least 1");
+    check_optimizer_flags(opts.lr, None, opts.weight_decay, opts.max_grad_norm)?;
+    if let Some(p) = opts.dropout {
+        anyhow::ensure!(
+            (0.0..1.0).contains(&p),
+            "--dropout must be in [0, 1), got {p}"
+        );
+    }
+    if let Some(n) = opts.max_train_examples {
+        anyhow::ensure!(n > 0, "--max-train-examples must be at least 1");
+    }
+    if let Some(n) = opts.max_dev_examples {
+        anyhow::ensure!(n > 0, "--max-dev-examples must be at least 1");
+    }
     let task = opts.task;
     if task == Task::Qa {
         return super::qa::run::run_qa_finetuning(opts, stop);
     }
     let labels = match (task.fixed_labels(), &opts.labels) {
         (Some(fixed), _) => fixed,
-        (None, Some(given)) => given.clone(),
+        (None, Some(given)) => check_given_labels(given)?,
         (None, None) => super::data::classification_labels(&opts.train)?,
     };
     let train = take_examples(
@@ -241,6 +255,8 @@ pub fn run_finetuning(
         load_dataset(task, &opts.dev, &labels)?,
         opts.max_dev_examples,
     );
+    check_not_empty(train.len(), &opts.train, "training")?;
+    check_not_empty(dev.len(), &opts.dev, "dev")?;
     let renderer = task_renderer(opts.max_seq_length, opts.layout)?;
     let (train_r, train_stats) = render_examples(&renderer, &train, opts.progress, "train");
     let (dev_r, dev_stats) = render_examples(&renderer, &dev, opts.progress, "dev");
@@ -300,6 +316,25 @@ pub fn run_finetuning(
     let settings = loop_settings(opts, "examples");
     let outcome = run_training(&mut trainer, &mut run, &settings, stop)?;
     finish(opts, &outcome, run.best, baseline, train.len(), dev.len())
+}
+
+/// `--labels` as given: at least two, none twice (id2label and label2id must
+/// be each other's inverse).
+fn check_given_labels(given: &[String]) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        given.len() >= 2,
+        "--labels: a classifier needs at least 2 labels, got {given:?}"
+    );
+    for (i, l) in given.iter().enumerate() {
+        anyhow::ensure!(!given[..i].contains(l), "--labels: {l:?} is given twice");
+    }
+    Ok(given.to_vec())
+}
+
+/// A run needs at least one example of each split.
+pub(crate) fn check_not_empty(n: usize, path: &Path, split: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(n > 0, "{}: no {split} examples", path.display());
+    Ok(())
 }
 
 /// Finetuning as the run loop sees it: shuffled batches of rendered examples,

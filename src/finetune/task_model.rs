@@ -67,9 +67,12 @@ pub struct FinetunedModel {
 /// Keys the model does not use are reported on stderr, not fatal.
 pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<FinetunedModel> {
     let ckpt = load_checkpoint(dir).with_context(|| format!("checkpoint {}", dir.display()))?;
+    ckpt.check_finite()
+        .with_context(|| format!("checkpoint {}", dir.display()))?;
     let config = ckpt
         .config
         .with_context(|| format!("{}: no config.json beside the weights", dir.display()))?;
+    crate::check_renderer_patches(&config)?;
     let get = |key: &str| {
         config
             .extra
@@ -101,19 +104,8 @@ pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<Finetune
     };
     let pooling = parse_pooling(&get("pooling_mode").unwrap_or_else(|| "mean".into()))
         .map_err(anyhow::Error::msg)?;
-    let id2label = config
-        .id2label
-        .clone()
-        .with_context(|| format!("{}: config.json has no id2label", dir.display()))?;
-    let mut labels = vec![String::new(); id2label.len()];
-    for (k, v) in id2label {
-        let i: usize = k
-            .parse()
-            .ok()
-            .filter(|&i| i < labels.len())
-            .with_context(|| format!("{}: bad id2label key {k:?}", dir.display()))?;
-        labels[i] = v;
-    }
+    let labels =
+        labels_of_config(&config).with_context(|| format!("{}: config.json", dir.display()))?;
     let head = task.head(labels.len(), pooling);
     let l = config.num_patches();
     let (model, report) =
@@ -145,6 +137,61 @@ pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<Finetune
     })
 }
 
+/// The labels of a finetuned config, from `id2label`, checked against
+/// `num_labels` and `label2id` when those are present: every id from 0 to n - 1
+/// once, at least one label, `label2id` the inverse of `id2label`.
+fn labels_of_config(config: &PixelConfig) -> anyhow::Result<Vec<String>> {
+    let id2label = config.id2label.as_ref().context("no id2label")?;
+    anyhow::ensure!(!id2label.is_empty(), "id2label is empty: no labels");
+    if let Some(n) = config.num_labels {
+        anyhow::ensure!(
+            n == id2label.len(),
+            "num_labels is {n} but id2label has {} labels",
+            id2label.len()
+        );
+    }
+    let mut labels: Vec<Option<String>> = vec![None; id2label.len()];
+    for (k, v) in id2label {
+        let slot = k
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| labels.get_mut(i))
+            .with_context(|| {
+                format!(
+                    "id2label key {k:?} is not an id from 0 to {}",
+                    id2label.len() - 1
+                )
+            })?;
+        anyhow::ensure!(slot.is_none(), "id2label gives id {k:?} twice");
+        *slot = Some(v.clone());
+    }
+    let labels: Vec<String> = labels.into_iter().flatten().collect();
+    for (i, l) in labels.iter().enumerate() {
+        anyhow::ensure!(
+            !labels[..i].contains(l),
+            "id2label names {l:?} twice (ids {} and {i})",
+            labels.iter().position(|x| x == l).unwrap_or(i)
+        );
+    }
+    if let Some(label2id) = &config.label2id {
+        for (i, l) in labels.iter().enumerate() {
+            let id = label2id.get(l);
+            anyhow::ensure!(
+                id == Some(&(i as i64)),
+                "id2label gives {l:?} id {i} but label2id gives it {}",
+                id.map_or("no id".to_string(), |id| id.to_string())
+            );
+        }
+        anyhow::ensure!(
+            label2id.len() == labels.len(),
+            "label2id has {} labels but id2label {}",
+            label2id.len(),
+            labels.len()
+        );
+    }
+    Ok(labels)
+}
+
 /// A renderer for `task` at L patches.
 pub fn task_renderer(max_seq_length: usize, layout: Layout) -> anyhow::Result<Renderer> {
     Renderer::new(RenderConfig {
@@ -168,6 +215,8 @@ pub(crate) fn build_model(
         Some(path) => {
             let ckpt =
                 load_checkpoint(path).with_context(|| format!("--init {}", path.display()))?;
+            ckpt.check_finite()
+                .with_context(|| format!("--init {}", path.display()))?;
             let config = match ckpt.config.clone() {
                 Some(c) => c,
                 None => infer_config(&ckpt.weights).with_context(|| {

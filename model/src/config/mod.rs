@@ -266,6 +266,15 @@ impl PixelConfig {
         if !(0.0..1.0).contains(&self.mask_ratio) {
             return bad(format!("mask_ratio {} must be in [0, 1)", self.mask_ratio));
         }
+        if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
+            return bad(format!(
+                "initializer_range {} must be a finite number >= 0",
+                self.initializer_range
+            ));
+        }
+        if self.num_labels == Some(0) {
+            return bad("num_labels must be positive, got 0".into());
+        }
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return bad(format!(
                 "layer_norm_eps {} must be positive",
