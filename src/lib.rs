@@ -12,6 +12,7 @@ pub use pixel_tasks as tasks;
 pub mod atomic_dir;
 pub mod figures;
 pub mod finetune;
+pub mod memory;
 pub mod pretrain;
 pub mod train_loop;
 

@@ -67,6 +67,12 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         config.mask_ratio = r;
     }
     pixel::check_renderer_patches(&config)?;
+    pixel::memory::check_inference_fits(
+        &config,
+        1,
+        true,
+        &format!("the model in {}", args.checkpoint.display()),
+    )?;
     let l = config.num_patches();
     if !args.manual_mask.is_empty() {
         if let Some(bad) = args.manual_mask.iter().find(|&&i| i >= l) {

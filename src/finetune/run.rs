@@ -24,7 +24,7 @@ use crate::train_loop::{
 
 use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
 use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
-use super::task_model::{build_model, task_metadata};
+use super::task_model::{build_model, check_finetuning_fits, planned_config, task_metadata};
 pub use super::task_model::{load_finetuned, task_renderer, FinetunedModel};
 use super::Task;
 
@@ -237,6 +237,14 @@ pub fn run_finetuning(
     }
     if let Some(n) = opts.max_dev_examples {
         anyhow::ensure!(n > 0, "--max-dev-examples must be at least 1");
+    }
+    anyhow::ensure!(
+        opts.max_seq_length >= 2,
+        "--max-seq-length must be at least 2 (a patch of text and the end patch), got {}",
+        opts.max_seq_length
+    );
+    if let Some(config) = planned_config(opts)? {
+        check_finetuning_fits(&config, opts)?;
     }
     let task = opts.task;
     if task == Task::Qa {

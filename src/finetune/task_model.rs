@@ -73,6 +73,12 @@ pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<Finetune
         .config
         .with_context(|| format!("{}: no config.json beside the weights", dir.display()))?;
     crate::check_renderer_patches(&config)?;
+    crate::memory::check_inference_fits(
+        &config,
+        16,
+        false,
+        &format!("the model in {}", dir.display()),
+    )?;
     let get = |key: &str| {
         config
             .extra
@@ -203,6 +209,39 @@ pub fn task_renderer(max_seq_length: usize, layout: Layout) -> anyhow::Result<Re
     .context("renderer")
 }
 
+/// Refuses a finetuning run whose model, at L = --max-seq-length and
+/// --batch-size, cannot fit in memory.
+pub(crate) fn check_finetuning_fits(
+    config: &PixelConfig,
+    opts: &FinetuneOptions,
+) -> anyhow::Result<()> {
+    crate::check_renderer_patches(config)?;
+    crate::memory::check_training_fits(config, opts.batch_size, false, "finetuning")
+}
+
+/// The model config a run will use, read before any data or weights (the
+/// `--init` checkpoint's config.json, else the `--config` preset), at L =
+/// --max-seq-length; `None` when the init checkpoint has none (its config is
+/// inferred from the weights later, and checked then).
+pub(crate) fn planned_config(opts: &FinetuneOptions) -> anyhow::Result<Option<PixelConfig>> {
+    let l = opts.max_seq_length;
+    let Some(init) = &opts.init else {
+        return crate::config_preset(&opts.scratch_config, l).map(Some);
+    };
+    let dir = if init.is_dir() {
+        init.as_path()
+    } else {
+        init.parent().unwrap_or(Path::new("."))
+    };
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let config =
+        PixelConfig::from_file(&path).with_context(|| format!("--init {}", init.display()))?;
+    Ok(Some(config.with_num_patches(l)))
+}
+
 /// Builds the model: from `init` (encoder weights, position table truncated to
 /// L + 1 rows; a new head) or from a preset.
 pub(crate) fn build_model(
@@ -226,6 +265,7 @@ pub(crate) fn build_model(
                     )
                 })?,
             };
+            check_finetuning_fits(&config.clone().with_num_patches(l), opts)?;
             let (model, report) =
                 PixelForFinetuning::from_state_dict(config, head, l, &ckpt.weights, rng)
                     .map_err(anyhow::Error::msg)

@@ -103,6 +103,7 @@ pub fn run_pretraining(
         opts.max_grad_norm,
     )?;
     crate::check_renderer_patches(&opts.config)?;
+    crate::memory::check_training_fits(&opts.config, opts.batch_size, true, "pretraining")?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
     let corpus = match &opts.corpus {
