@@ -133,9 +133,9 @@ pub fn run_pretraining(
     let train_texts = Arc::new(strips);
     if opts.progress {
         eprintln!(
-            "corpus: {corpus_name}: {} lines from {} files ({} invalid UTF-8 lines skipped); {} train strips, {} eval strips of {} patches ({} long lines split, {} short strips dropped)",
+            "corpus: {corpus_name}: {} lines from {} files ({} invalid UTF-8 lines skipped); {} train strips, {} eval strips of {} patches ({pack})",
             corpus.lines.len(), corpus.files, corpus.invalid_utf8_lines, train_texts.len(), eval_texts.len(),
-            opts.config.num_patches(), pack.split_lines, pack.dropped_short
+            opts.config.num_patches()
         );
     }
     let mut maker = BatchMaker::new(
