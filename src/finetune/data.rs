@@ -352,6 +352,7 @@ fn shuffle(rng: &mut Rng, v: &mut [usize]) {
 
 /// Reads the label list of a classification file's second column (sorted, unique).
 pub fn classification_labels(path: &Path) -> anyhow::Result<Vec<String>> {
+    pixel_tasks::files::regular_file_check(path).with_context(|| format!("{}", path.display()))?;
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let mut labels: Vec<String> = text
         .lines()

@@ -110,6 +110,11 @@ pub fn run_pretraining(
         Some(p) => Corpus::load(p)?,
         None => Corpus::bundled(),
     };
+    if opts.progress {
+        for line in corpus.skipped_report(20) {
+            eprintln!("corpus: skipped {line}");
+        }
+    }
     let corpus_name = opts
         .corpus
         .as_ref()
@@ -133,8 +138,8 @@ pub fn run_pretraining(
     let train_texts = Arc::new(strips);
     if opts.progress {
         eprintln!(
-            "corpus: {corpus_name}: {} lines from {} files ({} invalid UTF-8 lines skipped); {} train strips, {} eval strips of {} patches ({pack})",
-            corpus.lines.len(), corpus.files, corpus.invalid_utf8_lines, train_texts.len(), eval_texts.len(),
+            "corpus: {corpus_name}: {} lines from {} files ({} invalid UTF-8 lines, {} files, {} hidden entries skipped); {} train strips, {} eval strips of {} patches ({pack})",
+            corpus.lines.len(), corpus.files, corpus.invalid_utf8_lines, corpus.skipped.len(), corpus.hidden, train_texts.len(), eval_texts.len(),
             opts.config.num_patches()
         );
     }

@@ -120,6 +120,7 @@ pub fn read_weights_file(
     let mut head = [0u8; 6];
     let n = {
         use std::io::Read;
+        crate::files::regular_file_check(path).map_err(|e| CheckpointError::io(path, e))?;
         let mut f = std::fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
         let mut n = 0;
         while n < head.len() {

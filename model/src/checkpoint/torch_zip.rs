@@ -304,6 +304,7 @@ pub fn read_pytorch_bytes(bytes: &[u8], file: &str) -> Result<StateDict, Checkpo
 pub fn read_pytorch(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError> {
     let path = path.as_ref();
     let file = path.display().to_string();
+    crate::files::regular_file_check(path).map_err(|e| CheckpointError::io(path, e))?;
     let mut f = std::fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
     let len = f
         .metadata()

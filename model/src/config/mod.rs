@@ -366,10 +366,12 @@ impl PixelConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<PixelConfig, ConfigError> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        let io = |error| ConfigError::Io {
             file: file.clone(),
             error,
-        })?;
+        };
+        crate::files::regular_file_check(path).map_err(io)?;
+        let text = std::fs::read_to_string(path).map_err(io)?;
         PixelConfig::from_json_str(&text, &file)
     }
 
