@@ -17,6 +17,7 @@ use pixel_model::train::Trainer;
 use pixel_model::ForwardMode;
 use pixel_render::{Layout, Rendering};
 
+use crate::atomic_dir::write_dir_atomically;
 use crate::train_loop::{
     check_optimizer_flags, run_training, to_device, Evaluation, LoopOutcome, LoopSettings,
     SaveReason, TrainingTask,
@@ -122,7 +123,7 @@ impl BestSoFar {
         model: &PixelForFinetuning,
     ) -> anyhow::Result<BestSoFar> {
         let path = best_dir(out);
-        save_checkpoint(&path, &model.config, &model.params.state_dict())?;
+        save_model_atomically(&path, model)?;
         Ok(BestSoFar {
             report,
             step: 0,
@@ -145,7 +146,7 @@ impl BestSoFar {
             self.report = report;
             self.step = done;
             self.since = 0;
-            save_checkpoint(&self.path, &model.config, &model.params.state_dict())?;
+            save_model_atomically(&self.path, model)?;
         } else {
             self.since += 1;
         }
@@ -168,9 +169,17 @@ pub(crate) fn save_last_good(
     trainer: &Trainer<PixelForFinetuning>,
 ) -> anyhow::Result<PathBuf> {
     let dir = last_good_dir(&opts.out);
-    let model = &trainer.model;
-    save_checkpoint(&dir, &model.config, &model.params.state_dict())?;
+    save_model_atomically(&dir, &trainer.model)?;
     Ok(dir)
+}
+
+/// Writes `model` (config.json + model.safetensors) as `dir`, whole or not
+/// at all: a crash or a full disk mid-save leaves the previous `dir` intact.
+fn save_model_atomically(dir: &Path, model: &PixelForFinetuning) -> anyhow::Result<()> {
+    let weights = model.params.state_dict();
+    write_dir_atomically(dir, |tmp| {
+        Ok(save_checkpoint(tmp, &model.config, &weights)?)
+    })
 }
 
 /// The run loop's settings for a finetuning run; `unit` names what a batch holds.
