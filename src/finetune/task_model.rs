@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use pixel_engine::Rng;
 use pixel_model::checkpoint::{infer_config, load_checkpoint};
-use pixel_model::heads::{HeadKind, PixelForFinetuning, Pooling};
+use pixel_model::heads::{head_problem, HeadKind, PixelForFinetuning, Pooling};
 use pixel_model::PixelConfig;
 use pixel_render::{FontConfig, Layout, RenderConfig, Renderer};
 
@@ -289,6 +289,9 @@ pub(crate) fn build_model(
         }
         None => {
             let config = crate::config_preset(&opts.scratch_config, l)?;
+            if let Some(problem) = head_problem(&config, head) {
+                anyhow::bail!("--config {}: {problem}", opts.scratch_config);
+            }
             PixelForFinetuning::new(config, head, rng)
         }
     };

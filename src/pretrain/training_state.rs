@@ -195,9 +195,18 @@ fn field_differences<T: Serialize>(a: &T, b: &T, skip: &[&str]) -> Vec<String> {
         .filter(|name| !skip.contains(&name.as_str()))
         .filter_map(|name| {
             let (x, y) = (a.get(name).unwrap_or(&null), b.get(name).unwrap_or(&null));
-            (x != y).then(|| format!("{name}: {x} vs {y}"))
+            (x != y).then(|| format!("{name}: {} vs {}", shown(x), shown(y)))
         })
         .collect()
+}
+
+/// A JSON value for a message: fractions at f32 precision (the settings are
+/// f32, so 0.003 rather than 0.003000000026077032).
+fn shown(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) if !v.is_i64() && !v.is_u64() => format!("{}", x as f32),
+        _ => v.to_string(),
+    }
 }
 
 fn restore_optimizer(
