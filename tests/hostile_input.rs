@@ -427,6 +427,9 @@ fn bad_finetuning_arguments_are_errors_not_panics() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A change to a config.json.
+type ConfigEdit = fn(&mut serde_json::Value);
+
 #[test]
 fn finetuned_configs_whose_labels_contradict_are_named() {
     let dir = scratch("labels");
@@ -441,7 +444,7 @@ fn finetuned_configs_whose_labels_contradict_are_named() {
     let config_path = dir.join("o/best/config.json");
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    let edits: [(&str, fn(&mut serde_json::Value)); 4] = [
+    let edits: [(&str, ConfigEdit); 4] = [
         ("num_labels", |c| c["num_labels"] = 0.into()),
         ("num_labels is 5", |c| c["num_labels"] = 5.into()),
         ("label2id", |c| c["label2id"]["NOUN"] = 0.into()),
