@@ -597,3 +597,54 @@ fn sigterm_finishes_the_step_saves_and_exits_non_zero() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_pair_file_given_to_a_single_sentence_classifier_is_refused() {
+    let dir = scratch("pairs");
+    std::fs::write(
+        dir.join("single.tsv"),
+        "sentence\tlabel\na fine day\t1\na bad day\t0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("pair.tsv"),
+        "sentence1\tsentence2\tlabel\na fine\tday\t1\na bad\tday\t0\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "finetune",
+        "--task",
+        "classify",
+        "--train",
+        "single.tsv",
+        "--dev",
+        "single.tsv",
+        "--out",
+        "o",
+    ];
+    args.extend(QUICK_FINETUNE);
+    args.extend(SHORT_STRIPS);
+    let o = pixel_in(&dir, &args, Duration::from_secs(60));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    fails_naming(
+        &dir,
+        &["evaluate", "--checkpoint", "o/best", "--data", "pair.tsv"],
+        &["--data pair.tsv", "sentence pairs", "single sentences"],
+    );
+    fails_naming(
+        &dir,
+        &[
+            "predict",
+            "--checkpoint",
+            "o/best",
+            "a fine",
+            "--pair",
+            "day",
+        ],
+        &["sentence pairs"],
+    );
+    args[6] = "pair.tsv";
+    args[8] = "o2";
+    fails_naming(&dir, &args, &["--dev pair.tsv", "sentence pairs"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Example, Target};
+use pixel::finetune::data::{
+    check_pairs, example_from_text, holds_pairs, load_dataset, render_examples, Example, Target,
+};
 use pixel::finetune::eval::{majority_predictions, predict, rendered_words, score};
 use pixel::finetune::predictions::{
     complete_predictions, placeholder_label, prediction_text, write_atomically,
@@ -220,6 +222,11 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         return evaluate_qa(&args, &m);
     }
     let ds = load_dataset(m.task, &args.data, &m.labels)?;
+    check_pairs(
+        m.pairs,
+        holds_pairs(&ds.examples),
+        &format!("--data {}", args.data.display()),
+    )?;
     let renderer = task_renderer(m.model.config.num_patches(), m.layout)?;
     let (rs, stats) = render_examples(&renderer, &ds.examples, true, "data");
     eprintln!("{}: {stats}", args.data.display());
@@ -404,6 +411,9 @@ pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
             m.task.name()
         );
         example.input = pixel_render::Input::Pair(args.text.trim().into(), b.trim().into());
+    }
+    if m.task == Task::Classify {
+        check_pairs(m.pairs, Some(args.pair.is_some()), "the input")?;
     }
     anyhow::ensure!(
         !example.words().is_empty() || m.task == Task::Classify,

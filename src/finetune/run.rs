@@ -23,7 +23,10 @@ use crate::train_loop::{
     SaveReason, TrainingTask,
 };
 
-use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
+use super::data::{
+    check_pairs, holds_pairs, load_dataset, make_batch, render_examples, BatchOrder, Dataset,
+    Example, PAIRS_FIELD,
+};
 use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
 use super::task_model::{build_model, check_finetuning_fits, planned_config, task_metadata};
 pub use super::task_model::{load_finetuned, task_renderer, FinetunedModel};
@@ -274,6 +277,12 @@ pub fn run_finetuning(
     );
     check_not_empty(train.len(), &opts.train, "training")?;
     check_not_empty(dev.len(), &opts.dev, "dev")?;
+    let pairs = holds_pairs(&train);
+    check_pairs(
+        pairs,
+        holds_pairs(&dev),
+        &format!("--dev {}", opts.dev.display()),
+    )?;
     let renderer = task_renderer(opts.max_seq_length, opts.layout)?;
     let (train_r, train_stats) = render_examples(&renderer, &train, opts.progress, "train");
     let (dev_r, dev_stats) = render_examples(&renderer, &dev, opts.progress, "dev");
@@ -284,6 +293,9 @@ pub fn run_finetuning(
     let head = task.head(labels.len(), opts.pooling);
     let mut model = build_model(opts, head, &mut rng)?;
     task_metadata(&mut model.config, task, &labels, opts.layout, opts.pooling);
+    if let Some(pairs) = pairs {
+        model.config.extra.insert(PAIRS_FIELD.into(), pairs.into());
+    }
     if opts.freeze_encoder {
         model.params.freeze(is_encoder_param);
     }

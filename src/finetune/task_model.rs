@@ -59,6 +59,9 @@ pub struct FinetunedModel {
     pub task: Task,
     pub labels: Vec<String>,
     pub layout: Layout,
+    /// Classifiers: trained on sentence pairs or single sentences (`None`
+    /// when the config does not say).
+    pub pairs: Option<bool>,
 }
 
 /// Loads a finetuned checkpoint. One written by `pixel finetune` names its task,
@@ -135,11 +138,17 @@ pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<Finetune
             report.missing[0]
         );
     }
+    let pairs = model
+        .config
+        .extra
+        .get(super::data::PAIRS_FIELD)
+        .and_then(|v| v.as_bool());
     Ok(FinetunedModel {
         model,
         task,
         labels,
         layout,
+        pairs,
     })
 }
 
