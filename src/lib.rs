@@ -9,8 +9,10 @@ pub use pixel_model as model;
 pub use pixel_render as render;
 pub use pixel_tasks as tasks;
 
+pub mod atomic_dir;
 pub mod figures;
 pub mod finetune;
+pub mod memory;
 pub mod presets;
 pub mod pretrain;
 pub mod rendering;
@@ -34,6 +36,20 @@ pub fn config_preset(spec: &str, num_patches: usize) -> anyhow::Result<PixelConf
     cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     rendering::config_rendering(&cfg, spec)?;
     Ok(cfg)
+}
+
+/// The renderer draws 3-channel 16 x 16 patches: a model for other patches
+/// cannot read its strips.
+pub fn check_renderer_patches(cfg: &PixelConfig) -> anyhow::Result<()> {
+    let p = pixel_render::PATCH;
+    anyhow::ensure!(
+        cfg.num_channels == 3 && cfg.patch_size == p,
+        "the renderer draws 3-channel {p} x {p} patches; the model config has {} channels of {} x {}",
+        cfg.num_channels,
+        cfg.patch_size,
+        cfg.patch_size
+    );
+    Ok(())
 }
 
 /// Keep freed buffers in the process instead of returning them to the kernel:

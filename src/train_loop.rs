@@ -11,8 +11,9 @@
 //!   to stop there (early stopping);
 //! - a checkpoint every `save_every` steps;
 //! - a non-finite loss or gradient: nothing is updated, the last good state is
-//!   saved, the run stops with an error naming the step and the parameter
-//!   (and its group) or micro-batch at fault.
+//!   saved (unless no step of this run succeeded, or that state is not finite
+//!   either: then nothing is written), the run stops with an error naming the
+//!   step and the parameter (and its group) or micro-batch at fault.
 //!
 //! What differs between tasks is a [`TrainingTask`]: its batches, its loss, its
 //! evaluation and how it saves. Pretraining's is in `src/pretrain/run.rs`,
@@ -161,11 +162,22 @@ pub fn run_training<T: TrainingTask>(
             Err(e) => {
                 csv.flush()?;
                 bar.abandon();
-                let dir = task.save(trainer, step, SaveReason::LastGood)?;
-                bail!(
-                    "{e}; stopped and saved the last good state (after step {step}) to {}",
-                    dir.display()
-                );
+                if step == settings.start_step {
+                    bail!(
+                        "{e}; stopped at the first step of this run: no step succeeded, so nothing was saved"
+                    );
+                }
+                // The save refuses non-finite weights (e.g. an update that
+                // overflowed them): then there is no good state to keep.
+                match task.save(trainer, step, SaveReason::LastGood) {
+                    Ok(dir) => bail!(
+                        "{e}; stopped and saved the last good state (after step {step}) to {}",
+                        dir.display()
+                    ),
+                    Err(save) => bail!(
+                        "{e}; stopped with no good state to save: the state after step {step} is not usable either ({save:#}); nothing was written"
+                    ),
+                }
             }
         };
         drop(micro);
@@ -202,7 +214,8 @@ pub fn run_training<T: TrainingTask>(
             settings.unit,
         ));
         if settings.save_every.is_some_and(|n| done.is_multiple_of(n)) && done != settings.steps {
-            task.save(trainer, done, SaveReason::Cadence)?;
+            task.save(trainer, done, SaveReason::Cadence)
+                .with_context(|| format!("step {done}: the checkpoint was not written"))?;
         }
         task.after_step(trainer, done)?;
     }
@@ -210,6 +223,36 @@ pub fn run_training<T: TrainingTask>(
     bar.finish_and_clear();
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
+}
+
+/// Checks the optimizer flags every run shares before anything is loaded: a
+/// learning rate that is not a positive finite number (or a negative decay or
+/// clip norm) would train to NaN, or away from the loss, and save that.
+pub fn check_optimizer_flags(
+    lr: f32,
+    min_lr: Option<f32>,
+    weight_decay: f32,
+    max_grad_norm: f32,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        lr.is_finite() && lr > 0.0,
+        "--lr must be a positive finite number, got {lr}"
+    );
+    if let Some(min_lr) = min_lr {
+        anyhow::ensure!(
+            min_lr.is_finite() && (0.0..=lr).contains(&min_lr),
+            "--min-lr must be a finite number in [0, --lr {lr}], got {min_lr}"
+        );
+    }
+    anyhow::ensure!(
+        weight_decay.is_finite() && weight_decay >= 0.0,
+        "--weight-decay must be a finite number >= 0, got {weight_decay}"
+    );
+    anyhow::ensure!(
+        max_grad_norm.is_finite() && max_grad_norm > 0.0,
+        "--max-grad-norm must be a positive finite number, got {max_grad_norm}"
+    );
+    Ok(())
 }
 
 /// `--device`: where training runs.

@@ -16,6 +16,7 @@ pub mod config;
 pub mod decoder;
 pub mod embeddings;
 pub mod encoder;
+pub mod files;
 pub mod flops;
 pub mod heads;
 pub mod layer;

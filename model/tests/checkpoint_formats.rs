@@ -358,3 +358,34 @@ fn non_checkpoints_give_clear_errors() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Flipped bytes inside a tensor storage (not data.pkl) are caught by the
+/// entry's zip CRC, and the error names the tensor and the entry.
+#[test]
+fn pytorch_storage_corruption_fails_the_crc() {
+    let bytes = std::fs::read(common::fixture_dir().join("pytorch_model.bin")).unwrap();
+    let entries = unzip(&bytes);
+    let (name, storage) = entries
+        .iter()
+        .filter(|(n, d)| n.contains("/data/") && d.len() >= 64)
+        .max_by_key(|(_, d)| d.len())
+        .unwrap();
+    // torch stores entries uncompressed: the storage appears verbatim.
+    let at = bytes
+        .windows(storage.len())
+        .position(|w| w == storage.as_slice())
+        .unwrap();
+    let mut corrupt = bytes.clone();
+    for b in &mut corrupt[at + 16..at + 32] {
+        *b ^= 0x5a;
+    }
+    let err = read_pytorch_bytes(&corrupt, "pytorch_model.bin")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pytorch_model.bin")
+            && err.contains(name.as_str())
+            && err.contains("checksum"),
+        "{err}"
+    );
+}

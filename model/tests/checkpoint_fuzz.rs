@@ -1,6 +1,6 @@
 //! Corrupted and truncated checkpoints give errors, never panics: a quick
 //! deterministic mutation loop over the fixture's files plus proptest over
-//! arbitrary bytes. (`model/fuzz` holds the cargo-fuzz harness for longer runs.)
+//! arbitrary bytes. (`fuzz/` at the workspace root holds the cargo-fuzz harnesses for longer runs.)
 
 mod common;
 

@@ -205,3 +205,21 @@ fn perfect_square_table_is_the_original_grid() {
     assert_eq!(row(23)[4], 1f64.sin() as f32);
     assert_eq!(row(22)[0], 22f64.sin() as f32);
 }
+
+#[test]
+fn parameter_count_matches_the_model_and_absurd_sizes_are_refused() {
+    use pixel_model::checkpoint::{expected_pretraining_keys, ParamCounts};
+    for cfg in [PixelConfig::tiny(32), PixelConfig::base(529)] {
+        let exact = ParamCounts::of_keys(&expected_pretraining_keys(&cfg));
+        assert_eq!(cfg.pretraining_parameters(), exact.total as f64);
+        assert_eq!(cfg.encoder_parameters(), exact.encoder_total as f64);
+    }
+    let mut cfg = PixelConfig::tiny(32);
+    cfg.intermediate_size = 1_000_000_000_000;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("intermediate_size 1000000000000"), "{err}");
+    let mut cfg = PixelConfig::tiny(32);
+    cfg.hidden_size = 1 << 40;
+    cfg.num_attention_heads = 1;
+    assert!(cfg.validate().is_err());
+}

@@ -106,6 +106,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     cfg.hidden_dropout_prob = args.dropout;
     cfg.attention_probs_dropout_prob = args.dropout;
+    let largest = args.forward_batches.iter().copied().max().unwrap_or(1);
+    pixel::memory::check_training_fits(&cfg, args.step_batch.max(largest), true, "the benchmark")?;
     match args.device {
         DeviceArg::Cpu => anyhow::ensure!(!args.tf32, "--tf32 applies to --device cuda only"),
         DeviceArg::Cuda => return super::bench_cuda::run(&args, cfg),

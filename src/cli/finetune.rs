@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use pixel::finetune::data::{example_from_text, load_dataset, render_examples, Example, Target};
+use pixel::finetune::data::{
+    check_pairs, example_from_text, holds_pairs, load_dataset, render_examples, Example, Target,
+};
 use pixel::finetune::eval::{majority_predictions, predict, rendered_words, score};
 use pixel::finetune::predictions::{
     complete_predictions, placeholder_label, prediction_text, write_atomically,
@@ -157,8 +159,8 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
             ..QaSettings::default()
         },
     };
-    let stop = super::stop_on_ctrl_c("finishing this step, evaluating and stopping")?;
-    let s = run_finetuning(&opts, &stop)?;
+    let stop = super::stop_on_signal("finishing this step, evaluating and stopping")?;
+    let s = run_finetuning(&opts, stop)?;
     println!(
         "{} on {}: best dev {} at step {} of {}{} ({:.0} s); {} baseline {}",
         opts.task.name(),
@@ -180,6 +182,11 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         s.baseline.summary
     );
     println!("best checkpoint: {}", s.best_dir.display());
+    super::exit_if_stopped_by_signal(&format!(
+        "stopped after step {}; the best checkpoint so far is {}",
+        s.steps,
+        s.best_dir.display()
+    ));
     Ok(())
 }
 
@@ -251,6 +258,11 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         return evaluate_qa(&args, &m);
     }
     let ds = load_dataset(m.task, &args.data, &m.labels)?;
+    check_pairs(
+        m.pairs,
+        holds_pairs(&ds.examples),
+        &format!("--data {}", args.data.display()),
+    )?;
     let renderer = task_renderer(m.model.config.num_patches(), m.layout, rendering)?;
     let (rs, stats) = render_examples(&renderer, &ds.examples, true, "data");
     eprintln!("{}: {stats}", args.data.display());
@@ -448,6 +460,9 @@ pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
             m.task.name()
         );
         example.input = pixel_render::Input::Pair(args.text.trim().into(), b.trim().into());
+    }
+    if m.task == Task::Classify {
+        check_pairs(m.pairs, Some(args.pair.is_some()), "the input")?;
     }
     anyhow::ensure!(
         !example.words().is_empty() || m.task == Task::Classify,

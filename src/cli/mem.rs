@@ -16,9 +16,5 @@ pub fn reset_peak_rss() -> bool {
 
 /// Bytes as GiB/MiB text.
 pub fn format_bytes(b: u64) -> String {
-    if b >= 1 << 30 {
-        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-    }
+    pixel::memory::format_bytes(b as f64)
 }

@@ -12,19 +12,79 @@ pub mod profile;
 pub mod reconstruct;
 pub mod render;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::OnceLock;
 
-/// A flag the first Ctrl-C sets (printing `what_happens`, e.g. "finishing this
-/// step and saving a checkpoint"); a second Ctrl-C exits at once.
-pub fn stop_on_ctrl_c(what_happens: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130); // second Ctrl-C: leave now
+/// Set by the first SIGINT (Ctrl-C) or SIGTERM (schedulers, `mpirun`,
+/// `timeout`): the run finishes its step, saves and stops.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// The signal that set [`STOP`]; 0 while none came.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// What the handler prints for SIGINT and for SIGTERM, prepared beforehand
+/// (a signal handler may not allocate).
+static NOTICES: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    if STOP_SIGNAL
+        .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        // A second signal: leave now.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + signal) };
+    }
+    STOP.store(true, Ordering::SeqCst);
+    if let Some(notices) = NOTICES.get() {
+        let text = &notices[usize::from(signal == libc::SIGTERM)];
+        // SAFETY: write(2) is async-signal-safe; the buffer lives forever.
+        // Nothing useful can be done if stderr is gone.
+        let _ = unsafe { libc::write(2, text.as_ptr().cast(), text.len()) };
+    }
+}
+
+/// A flag the first SIGINT (Ctrl-C) or SIGTERM sets, printing `what_happens`
+/// (e.g. "finishing this step and saving a checkpoint"); a second one exits
+/// at once. After the run, [`exit_if_stopped_by_signal`] ends the process
+/// with the signal's status.
+pub fn stop_on_signal(what_happens: &str) -> anyhow::Result<&'static AtomicBool> {
+    let notice = |name: &str| {
+        format!("\n{name}: {what_happens} (press Ctrl-C again to quit at once)\n").into_bytes()
+    };
+    // The first call's notices stay (one run per process).
+    let _ = NOTICES.set([notice("Ctrl-C"), notice("SIGTERM")]);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only touches atomics,
+        // a prepared buffer and async-signal-safe calls.
+        let installed = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if installed != 0 {
+            anyhow::bail!(
+                "cannot install the signal {signal} handler: {}",
+                std::io::Error::last_os_error()
+            );
         }
-        eprintln!("\nCtrl-C: {what_happens} (press again to quit at once)");
-    })?;
-    Ok(stop)
+    }
+    Ok(&STOP)
+}
+
+/// After a run that a signal stopped (its state saved): says so and exits
+/// with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), as a shell
+/// reports a process the signal killed, so schedulers see the run did not finish.
+pub fn exit_if_stopped_by_signal(saved: &str) {
+    let signal = STOP_SIGNAL.load(Ordering::SeqCst);
+    if signal == 0 {
+        return;
+    }
+    let name = if signal == libc::SIGTERM {
+        "SIGTERM"
+    } else {
+        "Ctrl-C (SIGINT)"
+    };
+    eprintln!("error: stopped by {name}; {saved}");
+    std::process::exit(128 + signal);
 }

@@ -140,8 +140,8 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         device,
         stop_at: args.stop_at,
     };
-    let stop = super::stop_on_ctrl_c("finishing this step, evaluating and saving a checkpoint")?;
-    let s = run_pretraining(&opts, &stop)?;
+    let stop = super::stop_on_signal("finishing this step, evaluating and saving a checkpoint")?;
+    let s = run_pretraining(&opts, stop)?;
     let first = s.losses.first().map(|x| x.1).unwrap_or(f32::NAN);
     let last_avg = {
         let tail: Vec<f32> = s.losses.iter().rev().take(20).map(|x| x.1).collect();
@@ -168,5 +168,10 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         args.out.join("loss.png").display(),
         args.out.join("reconstruction.png").display()
     );
+    super::exit_if_stopped_by_signal(&format!(
+        "the checkpoint after step {} is in {} (--resume continues)",
+        s.last_step,
+        checkpoint_dir(&args.out).display()
+    ));
     Ok(())
 }

@@ -52,11 +52,19 @@ pub struct ReconstructArgs {
     /// Output PNG.
     #[arg(short, long, default_value = "reconstruction.png")]
     pub output: PathBuf,
+    /// Run even if a weight is NaN or infinite (to look at what a broken
+    /// checkpoint does; `pixel inspect` lists such tensors).
+    #[arg(long)]
+    pub allow_non_finite: bool,
 }
 
 pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
     let ckpt = load_checkpoint(&args.checkpoint)
         .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
+    if !args.allow_non_finite {
+        ckpt.check_finite()
+            .context("refusing non-finite weights (--allow-non-finite runs anyway)")?;
+    }
     let mut config = ckpt
         .config
         .clone()
@@ -67,6 +75,13 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         }
         config.mask_ratio = r;
     }
+    pixel::check_renderer_patches(&config)?;
+    pixel::memory::check_inference_fits(
+        &config,
+        1,
+        true,
+        &format!("the model in {}", args.checkpoint.display()),
+    )?;
     let l = config.num_patches();
     if !args.manual_mask.is_empty() {
         if let Some(bad) = args.manual_mask.iter().find(|&&i| i >= l) {

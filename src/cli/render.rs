@@ -53,6 +53,7 @@ pub struct RenderArgs {
 }
 
 pub fn run(args: RenderArgs) -> anyhow::Result<()> {
+    pixel::memory::check_strip_fits(args.max_seq_length, "--max-seq-length")?;
     let config = RenderConfig {
         max_seq_length: args.max_seq_length,
         layout: args.layout,

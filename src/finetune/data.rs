@@ -45,6 +45,41 @@ impl Example {
     }
 }
 
+/// Whether a classification file holds sentence pairs (`Some(true)`), single
+/// sentences (`Some(false)`) or neither (no sentence examples).
+pub fn holds_pairs(examples: &[Example]) -> Option<bool> {
+    examples.iter().find_map(|e| match e.input {
+        Input::Pair(..) => Some(true),
+        Input::Text(_) => Some(false),
+        Input::Words(_) => None,
+    })
+}
+
+/// The config.json field saying whether a classifier was trained on
+/// sentence pairs.
+pub const PAIRS_FIELD: &str = "sentence_pairs";
+
+/// Refuses data whose kind (pairs or single sentences) is not the one the
+/// model was trained on (`trained`; `None`: not recorded, accepted).
+pub fn check_pairs(trained: Option<bool>, data: Option<bool>, what: &str) -> anyhow::Result<()> {
+    let kind = |pairs: bool| {
+        if pairs {
+            "sentence pairs"
+        } else {
+            "single sentences"
+        }
+    };
+    if let (Some(t), Some(d)) = (trained, data) {
+        anyhow::ensure!(
+            t == d,
+            "{what} holds {} but the model was trained on {}",
+            kind(d),
+            kind(t)
+        );
+    }
+    Ok(())
+}
+
 /// A task's examples read from one file.
 pub struct Dataset {
     pub task: Task,
@@ -352,6 +387,7 @@ fn shuffle(rng: &mut Rng, v: &mut [usize]) {
 
 /// Reads the label list of a classification file's second column (sorted, unique).
 pub fn classification_labels(path: &Path) -> anyhow::Result<Vec<String>> {
+    pixel_tasks::files::regular_file_check(path).with_context(|| format!("{}", path.display()))?;
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let mut labels: Vec<String> = text
         .lines()

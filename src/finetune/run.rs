@@ -17,13 +17,20 @@ use pixel_model::train::Trainer;
 use pixel_model::ForwardMode;
 use pixel_render::{Layout, Rendering, RenderingStrategy};
 
+use crate::atomic_dir::write_dir_atomically;
 use crate::train_loop::{
-    run_training, to_device, Evaluation, LoopOutcome, LoopSettings, SaveReason, TrainingTask,
+    check_optimizer_flags, run_training, to_device, Evaluation, LoopOutcome, LoopSettings,
+    SaveReason, TrainingTask,
 };
 
-use super::data::{load_dataset, make_batch, render_examples, BatchOrder, Dataset, Example};
+use super::data::{
+    check_pairs, holds_pairs, load_dataset, make_batch, render_examples, BatchOrder, Dataset,
+    Example, PAIRS_FIELD,
+};
 use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
-use super::task_model::{build_model, finetune_rendering, task_metadata};
+use super::task_model::{
+    build_model, check_finetuning_fits, finetune_rendering, planned_config, task_metadata,
+};
 pub use super::task_model::{load_finetuned, task_renderer, FinetunedModel};
 use super::Task;
 
@@ -125,7 +132,7 @@ impl BestSoFar {
         model: &PixelForFinetuning,
     ) -> anyhow::Result<BestSoFar> {
         let path = best_dir(out);
-        save_checkpoint(&path, &model.config, &model.params.state_dict())?;
+        save_model_atomically(&path, model)?;
         Ok(BestSoFar {
             report,
             step: 0,
@@ -148,7 +155,7 @@ impl BestSoFar {
             self.report = report;
             self.step = done;
             self.since = 0;
-            save_checkpoint(&self.path, &model.config, &model.params.state_dict())?;
+            save_model_atomically(&self.path, model)?;
         } else {
             self.since += 1;
         }
@@ -171,9 +178,17 @@ pub(crate) fn save_last_good(
     trainer: &Trainer<PixelForFinetuning>,
 ) -> anyhow::Result<PathBuf> {
     let dir = last_good_dir(&opts.out);
-    let model = &trainer.model;
-    save_checkpoint(&dir, &model.config, &model.params.state_dict())?;
+    save_model_atomically(&dir, &trainer.model)?;
     Ok(dir)
+}
+
+/// Writes `model` (config.json + model.safetensors) as `dir`, whole or not
+/// at all: a crash or a full disk mid-save leaves the previous `dir` intact.
+fn save_model_atomically(dir: &Path, model: &PixelForFinetuning) -> anyhow::Result<()> {
+    let weights = model.params.state_dict();
+    write_dir_atomically(dir, |tmp| {
+        Ok(save_checkpoint(tmp, &model.config, &weights)?)
+    })
 }
 
 /// The run loop's settings for a finetuning run; `unit` names what a batch holds.
@@ -228,13 +243,34 @@ pub fn run_finetuning(
     anyhow::ensure!(opts.grad_accum > 0, "--grad-accum must be at least 1");
     anyhow::ensure!(opts.steps > 0, "--steps must be at least 1");
     anyhow::ensure!(opts.eval_every > 0, "--eval-every must be at least 1");
+    check_optimizer_flags(opts.lr, None, opts.weight_decay, opts.max_grad_norm)?;
+    if let Some(p) = opts.dropout {
+        anyhow::ensure!(
+            (0.0..1.0).contains(&p),
+            "--dropout must be in [0, 1), got {p}"
+        );
+    }
+    if let Some(n) = opts.max_train_examples {
+        anyhow::ensure!(n > 0, "--max-train-examples must be at least 1");
+    }
+    if let Some(n) = opts.max_dev_examples {
+        anyhow::ensure!(n > 0, "--max-dev-examples must be at least 1");
+    }
+    anyhow::ensure!(
+        opts.max_seq_length >= 2,
+        "--max-seq-length must be at least 2 (a patch of text and the end patch), got {}",
+        opts.max_seq_length
+    );
+    if let Some(config) = planned_config(opts)? {
+        check_finetuning_fits(&config, opts)?;
+    }
     let task = opts.task;
     if task == Task::Qa {
         return super::qa::run::run_qa_finetuning(opts, stop);
     }
     let labels = match (task.fixed_labels(), &opts.labels) {
         (Some(fixed), _) => fixed,
-        (None, Some(given)) => given.clone(),
+        (None, Some(given)) => check_given_labels(given)?,
         (None, None) => super::data::classification_labels(&opts.train)?,
     };
     let train = take_examples(
@@ -245,6 +281,14 @@ pub fn run_finetuning(
         load_dataset(task, &opts.dev, &labels)?,
         opts.max_dev_examples,
     );
+    check_not_empty(train.len(), &opts.train, "training")?;
+    check_not_empty(dev.len(), &opts.dev, "dev")?;
+    let pairs = holds_pairs(&train);
+    check_pairs(
+        pairs,
+        holds_pairs(&dev),
+        &format!("--dev {}", opts.dev.display()),
+    )?;
     let mut rng = Rng::new(opts.seed);
     let head = task.head(labels.len(), opts.pooling);
     let mut model = build_model(opts, head, &mut rng)?;
@@ -257,6 +301,9 @@ pub fn run_finetuning(
         rendering,
         opts.pooling,
     );
+    if let Some(pairs) = pairs {
+        model.config.extra.insert(PAIRS_FIELD.into(), pairs.into());
+    }
 
     let renderer = task_renderer(opts.max_seq_length, opts.layout, rendering)?;
     let (train_r, train_stats) = render_examples(&renderer, &train, opts.progress, "train");
@@ -312,6 +359,25 @@ pub fn run_finetuning(
     let settings = loop_settings(opts, "examples");
     let outcome = run_training(&mut trainer, &mut run, &settings, stop)?;
     finish(opts, &outcome, run.best, baseline, train.len(), dev.len())
+}
+
+/// `--labels` as given: at least two, none twice (id2label and label2id must
+/// be each other's inverse).
+fn check_given_labels(given: &[String]) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        given.len() >= 2,
+        "--labels: a classifier needs at least 2 labels, got {given:?}"
+    );
+    for (i, l) in given.iter().enumerate() {
+        anyhow::ensure!(!given[..i].contains(l), "--labels: {l:?} is given twice");
+    }
+    Ok(given.to_vec())
+}
+
+/// A run needs at least one example of each split.
+pub(crate) fn check_not_empty(n: usize, path: &Path, split: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(n > 0, "{}: no {split} examples", path.display());
+    Ok(())
 }
 
 /// Finetuning as the run loop sees it: shuffled batches of rendered examples,

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use pixel_engine::Rng;
 use pixel_model::checkpoint::{infer_config, load_checkpoint};
-use pixel_model::heads::{HeadKind, PixelForFinetuning, Pooling};
+use pixel_model::heads::{head_problem, HeadKind, PixelForFinetuning, Pooling};
 use pixel_model::PixelConfig;
 use pixel_render::{FontConfig, Layout, RenderConfig, Renderer, RenderingStrategy};
 
@@ -84,6 +84,9 @@ pub struct FinetunedModel {
     pub layout: Layout,
     /// The rendering it was finetuned with (config.json's `"rendering"`, absent: continuous).
     pub rendering: RenderingStrategy,
+    /// Classifiers: trained on sentence pairs or single sentences (`None`
+    /// when the config does not say).
+    pub pairs: Option<bool>,
 }
 
 impl FinetunedModel {
@@ -104,9 +107,18 @@ impl FinetunedModel {
 /// Keys the model does not use are reported on stderr, not fatal.
 pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<FinetunedModel> {
     let ckpt = load_checkpoint(dir).with_context(|| format!("checkpoint {}", dir.display()))?;
+    ckpt.check_finite()
+        .with_context(|| format!("checkpoint {}", dir.display()))?;
     let config = ckpt
         .config
         .with_context(|| format!("{}: no config.json beside the weights", dir.display()))?;
+    crate::check_renderer_patches(&config)?;
+    crate::memory::check_inference_fits(
+        &config,
+        16,
+        false,
+        &format!("the model in {}", dir.display()),
+    )?;
     let get = |key: &str| {
         config
             .extra
@@ -139,19 +151,8 @@ pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<Finetune
     let rendering = config_rendering(&config, &dir.display().to_string())?;
     let pooling = parse_pooling(&get("pooling_mode").unwrap_or_else(|| "mean".into()))
         .map_err(anyhow::Error::msg)?;
-    let id2label = config
-        .id2label
-        .clone()
-        .with_context(|| format!("{}: config.json has no id2label", dir.display()))?;
-    let mut labels = vec![String::new(); id2label.len()];
-    for (k, v) in id2label {
-        let i: usize = k
-            .parse()
-            .ok()
-            .filter(|&i| i < labels.len())
-            .with_context(|| format!("{}: bad id2label key {k:?}", dir.display()))?;
-        labels[i] = v;
-    }
+    let labels =
+        labels_of_config(&config).with_context(|| format!("{}: config.json", dir.display()))?;
     let head = task.head(labels.len(), pooling);
     let l = config.num_patches();
     let (model, report) =
@@ -175,13 +176,74 @@ pub fn load_finetuned(dir: &Path, task: Option<Task>) -> anyhow::Result<Finetune
             report.missing[0]
         );
     }
+    let pairs = model
+        .config
+        .extra
+        .get(super::data::PAIRS_FIELD)
+        .and_then(|v| v.as_bool());
     Ok(FinetunedModel {
         model,
         task,
         labels,
         layout,
         rendering,
+        pairs,
     })
+}
+
+/// The labels of a finetuned config, from `id2label`, checked against
+/// `num_labels` and `label2id` when those are present: every id from 0 to n - 1
+/// once, at least one label, `label2id` the inverse of `id2label`.
+fn labels_of_config(config: &PixelConfig) -> anyhow::Result<Vec<String>> {
+    let id2label = config.id2label.as_ref().context("no id2label")?;
+    anyhow::ensure!(!id2label.is_empty(), "id2label is empty: no labels");
+    if let Some(n) = config.num_labels {
+        anyhow::ensure!(
+            n == id2label.len(),
+            "num_labels is {n} but id2label has {} labels",
+            id2label.len()
+        );
+    }
+    let mut labels: Vec<Option<String>> = vec![None; id2label.len()];
+    for (k, v) in id2label {
+        let slot = k
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| labels.get_mut(i))
+            .with_context(|| {
+                format!(
+                    "id2label key {k:?} is not an id from 0 to {}",
+                    id2label.len() - 1
+                )
+            })?;
+        anyhow::ensure!(slot.is_none(), "id2label gives id {k:?} twice");
+        *slot = Some(v.clone());
+    }
+    let labels: Vec<String> = labels.into_iter().flatten().collect();
+    for (i, l) in labels.iter().enumerate() {
+        anyhow::ensure!(
+            !labels[..i].contains(l),
+            "id2label names {l:?} twice (ids {} and {i})",
+            labels.iter().position(|x| x == l).unwrap_or(i)
+        );
+    }
+    if let Some(label2id) = &config.label2id {
+        for (i, l) in labels.iter().enumerate() {
+            let id = label2id.get(l);
+            anyhow::ensure!(
+                id == Some(&(i as i64)),
+                "id2label gives {l:?} id {i} but label2id gives it {}",
+                id.map_or("no id".to_string(), |id| id.to_string())
+            );
+        }
+        anyhow::ensure!(
+            label2id.len() == labels.len(),
+            "label2id has {} labels but id2label {}",
+            label2id.len(),
+            labels.len()
+        );
+    }
+    Ok(labels)
 }
 
 /// A renderer for a task at L patches.
@@ -200,6 +262,39 @@ pub fn task_renderer(
     .context("renderer")
 }
 
+/// Refuses a finetuning run whose model, at L = --max-seq-length and
+/// --batch-size, cannot fit in memory.
+pub(crate) fn check_finetuning_fits(
+    config: &PixelConfig,
+    opts: &FinetuneOptions,
+) -> anyhow::Result<()> {
+    crate::check_renderer_patches(config)?;
+    crate::memory::check_training_fits(config, opts.batch_size, false, "finetuning")
+}
+
+/// The model config a run will use, read before any data or weights (the
+/// `--init` checkpoint's config.json, else the `--config` preset), at L =
+/// --max-seq-length; `None` when the init checkpoint has none (its config is
+/// inferred from the weights later, and checked then).
+pub(crate) fn planned_config(opts: &FinetuneOptions) -> anyhow::Result<Option<PixelConfig>> {
+    let l = opts.max_seq_length;
+    let Some(init) = &opts.init else {
+        return crate::config_preset(&opts.scratch_config, l).map(Some);
+    };
+    let dir = if init.is_dir() {
+        init.as_path()
+    } else {
+        init.parent().unwrap_or(Path::new("."))
+    };
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let config =
+        PixelConfig::from_file(&path).with_context(|| format!("--init {}", init.display()))?;
+    Ok(Some(config.with_num_patches(l)))
+}
+
 /// Builds the model: from `init` (encoder weights, position table truncated to
 /// L + 1 rows; a new head) or from a preset.
 pub(crate) fn build_model(
@@ -212,6 +307,8 @@ pub(crate) fn build_model(
         Some(path) => {
             let ckpt =
                 load_checkpoint(path).with_context(|| format!("--init {}", path.display()))?;
+            ckpt.check_finite()
+                .with_context(|| format!("--init {}", path.display()))?;
             let config = match ckpt.config.clone() {
                 Some(c) => c,
                 None => infer_config(&ckpt.weights).with_context(|| {
@@ -221,6 +318,7 @@ pub(crate) fn build_model(
                     )
                 })?,
             };
+            check_finetuning_fits(&config.clone().with_num_patches(l), opts)?;
             let (model, report) =
                 PixelForFinetuning::from_state_dict(config, head, l, &ckpt.weights, rng)
                     .map_err(anyhow::Error::msg)
@@ -244,6 +342,9 @@ pub(crate) fn build_model(
         }
         None => {
             let config = crate::config_preset(&opts.scratch_config, l)?;
+            if let Some(problem) = head_problem(&config, head) {
+                anyhow::bail!("--config {}: {problem}", opts.scratch_config);
+            }
             PixelForFinetuning::new(config, head, rng)
         }
     };

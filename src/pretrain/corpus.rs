@@ -1,10 +1,13 @@
 //! Reading pretraining text: a file, a directory of files, or CoNLL-U
 //! (`# text = ...` lines), split into non-empty lines. Invalid UTF-8 lines are
-//! skipped and counted, never silently dropped.
+//! skipped and counted, files that are not text are skipped and named, never
+//! silently dropped.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use pixel_tasks::files::not_a_regular_file;
 
 /// The bundled default corpus (see data/corpus/README.md).
 pub const DEFAULT_CORPUS: &str = include_str!("../../data/corpus/kjv-selections.txt");
@@ -15,7 +18,16 @@ pub struct Corpus {
     pub lines: Vec<String>,
     pub files: usize,
     pub invalid_utf8_lines: usize,
+    /// Files a directory walk did not read, each with the reason (not a
+    /// regular file, not text, unreadable, a symlink loop); hidden files and
+    /// directories (`.git`, ...) are counted in `hidden`, not listed.
+    pub skipped: Vec<(PathBuf, String)>,
+    pub hidden: usize,
 }
+
+/// A file with a NUL byte in its first 8 KiB is not text (an image, an
+/// archive, a checkpoint) and is skipped whole rather than line by line.
+const BINARY_SNIFF: usize = 8192;
 
 impl Corpus {
     /// The bundled corpus.
@@ -33,25 +45,53 @@ impl Corpus {
         c
     }
 
-    /// Read a file or every file under a directory (sorted, recursive).
-    /// `.conllu` files contribute their `# text = ` lines.
+    /// Read a file or every file under a directory (sorted, recursive;
+    /// symlinks are followed, each directory once, so a link loop ends).
+    /// `.conllu` files contribute their `# text = ` lines. A path given
+    /// directly must be a regular text file; in a directory, other files are
+    /// skipped and listed in `skipped` with the reason.
     pub fn load(path: &Path) -> anyhow::Result<Corpus> {
+        let mut corpus = Corpus::default();
         let mut files = Vec::new();
         if path.is_dir() {
-            collect_files(path, &mut files)?;
+            let mut seen = HashSet::new();
+            collect_files(path, &mut files, &mut seen, &mut corpus)?;
             files.sort();
-        } else if path.is_file() {
-            files.push(path.to_path_buf());
-        } else {
+        } else if !path.exists() {
             bail!("corpus {} does not exist", path.display());
+        } else if let Some(kind) = not_a_regular_file(path) {
+            bail!(
+                "corpus {} is {kind}, not a text file or a directory",
+                path.display()
+            );
+        } else {
+            files.push(path.to_path_buf());
         }
-        let mut corpus = Corpus::default();
+        let walked = path.is_dir();
         for f in &files {
-            let bytes = std::fs::read(f)
-                .with_context(|| format!("cannot read corpus file {}", f.display()))?;
+            let bytes = match std::fs::read(f) {
+                Ok(b) => b,
+                Err(e) if walked => {
+                    corpus.skipped.push((f.clone(), format!("unreadable: {e}")));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot read corpus file {}", f.display()))
+                }
+            };
+            if bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0) {
+                let why = "not text (a NUL byte in its first 8 KiB)";
+                if !walked {
+                    bail!("corpus {} is {why}", f.display());
+                }
+                corpus.skipped.push((f.clone(), why.into()));
+                continue;
+            }
             let conllu = f.extension().is_some_and(|e| e == "conllu");
             corpus.files += 1;
-            for raw in bytes.split(|&b| b == b'\n') {
+            let text = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
+            for raw in text.split(|&b| b == b'\n') {
                 let Ok(line) = std::str::from_utf8(raw) else {
                     corpus.invalid_utf8_lines += 1;
                     continue;
@@ -72,28 +112,77 @@ impl Corpus {
         }
         if corpus.lines.is_empty() {
             bail!(
-                "corpus {} holds no text lines ({} files read, {} invalid UTF-8 lines skipped)",
+                "corpus {} holds no text lines ({} files read, {} invalid UTF-8 lines skipped, {} files skipped{})",
                 path.display(),
                 corpus.files,
-                corpus.invalid_utf8_lines
+                corpus.invalid_utf8_lines,
+                corpus.skipped.len(),
+                corpus.skipped.first().map_or(String::new(), |(p, why)| format!(
+                    ", e.g. {}: {why}",
+                    p.display()
+                ))
             );
         }
         Ok(corpus)
     }
+
+    /// The skipped files, one `path: reason` line each (the first `max`).
+    pub fn skipped_report(&self, max: usize) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .skipped
+            .iter()
+            .take(max)
+            .map(|(p, why)| format!("{}: {why}", p.display()))
+            .collect();
+        if self.skipped.len() > max {
+            out.push(format!("... and {} more", self.skipped.len() - max));
+        }
+        out
+    }
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// Files under `dir`, recursively. `seen` holds the canonical paths of the
+/// directories entered, so a symlink back up the tree is skipped (and said)
+/// instead of walked forever.
+fn collect_files(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut HashSet<PathBuf>,
+    corpus: &mut Corpus,
+) -> anyhow::Result<()> {
+    let canonical = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read corpus directory {}", dir.display()))?;
+    if !seen.insert(canonical) {
+        corpus.skipped.push((
+            dir.to_path_buf(),
+            "a directory already walked (a symlink loop or a second link)".into(),
+        ));
+        return Ok(());
+    }
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read corpus directory {}", dir.display()))?;
-    for e in entries {
-        let p = e?.path();
-        if p.is_dir() {
-            collect_files(&p, out)?;
-        } else if !p
-            .file_name()
+    let mut entries: Vec<PathBuf> = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("cannot read corpus directory {}", dir.display()))?;
+    entries.sort();
+    for p in entries {
+        if p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'))
         {
-            out.push(p);
+            corpus.hidden += 1;
+            continue;
+        }
+        match std::fs::metadata(&p) {
+            Err(e) => corpus.skipped.push((p, format!("unreadable: {e}"))),
+            Ok(m) if m.is_dir() => collect_files(&p, out, seen, corpus)?,
+            Ok(_) => match not_a_regular_file(&p) {
+                Some(kind) => corpus
+                    .skipped
+                    .push((p, format!("{kind}, not a regular file"))),
+                None => out.push(p),
+            },
         }
     }
     Ok(())
@@ -141,6 +230,39 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not exist"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn walks_skip_loops_fifos_and_binaries_and_say_so() {
+        let dir = std::env::temp_dir().join(format!("pixel-corpus-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub/.git")).unwrap();
+        std::fs::write(dir.join("sub/a.txt"), "\u{feff}some text\n").unwrap();
+        std::fs::write(dir.join("sub/.git/HEAD"), "ref: main\n").unwrap();
+        std::fs::write(dir.join("image.png"), b"\x89PNG\r\n\x1a\n\0\0\0").unwrap();
+        std::os::unix::fs::symlink(&dir, dir.join("sub/loop")).unwrap();
+        let fifo = dir.join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let c = Corpus::load(&dir).unwrap();
+        assert_eq!(c.lines, vec!["some text"]);
+        assert_eq!(c.hidden, 1);
+        let report = c.skipped_report(10).join("\n");
+        assert!(report.contains("image.png: not text"), "{report}");
+        assert!(
+            report.contains("loop: a directory already walked"),
+            "{report}"
+        );
+        if made.is_ok_and(|s| s.success()) {
+            assert!(report.contains("pipe: a FIFO (named pipe)"), "{report}");
+            let err = Corpus::load(&fifo).unwrap_err().to_string();
+            assert!(err.contains("is a FIFO"), "{err}");
+        }
+        let err = Corpus::load(&dir.join("image.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not text"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,6 +15,7 @@ use pixel_model::masking::SpanMaskingGenerator;
 use pixel_model::train::PretrainBatch;
 use pixel_model::{PatchMasking, PixelConfig};
 use pixel_render::Renderer;
+use unicode_segmentation::UnicodeSegmentation;
 
 /// Mix a seed with stream and index numbers into an independent RNG seed.
 pub fn derive_seed(seed: u64, stream: u64, index: u64) -> u64 {
@@ -38,19 +39,104 @@ fn fits(renderer: &mut Renderer, text: &str) -> (bool, usize) {
     )
 }
 
-/// What packing produced.
-#[derive(Debug, Default)]
+/// What packing produced, and what it cut or dropped and why.
+#[derive(Debug, Default, PartialEq)]
 pub struct PackStats {
     pub strips: usize,
     /// Lines too long for one strip, split at word boundaries.
     pub split_lines: usize,
+    /// Words wider than a strip on their own (text written without spaces:
+    /// Chinese, Japanese, Thai; long URLs), cut at grapheme boundaries.
+    pub split_words: usize,
     /// Strips dropped for having fewer than the minimum text patches.
     pub dropped_short: usize,
+    /// Characters in those dropped strips.
+    pub dropped_chars: usize,
+    /// Graphemes wider than a whole strip (kept, drawn cut off).
+    pub clipped_graphemes: usize,
+}
+
+impl std::fmt::Display for PackStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} long lines split at spaces, {} words without spaces wider than a strip cut at grapheme boundaries, \
+             {} short strips ({} characters) dropped for fewer than the minimum text patches",
+            self.split_lines, self.split_words, self.dropped_short, self.dropped_chars
+        )?;
+        if self.clipped_graphemes > 0 {
+            write!(
+                f,
+                ", {} graphemes wider than a strip drawn cut off",
+                self.clipped_graphemes
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Cuts `word` (too wide for one strip) at grapheme boundaries into the
+/// longest pieces that fit, so no text is lost. Each cut is found by
+/// galloping from the previous piece's length then bisecting, so a long line
+/// costs a few renders per strip rather than one per character.
+fn split_at_graphemes(renderer: &mut Renderer, word: &str, stats: &mut PackStats) -> Vec<String> {
+    // Byte offsets of the grapheme boundaries, the end included.
+    let mut bounds: Vec<usize> = word.grapheme_indices(true).map(|(i, _)| i).collect();
+    bounds.push(word.len());
+    let graphemes = bounds.len() - 1;
+    let mut pieces = Vec::new();
+    let mut start = 0; // in graphemes
+    let mut guess = 1;
+    while start < graphemes {
+        let fits_n = |renderer: &mut Renderer, n: usize| {
+            fits(renderer, &word[bounds[start]..bounds[start + n]]).0
+        };
+        let left = graphemes - start;
+        // Largest n in 1..=left whose piece fits: `lo` fits (or is 1), `hi` does not (or is left + 1).
+        let (mut lo, mut hi);
+        let g = guess.clamp(1, left);
+        if fits_n(renderer, g) {
+            lo = g;
+            hi = left + 1;
+            let mut step = g.max(1);
+            while lo < left {
+                let next = (lo + step).min(left);
+                if fits_n(renderer, next) {
+                    lo = next;
+                    step *= 2;
+                } else {
+                    hi = next;
+                    break;
+                }
+            }
+        } else {
+            lo = 0;
+            hi = g;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits_n(renderer, mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == 0 {
+            // Not even one grapheme fits: keep it alone (drawn cut off).
+            stats.clipped_graphemes += 1;
+            lo = 1;
+        }
+        pieces.push(word[bounds[start]..bounds[start + lo]].to_string());
+        start += lo;
+        guess = lo;
+    }
+    pieces
 }
 
 /// Greedily join lines with spaces into strip-sized texts (SPEC 1.6). A line
 /// longer than a strip is cut at word boundaries into pieces that fit (the
-/// reference would clip it; at short L most of it would be lost).
+/// reference would clip it; at short L most of it would be lost), and a word
+/// longer than a strip at grapheme boundaries.
 pub fn pack_lines(lines: &[String], renderer: &mut Renderer) -> (Vec<String>, PackStats) {
     let min_patches = min_text_patches(renderer.max_seq_length());
     let mut stats = PackStats::default();
@@ -63,16 +149,22 @@ pub fn pack_lines(lines: &[String], renderer: &mut Renderer) -> (Vec<String>, Pa
         stats.split_lines += 1;
         let mut current = String::new();
         for word in line.split_whitespace() {
-            let candidate = if current.is_empty() {
-                word.to_string()
-            } else {
-                format!("{current} {word}")
-            };
-            if current.is_empty() || fits(renderer, &candidate).0 {
-                current = candidate;
-            } else {
+            if !current.is_empty() {
+                let candidate = format!("{current} {word}");
+                if fits(renderer, &candidate).0 {
+                    current = candidate;
+                    continue;
+                }
                 pieces.push(std::mem::take(&mut current));
+            }
+            // The word starts a new piece.
+            if fits(renderer, word).0 {
                 current = word.to_string();
+            } else {
+                stats.split_words += 1;
+                let mut cut = split_at_graphemes(renderer, word, &mut stats);
+                current = cut.pop().unwrap_or_default();
+                pieces.extend(cut);
             }
         }
         if !current.is_empty() {
@@ -86,6 +178,7 @@ pub fn pack_lines(lines: &[String], renderer: &mut Renderer) -> (Vec<String>, Pa
             strips.push(text);
         } else {
             stats.dropped_short += 1;
+            stats.dropped_chars += text.chars().count();
         }
     };
     for piece in pieces {
@@ -242,5 +335,51 @@ impl Drop for Prefetcher {
                 eprintln!("the pixel-data worker thread panicked (its message is above)");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pixel_render::{Layout, RenderConfig};
+
+    fn renderer(l: usize) -> Renderer {
+        Renderer::new(RenderConfig {
+            max_seq_length: l,
+            layout: Layout::Pygame,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// Text written without spaces keeps every character, cut only at
+    /// grapheme boundaries (no Thai vowel sign or tone mark starts a strip).
+    #[test]
+    fn spaceless_lines_are_cut_at_graphemes_and_lose_nothing() {
+        let thai = "ภาษาไทยเป็นภาษาที่มีระดับเสียงของคำแน่นอนหรือวรรณยุกต์เดียวกับภาษาจีน".repeat(8);
+        let chinese = "天地玄黄宇宙洪荒日月盈昃辰宿列张寒来暑往秋收冬藏闰余成岁律吕调阳".repeat(8);
+        let lines = vec![thai.clone(), chinese.clone()];
+        let mut r = renderer(32);
+        let (strips, stats) = pack_lines(&lines, &mut r);
+        assert_eq!(stats.split_words, 2, "{stats:?}");
+        assert_eq!(stats.dropped_short, 0, "{stats:?}");
+        assert!(strips.len() > 10, "{}", strips.len());
+        for s in &strips {
+            assert!(fits(&mut r, s).0, "a strip does not fit: {s}");
+            let first = s.graphemes(true).next().unwrap();
+            assert!(first.starts_with(s.chars().next().unwrap()));
+            assert!(!"ิีึืุู่้๊๋็์ั".contains(s.chars().next().unwrap()), "{s}");
+        }
+        // The strips hold the lines in order; packing joins pieces with spaces.
+        let kept: String = strips.concat().chars().filter(|c| *c != ' ').collect();
+        assert_eq!(kept, format!("{thai}{chinese}"));
+    }
+
+    #[test]
+    fn a_grapheme_wider_than_the_strip_is_kept_and_counted() {
+        let mut r = renderer(2);
+        let (strips, stats) = pack_lines(&["ab".repeat(3)], &mut r);
+        assert_eq!(strips.concat().replace(' ', ""), "ababab");
+        assert_eq!(stats.clipped_graphemes, 6, "{stats:?}");
     }
 }

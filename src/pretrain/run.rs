@@ -19,7 +19,8 @@ use super::data::{derive_seed, pack_lines, BatchMaker, Prefetcher};
 use super::training_state::{load_training_checkpoint, save_training_checkpoint, TrainerState};
 use crate::figures::{write_loss_curve_png, write_reconstruction_png, ReconstructionRow};
 use crate::train_loop::{
-    read_log, run_training, to_device, Evaluation, LoopSettings, SaveReason, TrainingTask,
+    check_optimizer_flags, read_log, run_training, to_device, Evaluation, LoopSettings, SaveReason,
+    TrainingTask,
 };
 
 /// Settings of one pretraining run.
@@ -62,6 +63,8 @@ pub struct PretrainSummary {
     /// (step, eval loss).
     pub eval_losses: Vec<(u64, f32)>,
     pub steps_done: u64,
+    /// Steps done in total (a resumed run's earlier steps included).
+    pub last_step: u64,
     pub train_strips: usize,
     pub eval_strips: usize,
     /// Eval loss of the best constant prediction (see [`constant_baseline`]).
@@ -96,21 +99,25 @@ pub fn run_pretraining(
     if opts.batch_size == 0 || opts.grad_accum == 0 || opts.steps == 0 {
         bail!("--batch-size, --grad-accum and --steps must be at least 1");
     }
-    if opts.config.num_channels != 3 || opts.config.patch_size != pixel_render::PATCH {
-        bail!(
-            "the renderer draws 3-channel {p} x {p} patches; the model config has {} channels of {} x {}",
-            opts.config.num_channels,
-            opts.config.patch_size,
-            opts.config.patch_size,
-            p = pixel_render::PATCH
-        );
-    }
+    check_optimizer_flags(
+        opts.lr,
+        Some(opts.min_lr),
+        opts.weight_decay,
+        opts.max_grad_norm,
+    )?;
+    crate::check_renderer_patches(&opts.config)?;
+    crate::memory::check_training_fits(&opts.config, opts.batch_size, true, "pretraining")?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
     let corpus = match &opts.corpus {
         Some(p) => Corpus::load(p)?,
         None => Corpus::bundled(),
     };
+    if opts.progress {
+        for line in corpus.skipped_report(20) {
+            eprintln!("corpus: skipped {line}");
+        }
+    }
     let corpus_name = opts
         .corpus
         .as_ref()
@@ -137,9 +144,9 @@ pub fn run_pretraining(
     }
     if opts.progress {
         eprintln!(
-            "corpus: {corpus_name}: {} lines from {} files ({} invalid UTF-8 lines skipped); {} train strips, {} eval strips of {} patches ({} long lines split, {} short strips dropped)",
-            corpus.lines.len(), corpus.files, corpus.invalid_utf8_lines, train_texts.len(), eval_texts.len(),
-            opts.config.num_patches(), pack.split_lines, pack.dropped_short
+            "corpus: {corpus_name}: {} lines from {} files ({} invalid UTF-8 lines, {} files, {} hidden entries skipped); {} train strips, {} eval strips of {} patches ({pack})",
+            corpus.lines.len(), corpus.files, corpus.invalid_utf8_lines, corpus.skipped.len(), corpus.hidden, train_texts.len(), eval_texts.len(),
+            opts.config.num_patches()
         );
     }
     let mut maker = BatchMaker::new(
@@ -184,12 +191,14 @@ pub fn run_pretraining(
     let (mut trainer, state) = if opts.resume {
         let (trainer, saved) = load_training_checkpoint(&ckpt, Some(&opts.config), opts.device)
             .with_context(|| format!("--resume: cannot resume from {}", ckpt.display()))?;
-        let same = TrainerState {
-            step: saved.step,
-            ..state.clone()
-        };
-        if same != saved {
-            bail!("--resume: settings differ from the checkpoint's ({saved:?}); rerun with the same flags");
+        let differences = saved.differences(&state);
+        if !differences.is_empty() {
+            bail!(
+                "--resume: {} settings differ from those of {} (checkpoint vs flags): {}; rerun with the checkpoint's flags",
+                differences.len(),
+                ckpt.join("trainer_state.json").display(),
+                differences.join(", ")
+            );
         }
         (trainer, saved)
     } else {
@@ -253,6 +262,7 @@ pub fn run_pretraining(
         losses: outcome.losses,
         eval_losses: outcome.evaluations,
         steps_done: done - start_step,
+        last_step: done,
         train_strips: train_texts.len(),
         eval_strips: eval_texts.len(),
         constant_baseline: baseline,

@@ -11,9 +11,11 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use pixel_engine::optim::{AdamW, LrSchedule};
 use pixel_engine::{Device, Tensor};
-use pixel_model::checkpoint::{read_safetensors, save_checkpoint, write_safetensors};
+use pixel_model::checkpoint::{check_finite, read_safetensors, save_checkpoint, write_safetensors};
 use pixel_model::train::Trainer;
 use pixel_model::{PixelConfig, PixelForPreTraining};
+
+use crate::atomic_dir::write_dir_atomically;
 use serde::{Deserialize, Serialize};
 
 /// Everything besides tensors needed to continue a run exactly.
@@ -35,6 +37,12 @@ pub struct TrainerState {
 }
 
 impl TrainerState {
+    /// The settings (everything but `step`) where `self` and `other` differ,
+    /// one `field: ours vs theirs` text each.
+    pub fn differences(&self, other: &TrainerState) -> Vec<String> {
+        field_differences(self, other, &["step"])
+    }
+
     pub fn schedule(&self) -> LrSchedule {
         LrSchedule::WarmupCosineToMin {
             max_lr: self.max_lr,
@@ -45,54 +53,33 @@ impl TrainerState {
     }
 }
 
-/// Save model, optimizer and state into `dir` atomically.
+/// Save model, optimizer and state into `dir` atomically. Refuses, writing
+/// nothing, when a weight or an optimizer moment is not finite (a checkpoint
+/// nobody could continue from).
 pub fn save_training_checkpoint(
     dir: &Path,
     trainer: &Trainer,
     state: &TrainerState,
 ) -> anyhow::Result<()> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    let tmp = parent.join(format!(".{name}.tmp"));
-    let old = parent.join(format!(".{name}.old"));
-    remove_if_present(&tmp)?;
-    save_checkpoint(
-        &tmp,
-        &trainer.model.config,
-        &trainer.model.params.state_dict(),
+    let weights = trainer.model.params.state_dict();
+    let moments = optimizer_state_dict(trainer);
+    check_finite(
+        &weights,
+        &dir.join("model.safetensors").display().to_string(),
     )?;
-    write_safetensors(
-        tmp.join("optimizer.safetensors"),
-        &optimizer_state_dict(trainer),
+    check_finite(
+        &moments,
+        &dir.join("optimizer.safetensors").display().to_string(),
     )?;
-    std::fs::write(
-        tmp.join("trainer_state.json"),
-        serde_json::to_string_pretty(state)?,
-    )?;
-    // Swap directories: the old checkpoint stays valid until the new one is in place.
-    remove_if_present(&old)?;
-    if dir.exists() {
-        std::fs::rename(dir, &old)
-            .with_context(|| format!("cannot move old checkpoint {}", dir.display()))?;
-    }
-    std::fs::rename(&tmp, dir)
-        .with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
-    remove_if_present(&old)
-}
-
-/// Removes a directory left by an earlier save; absent is fine.
-fn remove_if_present(dir: &Path) -> anyhow::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
+    write_dir_atomically(dir, |tmp| {
+        save_checkpoint(tmp, &trainer.model.config, &weights)?;
+        write_safetensors(tmp.join("optimizer.safetensors"), &moments)?;
+        std::fs::write(
+            tmp.join("trainer_state.json"),
+            serde_json::to_string_pretty(state)?,
+        )?;
+        Ok(())
+    })
 }
 
 /// The AdamW moments by parameter name, on the host.
@@ -138,27 +125,27 @@ pub fn load_training_checkpoint(
     let config =
         PixelConfig::from_file(dir.join("config.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(want) = expected {
-        if want.to_json_string() != config.to_json_string() {
+        let differences = config_differences(&config, want);
+        if !differences.is_empty() {
             let rendering = |c: &PixelConfig| {
                 crate::rendering::config_rendering(c, "config")
                     .map_or_else(|e| e.to_string(), |r| r.to_string())
             };
             bail!(
-                "checkpoint {} was trained with a different model config (hidden {}, {} layers, L {}, {} rendering) than requested (hidden {}, {} layers, L {}, {} rendering)",
+                "checkpoint {} was trained with a different model config (checkpoint vs requested): {}; {} rendering vs {} rendering",
                 dir.display(),
-                config.hidden_size,
-                config.num_hidden_layers,
-                config.num_patches(),
+                differences.join(", "),
                 rendering(&config),
-                want.hidden_size,
-                want.num_hidden_layers,
-                want.num_patches(),
                 rendering(want)
             );
         }
     }
     let mut model = PixelForPreTraining::new(config, &mut pixel_engine::Rng::new(0));
     let weights = read_safetensors(dir.join("model.safetensors"))?;
+    check_finite(
+        &weights,
+        &dir.join("model.safetensors").display().to_string(),
+    )?;
     let report = model
         .params
         .load_state_dict(&weights)
@@ -177,6 +164,10 @@ pub fn load_training_checkpoint(
         state.max_grad_norm,
     );
     let opt = read_safetensors(dir.join("optimizer.safetensors"))?;
+    check_finite(
+        &opt,
+        &dir.join("optimizer.safetensors").display().to_string(),
+    )?;
     trainer.optimizer = restore_optimizer(&trainer, &opt, state.step)
         .with_context(|| format!("optimizer state in {}", dir.display()))?;
     trainer
@@ -186,6 +177,42 @@ pub fn load_training_checkpoint(
         .map_err(|e| anyhow::anyhow!("moving the model to {device:?}: {e}"))?;
     moments_to_device(&mut trainer.optimizer, device)?;
     Ok((trainer, state))
+}
+
+/// The config.json fields where `a` and `b` differ: `field: a vs b` each.
+fn config_differences(a: &PixelConfig, b: &PixelConfig) -> Vec<String> {
+    field_differences(a, b, &[])
+}
+
+/// The JSON fields (but `skip`) where `a` and `b` differ, sorted by name:
+/// `field: a vs b` each, the values as JSON.
+fn field_differences<T: Serialize>(a: &T, b: &T, skip: &[&str]) -> Vec<String> {
+    let as_fields = |x: &T| match serde_json::to_value(x) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    let (a, b) = (as_fields(a), as_fields(b));
+    let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
+    names.sort();
+    names.dedup();
+    let null = serde_json::Value::Null;
+    names
+        .into_iter()
+        .filter(|name| !skip.contains(&name.as_str()))
+        .filter_map(|name| {
+            let (x, y) = (a.get(name).unwrap_or(&null), b.get(name).unwrap_or(&null));
+            (x != y).then(|| format!("{name}: {} vs {}", shown(x), shown(y)))
+        })
+        .collect()
+}
+
+/// A JSON value for a message: fractions at f32 precision (the settings are
+/// f32, so 0.003 rather than 0.003000000026077032).
+fn shown(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) if !v.is_i64() && !v.is_u64() => format!("{}", x as f32),
+        _ => v.to_string(),
+    }
 }
 
 fn restore_optimizer(

@@ -132,6 +132,7 @@ pub fn read_conllu(path: impl AsRef<Path>) -> Result<Vec<Sentence>, DataError> {
 
 /// Parses CoNLL-U text; `path` is used only in error messages.
 pub fn parse_conllu(text: &str, path: &Path) -> Result<Vec<Sentence>, DataError> {
+    let text = crate::strip_bom(text);
     let mut sentences = Vec::new();
     let mut current = Sentence::default();
     let mut in_sentence = false;

@@ -40,6 +40,7 @@ pub fn parse_glue_single(
     path: &Path,
     labels: &[&str],
 ) -> Result<Vec<GlueExample>, DataError> {
+    let text = crate::strip_bom(text);
     let mut lines = text.lines().enumerate();
     let pair = match lines.next().map(|(_, h)| strip_cr(h)) {
         Some("sentence\tlabel") => false,

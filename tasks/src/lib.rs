@@ -10,6 +10,7 @@
 //! empty nodes).
 
 pub mod conllu;
+pub mod files;
 pub mod glue;
 pub mod metrics;
 pub mod ner;
@@ -46,11 +47,21 @@ impl DataError {
     }
 }
 
+/// Reads a data file as text: a regular file (a FIFO, device or directory is
+/// refused by its type) of valid UTF-8.
 pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
-    std::fs::read_to_string(path).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    files::regular_file_check(path).map_err(io)?;
+    std::fs::read_to_string(path).map_err(io)
+}
+
+/// `text` without a leading byte-order mark (editors on Windows write one);
+/// every parser starts with it.
+pub(crate) fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// Strips one trailing `\r` (files with CRLF line endings).

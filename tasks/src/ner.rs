@@ -44,6 +44,7 @@ pub fn read_ner_with_labels(
 
 /// Parses NER text; `path` is used only in error messages.
 pub fn parse_ner(text: &str, path: &Path, labels: &[&str]) -> Result<Vec<NerSentence>, DataError> {
+    let text = crate::strip_bom(text);
     let mut sentences = Vec::new();
     let mut current = NerSentence::default();
     for (i, raw) in text.lines().enumerate() {

@@ -73,6 +73,7 @@ pub fn read_squad(path: impl AsRef<Path>) -> Result<SquadFile, SquadError> {
 
 /// Parses SQuAD v1.1 JSON text; `path` is used in error messages only.
 pub fn parse_squad(text: &str, path: &Path) -> Result<SquadFile, SquadError> {
+    let text = crate::strip_bom(text);
     let root: Value = serde_json::from_str(text).map_err(|e| SquadError::Json {
         path: path.to_path_buf(),
         reason: e.to_string(),

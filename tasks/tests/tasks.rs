@@ -512,3 +512,29 @@ fn attachment_scores_hand_made() {
     assert_eq!(AttachmentCounter::new().scores().uas, 0.0);
     assert!(attachment_scores(&[1usize], &[0usize], &[1usize, 2], &[0usize]).is_err());
 }
+
+/// A byte-order mark at the start of a file (Windows editors write one) is
+/// accepted by every reader; FIFOs and directories are refused by type.
+#[test]
+fn a_leading_bom_is_accepted_and_non_files_are_refused_by_type() {
+    use pixel_tasks::{conllu, glue, ner, squad};
+    let p = Path::new("bom");
+    let c = conllu::parse_conllu(
+        "\u{feff}# text = A\n1\tA\ta\tDET\t_\t_\t0\troot\t_\t_\n\n",
+        p,
+    )
+    .unwrap();
+    assert_eq!(c[0].forms(), vec!["A"]);
+    let n = ner::parse_ner("\u{feff}Ada B-PER\n\n", p, &ner::NER_LABELS).unwrap();
+    assert_eq!(n[0].tokens, vec!["Ada"]);
+    let g = glue::parse_glue_single("\u{feff}sentence\tlabel\nok\t1\n", p, &["0", "1"]).unwrap();
+    assert_eq!(g.len(), 1);
+    assert!(squad::parse_squad("\u{feff}{\"data\": []}", p).is_ok());
+    let dir = std::env::temp_dir();
+    let err = conllu::read_conllu(&dir).unwrap_err();
+    let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(
+        text.contains("is a directory, not a regular file"),
+        "{text}"
+    );
+}

@@ -120,6 +120,7 @@ pub fn read_weights_file(
     let mut head = [0u8; 6];
     let n = {
         use std::io::Read;
+        crate::files::regular_file_check(path).map_err(|e| CheckpointError::io(path, e))?;
         let mut f = std::fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
         let mut n = 0;
         while n < head.len() {
@@ -200,13 +201,55 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint, CheckpointE
     })
 }
 
-/// Writes `config.json` and `model.safetensors` into `dir` (created if needed).
+impl Checkpoint {
+    /// Fails on the first tensor holding a NaN or an infinity, naming it (see
+    /// [`check_finite`]); `pixel inspect` lists them instead.
+    pub fn check_finite(&self) -> Result<(), CheckpointError> {
+        check_finite(&self.weights, &self.weights_path.display().to_string())
+    }
+}
+
+/// Fails on the first tensor (by name) of `weights` that holds a NaN or an
+/// infinity: the error names `file`, the tensor, the first bad element and
+/// how many there are. Loading such weights would train or predict on
+/// garbage; writing them would make a checkpoint nobody can continue from.
+pub fn check_finite(weights: &StateDict, file: &str) -> Result<(), CheckpointError> {
+    for (key, t) in weights {
+        if t.all_finite() {
+            continue;
+        }
+        let host = t.to_host();
+        let values = host.data();
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        let (first, value) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite())
+            .map_or((0, f32::NAN), |(i, &v)| (i, v));
+        return Err(CheckpointError::tensor(
+            file,
+            key,
+            format!(
+                "{bad} of {} values are not finite (element {first} is {value})",
+                values.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `config.json` and `model.safetensors` into `dir` (created if
+/// needed). Refuses, writing nothing, when a weight is not finite.
 pub fn save_checkpoint(
     dir: impl AsRef<Path>,
     config: &PixelConfig,
     weights: &StateDict,
 ) -> Result<(), CheckpointError> {
     let dir = dir.as_ref();
+    check_finite(
+        weights,
+        &dir.join("model.safetensors").display().to_string(),
+    )?;
     std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, e))?;
     config.save(dir.join("config.json"))?;
     write_safetensors(dir.join("model.safetensors"), weights)

@@ -227,6 +227,7 @@ pub fn read_npy_bytes(bytes: &[u8], file: &str) -> Result<Tensor, CheckpointErro
 /// Reads one `.npy` file.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, CheckpointError> {
     let path = path.as_ref();
+    crate::files::regular_file_check(path).map_err(|e| CheckpointError::io(path, e))?;
     let bytes = std::fs::read(path).map_err(|e| CheckpointError::io(path, e))?;
     read_npy_bytes(&bytes, &path.display().to_string())
 }

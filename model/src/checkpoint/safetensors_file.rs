@@ -47,6 +47,7 @@ pub fn read_safetensors_bytes(bytes: &[u8], file: &str) -> Result<StateDict, Che
 /// Reads a `.safetensors` file.
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError> {
     let path = path.as_ref();
+    crate::files::regular_file_check(path).map_err(|e| CheckpointError::io(path, e))?;
     let bytes = std::fs::read(path).map_err(|e| CheckpointError::io(path, e))?;
     read_safetensors_bytes(&bytes, &path.display().to_string())
 }

@@ -180,11 +180,22 @@ fn read_entry<R: Read + Seek>(
         .map_err(|e| format!("cannot open {name} in the archive: {e}"))?;
     // The header's size is only a hint; a corrupt one must not reserve gigabytes.
     let mut out = Vec::with_capacity(entry.size().min(max_len).min(1 << 26) as usize);
-    entry
+    let mut entry = entry;
+    let cannot_read = |e: std::io::Error| format!("cannot read {name} in the archive: {e}");
+    (&mut entry)
         .take(max_len)
         .read_to_end(&mut out)
-        .map_err(|e| format!("cannot read {name} in the archive: {e}"))?;
-    Ok(out)
+        .map_err(cannot_read)?;
+    // The zip reader checks an entry's CRC-32 only once it reads to the end:
+    // one more read does that for entries that stopped exactly at `max_len`
+    // (every tensor storage), and finds entries longer than allowed.
+    let mut extra = [0u8; 1];
+    match entry.read(&mut extra).map_err(cannot_read)? {
+        0 => Ok(out),
+        _ => Err(format!(
+            "{name} in the archive holds more than the {max_len} bytes expected"
+        )),
+    }
 }
 
 /// Reads a torch.save zip archive from any seekable reader; `file` names it in errors.
@@ -293,6 +304,7 @@ pub fn read_pytorch_bytes(bytes: &[u8], file: &str) -> Result<StateDict, Checkpo
 pub fn read_pytorch(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError> {
     let path = path.as_ref();
     let file = path.display().to_string();
+    crate::files::regular_file_check(path).map_err(|e| CheckpointError::io(path, e))?;
     let mut f = std::fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
     let len = f
         .metadata()

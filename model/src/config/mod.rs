@@ -14,6 +14,10 @@ mod presets;
 /// LayerNorm eps of `decoder.decoder_norm`: PyTorch's default, not `layer_norm_eps` (SPEC 3.4).
 pub const DECODER_NORM_EPS: f64 = 1e-5;
 
+/// The most parameters a config may describe (4 TB of f32 weights): far beyond
+/// any machine, and small enough that no size arithmetic overflows.
+pub const MAX_PARAMETERS: f64 = 1e12;
+
 /// Errors reading or validating a config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -183,6 +187,50 @@ impl PixelConfig {
         self.num_patches() - crate::masking::num_kept_patches(self.num_patches(), self.mask_ratio)
     }
 
+    /// Parameters of PIXELForPreTraining with this config (the frozen position
+    /// tables included), computed in floating point so absurd sizes give a
+    /// large number rather than an overflow.
+    pub fn pretraining_parameters(&self) -> f64 {
+        self.encoder_parameters() + self.decoder_parameters()
+    }
+
+    /// Parameters of the encoder (`vit.*`), position table included.
+    pub fn encoder_parameters(&self) -> f64 {
+        let (d, f) = (self.hidden_size as f64, self.intermediate_size as f64);
+        self.patch_dim_f64() * d + d // patch projection
+            + d // cls token
+            + (self.num_patches_f64() + 1.0) * d // position table
+            + self.num_hidden_layers as f64 * block_parameters(d, f)
+            + 2.0 * d // final LayerNorm
+    }
+
+    /// Parameters of the pretraining decoder (`decoder.*`).
+    pub fn decoder_parameters(&self) -> f64 {
+        let d = self.hidden_size as f64;
+        let (dd, fd) = (
+            self.decoder_hidden_size as f64,
+            self.decoder_intermediate_size as f64,
+        );
+        let patch_dim = self.patch_dim_f64();
+        d * dd + dd // decoder_embed
+            + dd // mask token
+            + (self.num_patches_f64() + 1.0) * dd // position table
+            + self.decoder_num_hidden_layers as f64 * block_parameters(dd, fd)
+            + 2.0 * dd // decoder_norm
+            + dd * patch_dim + patch_dim // decoder_pred
+    }
+
+    /// [`PixelConfig::num_patches`] without overflow (for size checks).
+    fn num_patches_f64(&self) -> f64 {
+        let [height, width] = self.image_size;
+        let p = self.patch_size.max(1);
+        (height / p) as f64 * (width / p) as f64
+    }
+
+    fn patch_dim_f64(&self) -> f64 {
+        self.patch_size as f64 * self.patch_size as f64 * self.num_channels as f64
+    }
+
     /// Checks everything the model relies on; the error says which field is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
@@ -246,6 +294,22 @@ impl PixelConfig {
                 self.image_size, self.patch_size
             ));
         }
+        // Far beyond any machine, and a guard against size arithmetic overflowing.
+        let parameters = self.pretraining_parameters();
+        if parameters > MAX_PARAMETERS {
+            return bad(format!(
+                "the sizes (hidden_size {}, intermediate_size {}, {} layers, decoder_hidden_size {}, \
+                 decoder_intermediate_size {}, {} decoder layers, {} patches) make {parameters:.3e} \
+                 parameters, more than the {MAX_PARAMETERS:.0e} this program handles",
+                self.hidden_size,
+                self.intermediate_size,
+                self.num_hidden_layers,
+                self.decoder_hidden_size,
+                self.decoder_intermediate_size,
+                self.decoder_num_hidden_layers,
+                self.num_patches()
+            ));
+        }
         if self.hidden_act != "gelu" {
             return bad(format!(
                 "hidden_act is {:?}; only \"gelu\" (exact erf GELU) is supported",
@@ -265,6 +329,15 @@ impl PixelConfig {
         }
         if !(0.0..1.0).contains(&self.mask_ratio) {
             return bad(format!("mask_ratio {} must be in [0, 1)", self.mask_ratio));
+        }
+        if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
+            return bad(format!(
+                "initializer_range {} must be a finite number >= 0",
+                self.initializer_range
+            ));
+        }
+        if self.num_labels == Some(0) {
+            return bad("num_labels must be positive, got 0".into());
         }
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return bad(format!(
@@ -293,10 +366,12 @@ impl PixelConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<PixelConfig, ConfigError> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        let io = |error| ConfigError::Io {
             file: file.clone(),
             error,
-        })?;
+        };
+        crate::files::regular_file_check(path).map_err(io)?;
+        let text = std::fs::read_to_string(path).map_err(io)?;
         PixelConfig::from_json_str(&text, &file)
     }
 
@@ -311,6 +386,12 @@ impl PixelConfig {
             error,
         })
     }
+}
+
+/// Parameters of one transformer block of width `d`, FFN width `f`: q, k, v
+/// and output projections (weights and biases), two LayerNorms, the FFN.
+fn block_parameters(d: f64, f: f64) -> f64 {
+    4.0 * (d * d + d) + 4.0 * d + 2.0 * d * f + f + d
 }
 
 /// Finds the field whose value fails to parse, by putting each field of `text` in turn

@@ -14,7 +14,7 @@ mod pooling;
 mod qa;
 mod token;
 
-pub use model::{finetune_param_shapes, is_encoder_param};
+pub use model::{finetune_param_shapes, head_problem, is_encoder_param};
 pub use parser::word_average_matrix;
 
 use pixel_engine::{Tensor, Var};

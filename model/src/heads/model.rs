@@ -147,6 +147,9 @@ impl PixelForFinetuning {
         if num_patches == 0 {
             return Err("finetuning model: num_patches must be at least 1".into());
         }
+        if let Some(problem) = head_problem(&config, head) {
+            return Err(problem);
+        }
         let config = config.with_num_patches(num_patches);
         let mut model = PixelForFinetuning::new(config, head, rng);
         let mut sd = state_dict.clone();
@@ -350,19 +353,33 @@ fn truncate_position_table(table: &Tensor, num_patches: usize) -> Result<Tensor,
     ))
 }
 
-fn check_head(cfg: &PixelConfig, head: HeadKind) {
-    let n = head_num_labels(head);
-    assert!(n >= 1, "finetuning head {head:?}: needs at least one label");
+/// Why `head` cannot sit on a model of `cfg`, if it cannot: no labels, or
+/// PMA pooling whose heads do not divide the hidden size.
+pub fn head_problem(cfg: &PixelConfig, head: HeadKind) -> Option<String> {
+    if head_num_labels(head) == 0 {
+        return Some(format!(
+            "finetuning head {head:?}: needs at least one label"
+        ));
+    }
     if let HeadKind::SequenceClassification {
         pooling: Pooling::Pma(k),
         ..
     } = head
     {
-        assert!(
-            k >= 1 && cfg.hidden_size.is_multiple_of(k),
-            "PMA pooling: hidden size {} is not divisible into {k} heads",
-            cfg.hidden_size
-        );
+        if k == 0 || !cfg.hidden_size.is_multiple_of(k) {
+            return Some(format!(
+                "PMA pooling: hidden size {} is not divisible into {k} heads",
+                cfg.hidden_size
+            ));
+        }
+    }
+    None
+}
+
+/// Panics on a head [`head_problem`] refuses (callers with user input check first).
+fn check_head(cfg: &PixelConfig, head: HeadKind) {
+    if let Some(problem) = head_problem(cfg, head) {
+        panic!("{problem}");
     }
 }
 

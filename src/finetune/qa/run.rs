@@ -20,7 +20,8 @@ use super::eval::{first_words_baseline, qa_predictions, qa_report};
 use super::{load_questions, make_qa_batch, qa_renderer, render_windows, store_settings, QaWindow};
 use crate::finetune::data::BatchOrder;
 use crate::finetune::run::{
-    finish, loop_settings, save_last_good, BestSoFar, FinetuneOptions, FinetuneSummary,
+    check_not_empty, finish, loop_settings, save_last_good, BestSoFar, FinetuneOptions,
+    FinetuneSummary,
 };
 use crate::finetune::task_model::{build_model, finetune_rendering, task_metadata};
 use crate::train_loop::{run_training, to_device, Evaluation, SaveReason, TrainingTask};
@@ -39,6 +40,8 @@ pub fn run_qa_finetuning(
     );
     let train = load_questions(&opts.train, opts.max_train_examples)?;
     let dev = load_questions(&opts.dev, opts.max_dev_examples)?;
+    check_not_empty(train.len(), &opts.train, "training")?;
+    check_not_empty(dev.len(), &opts.dev, "dev")?;
 
     let mut rng = Rng::new(opts.seed);
     let mut model = build_model(opts, HeadKind::QuestionAnswering, &mut rng)?;
@@ -63,6 +66,11 @@ pub fn run_qa_finetuning(
     let (dev_w, dev_stats) = render_windows(&renderer, &dev, &settings);
     eprintln!("train {}: {train_stats}", opts.train.display());
     eprintln!("dev {}: {dev_stats}", opts.dev.display());
+    anyhow::ensure!(
+        !train_w.is_empty(),
+        "{}: no training windows ({train_stats})",
+        opts.train.display()
+    );
     store_settings(&mut model.config.extra, l, &settings);
     if opts.freeze_encoder {
         model.params.freeze(is_encoder_param);
