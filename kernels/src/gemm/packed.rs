@@ -170,10 +170,10 @@ pub(crate) unsafe fn sgemm_packed(
                         )
                     };
                 };
-                if tasks.count() > 1 {
+                if threads > 1 && tasks.count() > 1 {
                     (0..tasks.count()).into_par_iter().for_each(run);
                 } else {
-                    run(0);
+                    (0..tasks.count()).for_each(run);
                 }
             });
         }
