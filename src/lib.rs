@@ -9,6 +9,7 @@ pub use pixel_model as model;
 pub use pixel_render as render;
 pub use pixel_tasks as tasks;
 
+pub mod features;
 pub mod figures;
 pub mod finetune;
 pub mod pretrain;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_cuda;
+pub mod encode;
 pub mod finetune;
 pub mod inspect;
 pub mod mem;
