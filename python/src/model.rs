@@ -80,14 +80,24 @@ pub fn load(py: Python<'_>, path: PathBuf, task: Option<&str>) -> PyResult<PyMod
         )));
     }
     let config = config_beside(&path)?;
-    let finetuned = task.is_some()
-        || config.as_ref().is_some_and(|c| {
-            c.extra.contains_key("finetuning_task")
-                || c.architectures.as_ref().is_some_and(|a| {
-                    a.iter()
-                        .any(|name| !BASE_ARCHITECTURES.contains(&name.as_str()))
-                })
-        });
+    let stored_task = config
+        .as_ref()
+        .is_some_and(|c| c.extra.contains_key("finetuning_task"));
+    let head_architecture = config.as_ref().and_then(|c| {
+        c.architectures.as_ref().and_then(|a| {
+            a.iter()
+                .find(|name| !BASE_ARCHITECTURES.contains(&name.as_str()))
+                .cloned()
+        })
+    });
+    if let (Some(arch), None, false) = (&head_architecture, task, stored_task) {
+        return Err(value_error(format!(
+            "{}: config.json names the head {arch} but not the task it was finetuned for; \
+             pass task= (pos, ner, parse, classify or qa)",
+            path.display()
+        )));
+    }
+    let finetuned = task.is_some() || stored_task || head_architecture.is_some();
     let loaded = py.detach(|| -> PyResult<Loaded> {
         if finetuned {
             let model = load_finetuned(&path, task).map_err(checkpoint_error)?;
