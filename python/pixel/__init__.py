@@ -8,14 +8,23 @@ module (no PyTorch needed); arrays come back as NumPy arrays.
 >>> renderer = pixel.Renderer()
 >>> enc = renderer.render("Hello, world")
 >>> enc.pixel_values.shape, enc.num_text_patches
-((16, 8464), 6)
+((16, 8464), 5)
 >>> model = pixel.load("path/to/checkpoint")                # doctest: +SKIP
 >>> hidden = model.encode(enc.to_model_input()[None], enc.attention_mask[None])  # doctest: +SKIP
 
 `pixel.compat.PangoCairoTextRenderer` stands in for the original PIXEL renderer class.
 """
 
-from ._pixel import RENDERINGS, Encoding, Model, Renderer, __version__, load
+from ._pixel import RENDERINGS, Encoding, Model, Renderer, __version__, keep_freed_memory, load
 from . import compat
 
-__all__ = ["Renderer", "Encoding", "Model", "load", "compat", "RENDERINGS", "__version__"]
+__all__ = [
+    "Renderer",
+    "Encoding",
+    "Model",
+    "load",
+    "compat",
+    "keep_freed_memory",
+    "RENDERINGS",
+    "__version__",
+]

@@ -12,19 +12,23 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use crate::arrays::to_numpy;
 use crate::errors::{render_error, value_error};
 
-/// The values `rendering=` accepts, in the order error messages list them.
+/// The values `rendering=` accepts. "continuous" is PIXEL's: running text, cut into patches
+/// wherever the 16 px columns fall. A mode pixel-render adds is one more entry here (and its
+/// setting in [`PyRenderer::build`]).
 pub const RENDERINGS: &[&str] = &["continuous"];
 
-/// How text is cut into patches. "continuous" is PIXEL's: running text, patches wherever
-/// 16 px columns fall. A mode pixel-render adds is one more arm (and one more entry above).
+/// `name` if it is one of [`RENDERINGS`], else a ValueError listing them.
 fn check_rendering(name: &str) -> PyResult<&'static str> {
-    match name {
-        "continuous" => Ok("continuous"),
-        other => Err(value_error(format!(
-            "rendering {other:?} is not supported; allowed values: {}",
-            RENDERINGS.join(", ")
-        ))),
-    }
+    RENDERINGS
+        .iter()
+        .copied()
+        .find(|&r| r == name)
+        .ok_or_else(|| {
+            value_error(format!(
+                "rendering {name:?} is not supported; allowed values: {}",
+                RENDERINGS.join(", ")
+            ))
+        })
 }
 
 /// Text to PIXEL strips: 16 px high, 16 * max_seq_length wide, black text on white, a black

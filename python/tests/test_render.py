@@ -156,3 +156,14 @@ def test_pickled_renderer_renders_the_same():
     assert copy.max_seq_length == 32 and copy.layout == "pygame"
     a, b = renderer.render(TEXTS[1]), copy.render(TEXTS[1])
     assert np.array_equal(a.pixel_values, b.pixel_values)
+
+
+def test_threads_share_one_renderer():
+    from concurrent.futures import ThreadPoolExecutor
+
+    renderer = pixel.Renderer(max_seq_length=128)
+    want = [renderer.render(t).pixel_values for t in TEXTS]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda t: renderer.render(t).pixel_values, TEXTS * 4))
+    for i, strip in enumerate(got):
+        assert np.array_equal(strip, want[i % len(TEXTS)])
