@@ -98,8 +98,8 @@ def test_config_is_the_checkpoints(fixture_dir):
         model.predict(npy(fixture_dir, "pixel_values"), npy(fixture_dir, "attention_mask"))
 
 
-def finetuned_checkpoint(fixture_dir, tmp_path, with_task=True):
-    """The fixture's encoder with a token-classification head of 3 labels."""
+def finetuned_checkpoint(fixture_dir, tmp_path, with_task=True, task="pos", head=None):
+    """The fixture's encoder with a task head of 3 labels (default: token classification)."""
     config = json.loads((fixture_dir / "config.json").read_text())
     labels = ["NOUN", "VERB", "X"]
     config.update(
@@ -109,14 +109,14 @@ def finetuned_checkpoint(fixture_dir, tmp_path, with_task=True):
         label2id={l: i for i, l in enumerate(labels)},
     )
     if with_task:
-        config["finetuning_task"] = "pos"
+        config["finetuning_task"] = task
     rng = np.random.default_rng(0)
     weights = {
         p.stem: np.load(p) for p in fixture_dir.glob("vit.*.npy")
     }
-    weights["classifier.weight"] = rng.normal(0, 0.5, (3, 64)).astype(np.float32)
-    weights["classifier.bias"] = rng.normal(0, 0.1, (3,)).astype(np.float32)
-    out = tmp_path / ("pos" if with_task else "hf")
+    for name, shape in (head or {"classifier.weight": (3, 64), "classifier.bias": (3,)}).items():
+        weights[name] = rng.normal(0, 0.3, shape).astype(np.float32)
+    out = tmp_path / (task if with_task else "hf")
     out.mkdir()
     (out / "config.json").write_text(json.dumps(config))
     write_safetensors(out / "model.safetensors", weights)
@@ -142,3 +142,37 @@ def test_huggingface_finetuned_checkpoint_needs_its_task(fixture_dir, tmp_path):
     with pytest.raises(ValueError, match="task="):
         pixel.load(path)
     assert pixel.load(path, task="pos").task == "pos"
+
+
+def test_predict_parsing_and_classification_heads(fixture_dir, tmp_path):
+    pv, am = npy(fixture_dir, "pixel_values"), npy(fixture_dir, "attention_mask")
+    parse_head = {
+        "vit.pooler.dense.weight": (64, 64), "vit.pooler.dense.bias": (64,),
+        "biaffine_arcs.weight": (1, 65, 64), "biaffine_rels.weight": (3, 65, 65),
+        "classifier.weight": (3, 64), "classifier.bias": (3,),
+    }
+    path, _, _ = finetuned_checkpoint(fixture_dir, tmp_path, task="parse", head=parse_head)
+    parser = pixel.load(path)
+    assert parser.task == "parse"
+    starts = [[0, 3, 5, 9], [0, 2, 4]]
+    out = parser.predict(pv, am, word_starts=starts)
+    assert out["logits"].shape == (2, 24, 25) and out["rel_logits"].shape == (2, 24, 3)
+    assert np.isfinite(out["logits"][0, :3]).all()
+    with pytest.raises(ValueError, match="needs word_starts"):
+        parser.predict(pv, am)
+    with pytest.raises(ValueError, match="must increase"):
+        parser.predict(pv, am, word_starts=[[0, 3, 3], [0, 2]])
+    with pytest.raises(ValueError, match="outside 0..24"):
+        parser.predict(pv, am, word_starts=[[0, 30], [0, 2]])
+
+    mean_head = {
+        "pooler.linear.weight": (64, 64), "pooler.linear.bias": (64,),
+        "pooler.ln.weight": (64,), "pooler.ln.bias": (64,),
+        "classifier.weight": (3, 64), "classifier.bias": (3,),
+    }
+    path, _, _ = finetuned_checkpoint(fixture_dir, tmp_path, task="classify", head=mean_head)
+    classifier = pixel.load(path)
+    logits = classifier.predict(pv, am)["logits"]
+    assert logits.shape == (2, 3)
+    # One example alone gives its row of the batch.
+    assert np.abs(classifier.predict(pv[1], am[1])["logits"] - logits[1]).max() <= 1e-5
