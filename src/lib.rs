@@ -10,6 +10,7 @@ pub use pixel_render as render;
 pub use pixel_tasks as tasks;
 
 pub mod atomic_dir;
+pub mod features;
 pub mod figures;
 pub mod finetune;
 pub mod memory;

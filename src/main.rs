@@ -27,6 +27,8 @@ enum Command {
     Pretrain(cli::pretrain::PretrainArgs),
     /// Reconstruct masked patches of a rendered text with a pretrained checkpoint.
     Reconstruct(cli::reconstruct::ReconstructArgs),
+    /// Write a checkpoint's encoder output (last hidden state, .npy) for a text or model inputs.
+    Encode(cli::encode::EncodeArgs),
     /// Time the encoder forward and a pretraining step: ms, GFLOP/s, peak memory.
     Bench(cli::bench::BenchArgs),
     /// Describe a checkpoint: config, parameter counts, missing/unexpected keys.
@@ -74,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => cli::bench::run(args),
         Command::Pretrain(args) => cli::pretrain::run(args),
         Command::Reconstruct(args) => cli::reconstruct::run(args),
+        Command::Encode(args) => cli::encode::run(args),
         Command::Finetune(args) => cli::finetune::run_finetune(args),
         Command::Evaluate(args) => cli::finetune::run_evaluate(args),
         Command::Predict(args) => cli::finetune::run_predict(args),

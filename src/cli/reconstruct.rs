@@ -3,16 +3,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use pixel::features::load_pretrained_allowing;
 use pixel::figures::write_reconstruction_png;
 use pixel::model::masking::SpanMaskingGenerator;
-use pixel::model::pretraining::pretraining_param_shapes;
 use pixel::model::train::PretrainBatch;
 use pixel::pretrain::run::reconstruction_rows;
 use pixel::rendering::{checkpoint_rendering, config_rendering};
 use pixel_engine::{Rng, Tensor};
-use pixel_model::checkpoint::load_checkpoint;
-use pixel_model::{PatchMasking, PixelForPreTraining};
+use pixel_model::PatchMasking;
 use pixel_render::{Layout, RenderConfig, Renderer, RenderingStrategy};
 
 /// Arguments of `pixel reconstruct`.
@@ -59,16 +58,15 @@ pub struct ReconstructArgs {
 }
 
 pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
-    let ckpt = load_checkpoint(&args.checkpoint)
-        .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
-    if !args.allow_non_finite {
-        ckpt.check_finite()
-            .context("refusing non-finite weights (--allow-non-finite runs anyway)")?;
+    let loaded = load_pretrained_allowing(&args.checkpoint, args.allow_non_finite)?;
+    if !loaded.has_decoder {
+        bail!(
+            "{} lacks the decoder weights the reconstruction needs (a finetuned or encoder-only checkpoint?)",
+            args.checkpoint.display()
+        );
     }
-    let mut config = ckpt
-        .config
-        .clone()
-        .with_context(|| format!("{} has no config.json", args.checkpoint.display()))?;
+    let mut model = loaded.model;
+    let mut config = model.config.clone();
     if let Some(r) = args.mask_ratio {
         if !(0.0..1.0).contains(&r) {
             bail!("--mask-ratio must be in [0, 1), got {r}");
@@ -89,25 +87,6 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         }
         config.mask_ratio = args.manual_mask.len() as f64 / l as f64;
     }
-    let mut model = PixelForPreTraining::new(config.clone(), &mut Rng::new(0));
-    let report = model
-        .params
-        .load_state_dict(&ckpt.weights)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let needed: Vec<String> = pretraining_param_shapes(&config)
-        .into_iter()
-        .filter(|(_, _, trainable)| *trainable)
-        .map(|(n, _, _)| n)
-        .filter(|n| report.missing.contains(n))
-        .collect();
-    if !needed.is_empty() {
-        bail!(
-            "{} lacks {} weights the reconstruction needs (a finetuned checkpoint without the decoder?), e.g. {}",
-            args.checkpoint.display(),
-            needed.len(),
-            needed[0]
-        );
-    }
     let what = args.checkpoint.display().to_string();
     let rendering = checkpoint_rendering(
         config_rendering(&config, &what)?,
@@ -119,6 +98,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         RenderingStrategy::Continuous => Layout::Pygame,
         _ => Layout::Pango,
     });
+    model.config = config.clone();
     let mut renderer = Renderer::new(RenderConfig {
         max_seq_length: l,
         layout,
