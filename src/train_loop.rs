@@ -14,6 +14,12 @@
 //!   saved, the run stops with an error naming the step and the parameter
 //!   (and its group) or micro-batch at fault.
 //!
+//! With several ranks (`mpirun -np N`, the trainer's communicator) every rank
+//! runs this loop on its share of each global batch; rank 0 alone writes
+//! log.csv, checkpoints, figures and the progress bar; the parameters are
+//! checked identical on every rank every `check_every` steps and before every
+//! checkpoint; Ctrl-C on any rank stops every rank after the same step.
+//!
 //! What differs between tasks is a [`TrainingTask`]: its batches, its loss, its
 //! evaluation and how it saves. Pretraining's is in `src/pretrain/run.rs`,
 //! finetuning's in `src/finetune/run.rs`.
@@ -56,6 +62,7 @@ pub trait TrainingTask {
     fn evaluate(&mut self, model: &Self::Model, done: u64) -> anyhow::Result<Evaluation>;
 
     /// Saves the state after `done` steps; returns the directory written.
+    /// Called on rank 0 only.
     fn save(
         &mut self,
         trainer: &Trainer<Self::Model>,
@@ -64,7 +71,7 @@ pub trait TrainingTask {
     ) -> anyhow::Result<PathBuf>;
 
     /// Anything else to do after step `done` (pretraining's reconstruction
-    /// figures). Nothing by default.
+    /// figures); called on rank 0 only. Nothing by default.
     fn after_step(&mut self, _trainer: &Trainer<Self::Model>, _done: u64) -> anyhow::Result<()> {
         Ok(())
     }
@@ -109,7 +116,13 @@ pub struct LoopSettings {
     /// What an example is called in the progress bar ("strips", "examples").
     pub unit: &'static str,
     pub progress: bool,
+    /// With several ranks: compare parameter checksums every this many steps
+    /// (and before every checkpoint).
+    pub check_every: u64,
 }
+
+/// `--check-every`'s default.
+pub const DEFAULT_CHECK_EVERY: u64 = 100;
 
 /// What the loop did.
 #[derive(Clone, Debug, Default)]
@@ -136,10 +149,15 @@ pub fn run_training<T: TrainingTask>(
     stop: &AtomicBool,
 ) -> anyhow::Result<LoopOutcome> {
     anyhow::ensure!(settings.eval_every > 0, "--eval-every must be at least 1");
+    anyhow::ensure!(settings.check_every > 0, "--check-every must be at least 1");
+    let lead = trainer.parallel.rank() == 0;
     let column = task.eval_column();
     let csv_path = settings.out.join("log.csv");
-    let mut csv = open_log(&csv_path, &column, settings.start_step)?;
-    let bar = step_progress_bar(settings.progress, settings.steps, settings.start_step);
+    let mut csv = match lead {
+        true => Some(open_log(&csv_path, &column, settings.start_step)?),
+        false => None,
+    };
+    let bar = step_progress_bar(settings.progress && lead, settings.steps, settings.start_step);
     let mut outcome = LoopOutcome {
         last_step: settings.start_step,
         ..Default::default()
@@ -153,14 +171,18 @@ pub fn run_training<T: TrainingTask>(
             break;
         }
         let step_started = Instant::now();
+        trainer.parallel.comm.set_step(step + 1);
         let micro = task.micro_batches(step)?;
         let stats = match trainer.train_on(&micro, |model, tape, params, batch| {
             task.loss(model, tape, params, batch)
         }) {
             Ok(s) => s,
             Err(e) => {
-                csv.flush()?;
                 bar.abandon();
+                let Some(csv) = csv.as_mut() else {
+                    bail!("{e}; stopped (rank 0 saves the last good state, after step {step})");
+                };
+                csv.flush()?;
                 let dir = task.save(trainer, step, SaveReason::LastGood)?;
                 bail!(
                     "{e}; stopped and saved the last good state (after step {step}) to {}",
@@ -173,10 +195,12 @@ pub fn run_training<T: TrainingTask>(
         let done = step + 1;
         outcome.losses.push((done, stats.loss));
         outcome.last_step = done;
-        outcome.interrupted = stop.load(Ordering::SeqCst) || reached_stop_at(done);
+        outcome.interrupted = any_rank(trainer, stop.load(Ordering::SeqCst))? || reached_stop_at(done);
         let mut eval_value = String::new();
         if done.is_multiple_of(settings.eval_every) || done == settings.steps || outcome.interrupted
         {
+            // Every rank evaluates (identical parameters, identical result), so
+            // an early stop is the same decision everywhere.
             let e = task.evaluate(&trainer.model, done)?;
             if let Some(note) = &e.note {
                 bar.println(note);
@@ -186,6 +210,13 @@ pub fn run_training<T: TrainingTask>(
             last_eval = Some(e.value);
             eval_value = format!("{:.6}", e.value);
         }
+        let save = settings.save_every.is_some_and(|n| done.is_multiple_of(n)) && done != settings.steps;
+        if save || done.is_multiple_of(settings.check_every) {
+            check_same_parameters(trainer, done)?;
+        }
+        let Some(csv) = csv.as_mut() else {
+            continue;
+        };
         writeln!(
             csv,
             "{done},{:.6},{eval_value},{:.6e},{:.6},{ms:.1}",
@@ -201,15 +232,41 @@ pub fn run_training<T: TrainingTask>(
             stats.lr,
             settings.unit,
         ));
-        if settings.save_every.is_some_and(|n| done.is_multiple_of(n)) && done != settings.steps {
+        if save {
             task.save(trainer, done, SaveReason::Cadence)?;
         }
         task.after_step(trainer, done)?;
     }
-    csv.flush()?;
+    if let Some(csv) = csv.as_mut() {
+        csv.flush()?;
+    }
     bar.finish_and_clear();
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
+}
+
+/// Is `mine` true on any rank (Ctrl-C reached one of them)? One process:
+/// `mine`.
+fn any_rank<M: HasParams>(trainer: &Trainer<M>, mine: bool) -> anyhow::Result<bool> {
+    if trainer.parallel.world_size() == 1 {
+        return Ok(mine);
+    }
+    let mut flag = [mine as u8 as f32];
+    trainer
+        .parallel
+        .comm
+        .all_reduce_sum_scale(&mut flag, 1.0)
+        .map_err(|e| anyhow::anyhow!("sharing the stop flag: {e}"))?;
+    Ok(flag[0] > 0.0)
+}
+
+/// Stops the run when the ranks no longer hold identical parameters after
+/// `done` steps (a no-op on one process).
+pub fn check_same_parameters<M: HasParams>(trainer: &Trainer<M>, done: u64) -> anyhow::Result<()> {
+    trainer
+        .parallel
+        .check_identical(trainer.model.params(), done)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `--device`: where training runs.

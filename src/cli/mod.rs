@@ -7,6 +7,7 @@ pub mod finetune;
 pub mod info;
 pub mod inspect;
 pub mod mem;
+pub mod parallel;
 pub mod pretrain;
 pub mod profile;
 pub mod reconstruct;

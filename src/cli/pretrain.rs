@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use pixel::pretrain::run::{checkpoint_dir, run_pretraining, PretrainOptions};
 use pixel::train_loop::DeviceArg;
+
+use super::parallel::ParallelArgs;
 use pixel_render::Layout;
 
 use super::bench::resolve_config;
@@ -81,9 +83,13 @@ pub struct PretrainArgs {
     /// NVIDIA driver). Checkpoints and figures are read back to the host.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
 }
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    let parallel = args.parallel.open(args.device)?;
+    let lead = parallel.rank() == 0;
     let device = args.device.open()?;
     let mut config = resolve_config(&args.config, args.max_seq_length)?;
     if let Some(p) = args.dropout {
@@ -124,9 +130,14 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         progress: true,
         device,
         stop_at: args.stop_at,
+        check_every: args.parallel.check_every,
+        parallel,
     };
     let stop = super::stop_on_ctrl_c("finishing this step, evaluating and saving a checkpoint")?;
     let s = run_pretraining(&opts, &stop)?;
+    if !lead {
+        return Ok(());
+    }
     let first = s.losses.first().map(|x| x.1).unwrap_or(f32::NAN);
     let last_avg = {
         let tail: Vec<f32> = s.losses.iter().rev().take(20).map(|x| x.1).collect();
@@ -138,7 +149,9 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         s.steps_done,
         s.seconds,
         s.steps_done as f64 / s.seconds.max(1e-9),
-        (s.steps_done as usize * opts.batch_size * opts.grad_accum) as f64 / s.seconds.max(1e-9),
+        (s.steps_done as usize * opts.batch_size * opts.grad_accum * opts.parallel.world_size())
+            as f64
+            / s.seconds.max(1e-9),
         s.eval_losses.last().map_or(String::new(), |(st, l)| format!(
             "; eval loss {l:.4} at step {st} ({:.3} of the best constant prediction, {:.4})",
             l / s.constant_baseline,
