@@ -138,6 +138,10 @@ pub struct LoopOutcome {
     /// The task asked to stop (early stopping).
     pub stopped_by_task: bool,
     pub seconds: f64,
+    /// Seconds this rank spent in the gradient all-reduce, over all steps
+    /// run, and the bytes it sent to it per step (0 on one process).
+    pub reduce_seconds: f64,
+    pub reduce_bytes_per_step: usize,
 }
 
 /// Runs steps `start_step + 1 ..= steps` of `trainer` on `task`. `stop` is
@@ -157,7 +161,11 @@ pub fn run_training<T: TrainingTask>(
         true => Some(open_log(&csv_path, &column, settings.start_step)?),
         false => None,
     };
-    let bar = step_progress_bar(settings.progress && lead, settings.steps, settings.start_step);
+    let bar = step_progress_bar(
+        settings.progress && lead,
+        settings.steps,
+        settings.start_step,
+    );
     let mut outcome = LoopOutcome {
         last_step: settings.start_step,
         ..Default::default()
@@ -191,11 +199,14 @@ pub fn run_training<T: TrainingTask>(
             }
         };
         drop(micro);
+        outcome.reduce_seconds += stats.reduce_s;
+        outcome.reduce_bytes_per_step = stats.reduce_bytes;
         let ms = step_started.elapsed().as_secs_f64() * 1e3;
         let done = step + 1;
         outcome.losses.push((done, stats.loss));
         outcome.last_step = done;
-        outcome.interrupted = any_rank(trainer, stop.load(Ordering::SeqCst))? || reached_stop_at(done);
+        outcome.interrupted =
+            any_rank(trainer, stop.load(Ordering::SeqCst))? || reached_stop_at(done);
         let mut eval_value = String::new();
         if done.is_multiple_of(settings.eval_every) || done == settings.steps || outcome.interrupted
         {
@@ -210,7 +221,8 @@ pub fn run_training<T: TrainingTask>(
             last_eval = Some(e.value);
             eval_value = format!("{:.6}", e.value);
         }
-        let save = settings.save_every.is_some_and(|n| done.is_multiple_of(n)) && done != settings.steps;
+        let save =
+            settings.save_every.is_some_and(|n| done.is_multiple_of(n)) && done != settings.steps;
         if save || done.is_multiple_of(settings.check_every) {
             check_same_parameters(trainer, done)?;
         }

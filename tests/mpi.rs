@@ -56,11 +56,16 @@ fn pretrain_args(out: &Path, steps: u64, extra: &[&str]) -> Vec<String> {
 /// ranks' environment so a test can find them.
 fn mpirun(n: usize, args: &[String], tag: &str) -> Command {
     let mut c = Command::new("mpirun");
-    c.args(["--allow-run-as-root", "--oversubscribe", "-np", &n.to_string()])
-        .args(["-x", "RAYON_NUM_THREADS=1", "-x", "PIXEL_TEST_TAG"])
-        .env("PIXEL_TEST_TAG", tag)
-        .arg(PIXEL)
-        .args(args);
+    c.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-np",
+        &n.to_string(),
+    ])
+    .args(["-x", "RAYON_NUM_THREADS=1", "-x", "PIXEL_TEST_TAG"])
+    .env("PIXEL_TEST_TAG", tag)
+    .arg(PIXEL)
+    .args(args);
     c
 }
 
@@ -71,7 +76,9 @@ fn single(args: &[String]) -> Command {
 }
 
 fn run_ok(mut c: Command, what: &str) {
-    let out = c.output().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     assert!(
         out.status.success(),
         "{what} failed ({}):\n{}\n{}",
@@ -89,13 +96,24 @@ fn assert_same_losses(a: &Path, b: &Path, steps: std::ops::RangeInclusive<u64>) 
     let (la, ea) = read_log(&a.join("log.csv")).unwrap();
     let (lb, eb) = read_log(&b.join("log.csv")).unwrap();
     for s in steps {
-        let x = la.iter().find(|p| p.0 == s).expect("step in the first log").1;
-        let y = lb.iter().find(|p| p.0 == s).expect("step in the second log").1;
+        let x = la
+            .iter()
+            .find(|p| p.0 == s)
+            .expect("step in the first log")
+            .1;
+        let y = lb
+            .iter()
+            .find(|p| p.0 == s)
+            .expect("step in the second log")
+            .1;
         assert!(relative_diff(x, y) <= 1e-5, "step {s}: loss {x} vs {y}");
     }
     for ((s, x), (t, y)) in ea.iter().zip(&eb) {
         assert_eq!(s, t);
-        assert!(relative_diff(*x, *y) <= 1e-5, "step {s}: eval loss {x} vs {y}");
+        assert!(
+            relative_diff(*x, *y) <= 1e-5,
+            "step {s}: eval loss {x} vs {y}"
+        );
     }
 }
 
@@ -107,22 +125,35 @@ fn assert_same_weights(a: &Path, b: &Path) {
     assert_eq!(wa.len(), wb.len());
     for (name, x) in &wa {
         let y = &wb[name];
-        let scale = x.data().iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let scale = x
+            .data()
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+            .max(1e-12);
         let worst = x
             .data()
             .iter()
             .zip(y.data())
             .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
-        assert!(worst / scale <= 1e-5, "{name}: differs by {worst} (scale {scale})");
+        assert!(
+            worst / scale <= 1e-5,
+            "{name}: differs by {worst} (scale {scale})"
+        );
     }
 }
 
 #[test]
 fn two_ranks_train_what_one_rank_with_two_micro_batches_does_and_resume_on_one() {
     let one = tmp("one");
-    run_ok(single(&pretrain_args(&one, 10, &["--grad-accum", "2"])), "1 rank x --grad-accum 2");
+    run_ok(
+        single(&pretrain_args(&one, 10, &["--grad-accum", "2"])),
+        "1 rank x --grad-accum 2",
+    );
     let two = tmp("two");
-    run_ok(mpirun(2, &pretrain_args(&two, 10, &[]), "same"), "mpirun -np 2");
+    run_ok(
+        mpirun(2, &pretrain_args(&two, 10, &[]), "same"),
+        "mpirun -np 2",
+    );
     assert_same_losses(&one, &two, 1..=10);
     assert_same_weights(&one, &two);
     // Rank 0 alone writes: one log with one row per step.
@@ -138,7 +169,11 @@ fn two_ranks_train_what_one_rank_with_two_micro_batches_does_and_resume_on_one()
         "mpirun -np 2 --stop-at 5",
     );
     run_ok(
-        single(&pretrain_args(&resumed, 10, &["--grad-accum", "2", "--resume"])),
+        single(&pretrain_args(
+            &resumed,
+            10,
+            &["--grad-accum", "2", "--resume"],
+        )),
         "1 rank --resume",
     );
     assert_same_losses(&one, &resumed, 1..=10);
@@ -156,7 +191,7 @@ fn find_rank(tag: &str, rank: usize) -> Option<i32> {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let env = std::fs::read(e.path().join("environ")).ok()?;
         let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
-        let has = |w: &str| vars.iter().any(|v| *v == w.as_bytes());
+        let has = |w: &str| vars.contains(&w.as_bytes());
         (has(&want_tag) && has(&want_rank)).then_some(pid)
     })
 }
@@ -220,18 +255,29 @@ fn signal_rank_one_mid_run(name: &str, signal: i32, timeout_s: &str) -> (Output,
 fn a_killed_rank_ends_the_run_with_an_error_naming_it() {
     let (out, took, _) = signal_rank_one_mid_run("killed", libc::SIGKILL, "5");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "mpirun succeeded after a rank was killed:\n{text}");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "mpirun succeeded after a rank was killed:\n{text}"
+    );
     assert!(took < Duration::from_secs(5 + 10), "took {took:?} to stop");
-    assert!(text.contains("rank 1"), "the error does not name rank 1:\n{text}");
+    assert!(
+        text.contains("rank 1"),
+        "the error does not name rank 1:\n{text}"
+    );
 }
 
 #[test]
 fn a_hung_rank_ends_the_run_after_the_comm_timeout() {
     let (out, took, _) = signal_rank_one_mid_run("hung", libc::SIGSTOP, "2");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "mpirun succeeded with a stopped rank:\n{text}");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "mpirun succeeded with a stopped rank:\n{text}"
+    );
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(2 + 20),
         "took {took:?} to stop:\n{text}"

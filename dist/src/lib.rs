@@ -95,10 +95,14 @@ pub fn launcher_world_size() -> Option<usize> {
 /// The rank of this process among those of its node, from the launcher
 /// (`OMPI_COMM_WORLD_LOCAL_RANK`, `MPI_LOCALRANKID`); 0 when not announced.
 pub fn launcher_local_rank() -> usize {
-    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMIX_LOCAL_RANK"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok()?.parse().ok())
-        .unwrap_or(0)
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "PMIX_LOCAL_RANK",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok()?.parse().ok())
+    .unwrap_or(0)
 }
 
 /// Which backend to open.
@@ -144,7 +148,10 @@ fn open_mpi() -> Result<Box<dyn Communicator + Send + Sync>, CommError> {
 #[cfg(all(feature = "nccl", feature = "mpi"))]
 fn open_nccl() -> Result<Box<dyn Communicator + Send + Sync>, CommError> {
     let mpi = mpi::MpiComm::init()?;
-    Ok(Box::new(nccl::NcclComm::init_through(&mpi, launcher_local_rank())?))
+    Ok(Box::new(nccl::NcclComm::init_through(
+        &mpi,
+        launcher_local_rank(),
+    )?))
 }
 
 #[cfg(all(feature = "nccl", not(feature = "mpi")))]
@@ -163,10 +170,9 @@ fn open_nccl() -> Result<Box<dyn Communicator + Send + Sync>, CommError> {
 /// with [`CHECKSUM_START`]): equal only for bit-identical parameters.
 pub fn checksum(hash: u64, values: &[f32]) -> u64 {
     values.iter().fold(hash, |h, v| {
-        v.to_bits()
-            .to_le_bytes()
-            .iter()
-            .fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
+        v.to_bits().to_le_bytes().iter().fold(h, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
+        })
     })
 }
 
@@ -197,6 +203,9 @@ mod tests {
         assert_ne!(checksum(CHECKSUM_START, &a), checksum(CHECKSUM_START, &b));
         assert_eq!(checksum(CHECKSUM_START, &a), checksum(CHECKSUM_START, &a));
         // -0.0 and 0.0 compare equal but are different parameters' bits.
-        assert_ne!(checksum(CHECKSUM_START, &[0.0]), checksum(CHECKSUM_START, &[-0.0]));
+        assert_ne!(
+            checksum(CHECKSUM_START, &[0.0]),
+            checksum(CHECKSUM_START, &[-0.0])
+        );
     }
 }

@@ -76,7 +76,9 @@ impl Communicator for MpiComm {
             )));
         }
         for piece in buf.chunks_mut(1 << 30) {
-            self.world.process_at_rank(root as i32).broadcast_into(piece);
+            self.world
+                .process_at_rank(root as i32)
+                .broadcast_into(piece);
         }
         Ok(())
     }

@@ -45,7 +45,10 @@ impl NcclComm {
     /// Rank and world size from `mpi`; the unique id broadcast from rank 0;
     /// GPU `local_rank`.
     #[cfg(feature = "mpi")]
-    pub fn init_through(mpi: &crate::mpi::MpiComm, local_rank: usize) -> Result<NcclComm, CommError> {
+    pub fn init_through(
+        mpi: &crate::mpi::MpiComm,
+        local_rank: usize,
+    ) -> Result<NcclComm, CommError> {
         let rank = mpi.rank();
         let mut bytes = [0u8; 128];
         if rank == 0 {
@@ -112,9 +115,7 @@ impl NcclComm {
         self.stream
             .memcpy_dtoh(&dev, buf)
             .map_err(driver_err("copy from the GPU"))?;
-        self.stream
-            .synchronize()
-            .map_err(driver_err("synchronize"))
+        self.stream.synchronize().map_err(driver_err("synchronize"))
     }
 }
 

@@ -189,7 +189,7 @@ impl DataParallel {
 
 /// FNV-1a over every parameter's bits, in store order.
 pub fn params_checksum(params: &ParamStore) -> u64 {
-    params.iter().fold(CHECKSUM_START, |h, p| {
-        checksum(h, p.value.to_host().data())
-    })
+    params
+        .iter()
+        .fold(CHECKSUM_START, |h, p| checksum(h, p.value.to_host().data()))
 }

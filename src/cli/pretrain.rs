@@ -159,6 +159,17 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         )),
         peak_rss_bytes().map(format_bytes).unwrap_or_else(|| "n/a".into())
     );
+    let world = opts.parallel.world_size();
+    if world > 1 {
+        let per_step = s.reduce_seconds / s.steps_done.max(1) as f64;
+        println!(
+            "data parallel: {world} ranks ({}); gradient all-reduce {:.2} ms per step ({:.1}% of the step), {} per step per rank",
+            opts.parallel.comm.backend(),
+            per_step * 1e3,
+            100.0 * s.reduce_seconds / s.seconds.max(1e-9),
+            format_bytes(s.reduce_bytes_per_step as u64)
+        );
+    }
     println!(
         "wrote {} (checkpoint), {}, {}, {}",
         checkpoint_dir(&args.out).display(),

@@ -76,6 +76,9 @@ pub struct PretrainSummary {
     pub constant_baseline: f32,
     pub seconds: f64,
     pub interrupted: bool,
+    /// Seconds in the gradient all-reduce (this rank) and bytes per step.
+    pub reduce_seconds: f64,
+    pub reduce_bytes_per_step: usize,
 }
 
 /// Checkpoint directory of a run.
@@ -272,6 +275,8 @@ pub fn run_pretraining(
             constant_baseline: baseline,
             seconds: outcome.seconds,
             interrupted: outcome.interrupted,
+            reduce_seconds: outcome.reduce_seconds,
+            reduce_bytes_per_step: outcome.reduce_bytes_per_step,
         });
     }
     task.save(&trainer, done, SaveReason::Cadence)?;
@@ -296,6 +301,8 @@ pub fn run_pretraining(
         constant_baseline: baseline,
         seconds: outcome.seconds,
         interrupted: outcome.interrupted,
+        reduce_seconds: outcome.reduce_seconds,
+        reduce_bytes_per_step: outcome.reduce_bytes_per_step,
     })
 }
 
