@@ -33,6 +33,23 @@ fn driver_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> CommError +
     move |e| CommError(format!("CUDA {what}: {e}"))
 }
 
+/// A clear error, instead of cudarc's panic, when the CUDA driver or NCCL
+/// library cannot be loaded.
+fn check_libraries() -> Result<(), CommError> {
+    // SAFETY: these only try to load the shared libraries.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(CommError(
+            "NCCL: no CUDA driver found (libcuda); --comm nccl needs NVIDIA GPUs".into(),
+        ));
+    }
+    if !unsafe { cudarc::nccl::sys::is_culib_present() } {
+        return Err(CommError(
+            "NCCL: libnccl not found (install NCCL, e.g. the nvidia-nccl-cu12 package, and put it on LD_LIBRARY_PATH)".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl NcclComm {
     fn with_id(rank: usize, world: usize, gpu: usize, id: Id) -> Result<NcclComm, CommError> {
         let ctx = CudaContext::new(gpu).map_err(driver_err("opening the GPU"))?;
@@ -49,6 +66,7 @@ impl NcclComm {
         mpi: &crate::mpi::MpiComm,
         local_rank: usize,
     ) -> Result<NcclComm, CommError> {
+        check_libraries()?;
         let rank = mpi.rank();
         let mut bytes = [0u8; 128];
         if rank == 0 {
@@ -65,6 +83,7 @@ impl NcclComm {
     /// `PIXEL_NCCL_ID_FILE` (one node, no MPI): rank 0 writes the id, the
     /// others wait up to a minute for it.
     pub fn init_from_env_file() -> Result<NcclComm, CommError> {
+        check_libraries()?;
         let var = |k: &str| {
             std::env::var(k).map_err(|_| CommError(format!("NCCL without MPI needs {k} set")))
         };

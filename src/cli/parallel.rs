@@ -69,8 +69,10 @@ impl ParallelArgs {
             CommArg::Mpi => Backend::Mpi,
             CommArg::Nccl => Backend::Nccl,
         };
-        let comm = pixel_dist::open(backend, Duration::from_secs_f64(self.comm_timeout))
-            .map_err(|e| anyhow::anyhow!("--comm {:?}: {e}", self.comm))?;
+        let comm =
+            pixel_dist::open(backend, Duration::from_secs_f64(self.comm_timeout)).map_err(|e| {
+                anyhow::anyhow!("--comm {}: {e}", format!("{:?}", self.comm).to_lowercase())
+            })?;
         Ok(DataParallel {
             comm: Arc::new(comm),
             bucket_elems: ((self.bucket_mb * 1e6 / 4.0) as usize).max(1),
