@@ -89,8 +89,9 @@ impl DataParallel {
                 bytes: 0,
             });
         }
-        // Every rank must present the same gradient slots: the presence
-        // pattern and sizes go into the first bucket's tail as a check.
+        // Every rank runs the same model and loss, so the same parameters
+        // get gradients on every rank (and the buffers have one length);
+        // a drift would show in the parameter checksum.
         let layout: Vec<usize> = grads
             .iter()
             .map(|g| g.as_ref().map_or(0, |t| t.numel()))
