@@ -15,6 +15,12 @@
 //!   either: then nothing is written), the run stops with an error naming the
 //!   step and the parameter (and its group) or micro-batch at fault.
 //!
+//! With several ranks (`mpirun -np N`, the trainer's communicator) every rank
+//! runs this loop on its share of each global batch; rank 0 alone writes
+//! log.csv, checkpoints, figures and the progress bar; the parameters are
+//! checked identical on every rank every `check_every` steps and before every
+//! checkpoint; Ctrl-C on any rank stops every rank after the same step.
+//!
 //! What differs between tasks is a [`TrainingTask`]: its batches, its loss, its
 //! evaluation and how it saves. Pretraining's is in `src/pretrain/run.rs`,
 //! finetuning's in `src/finetune/run.rs`.
@@ -57,6 +63,7 @@ pub trait TrainingTask {
     fn evaluate(&mut self, model: &Self::Model, done: u64) -> anyhow::Result<Evaluation>;
 
     /// Saves the state after `done` steps; returns the directory written.
+    /// Called on rank 0 only.
     fn save(
         &mut self,
         trainer: &Trainer<Self::Model>,
@@ -65,7 +72,7 @@ pub trait TrainingTask {
     ) -> anyhow::Result<PathBuf>;
 
     /// Anything else to do after step `done` (pretraining's reconstruction
-    /// figures). Nothing by default.
+    /// figures); called on rank 0 only. Nothing by default.
     fn after_step(&mut self, _trainer: &Trainer<Self::Model>, _done: u64) -> anyhow::Result<()> {
         Ok(())
     }
@@ -110,7 +117,13 @@ pub struct LoopSettings {
     /// What an example is called in the progress bar ("strips", "examples").
     pub unit: &'static str,
     pub progress: bool,
+    /// With several ranks: compare parameter checksums every this many steps
+    /// (and before every checkpoint).
+    pub check_every: u64,
 }
+
+/// `--check-every`'s default.
+pub const DEFAULT_CHECK_EVERY: u64 = 100;
 
 /// What the loop did.
 #[derive(Clone, Debug, Default)]
@@ -126,6 +139,10 @@ pub struct LoopOutcome {
     /// The task asked to stop (early stopping).
     pub stopped_by_task: bool,
     pub seconds: f64,
+    /// Seconds this rank spent in the gradient all-reduce, over all steps
+    /// run, and the bytes it sent to it per step (0 on one process).
+    pub reduce_seconds: f64,
+    pub reduce_bytes_per_step: usize,
 }
 
 /// Runs steps `start_step + 1 ..= steps` of `trainer` on `task`. `stop` is
@@ -137,10 +154,19 @@ pub fn run_training<T: TrainingTask>(
     stop: &AtomicBool,
 ) -> anyhow::Result<LoopOutcome> {
     anyhow::ensure!(settings.eval_every > 0, "--eval-every must be at least 1");
+    anyhow::ensure!(settings.check_every > 0, "--check-every must be at least 1");
+    let lead = trainer.parallel.rank() == 0;
     let column = task.eval_column();
     let csv_path = settings.out.join("log.csv");
-    let mut csv = open_log(&csv_path, &column, settings.start_step)?;
-    let bar = step_progress_bar(settings.progress, settings.steps, settings.start_step);
+    let mut csv = match lead {
+        true => Some(open_log(&csv_path, &column, settings.start_step)?),
+        false => None,
+    };
+    let bar = step_progress_bar(
+        settings.progress && lead,
+        settings.steps,
+        settings.start_step,
+    );
     let mut outcome = LoopOutcome {
         last_step: settings.start_step,
         ..Default::default()
@@ -154,14 +180,18 @@ pub fn run_training<T: TrainingTask>(
             break;
         }
         let step_started = Instant::now();
+        trainer.parallel.comm.set_step(step + 1);
         let micro = task.micro_batches(step)?;
         let stats = match trainer.train_on(&micro, |model, tape, params, batch| {
             task.loss(model, tape, params, batch)
         }) {
             Ok(s) => s,
             Err(e) => {
-                csv.flush()?;
                 bar.abandon();
+                let Some(csv) = csv.as_mut() else {
+                    bail!("{e}; stopped (rank 0 saves the last good state, after step {step})");
+                };
+                csv.flush()?;
                 if step == settings.start_step {
                     bail!(
                         "{e}; stopped at the first step of this run: no step succeeded, so nothing was saved"
@@ -181,14 +211,19 @@ pub fn run_training<T: TrainingTask>(
             }
         };
         drop(micro);
+        outcome.reduce_seconds += stats.reduce_s;
+        outcome.reduce_bytes_per_step = stats.reduce_bytes;
         let ms = step_started.elapsed().as_secs_f64() * 1e3;
         let done = step + 1;
         outcome.losses.push((done, stats.loss));
         outcome.last_step = done;
-        outcome.interrupted = stop.load(Ordering::SeqCst) || reached_stop_at(done);
+        outcome.interrupted =
+            any_rank(trainer, stop.load(Ordering::SeqCst))? || reached_stop_at(done);
         let mut eval_value = String::new();
         if done.is_multiple_of(settings.eval_every) || done == settings.steps || outcome.interrupted
         {
+            // Every rank evaluates (identical parameters, identical result), so
+            // an early stop is the same decision everywhere.
             let e = task.evaluate(&trainer.model, done)?;
             if let Some(note) = &e.note {
                 bar.println(note);
@@ -198,6 +233,14 @@ pub fn run_training<T: TrainingTask>(
             last_eval = Some(e.value);
             eval_value = format!("{:.6}", e.value);
         }
+        let save =
+            settings.save_every.is_some_and(|n| done.is_multiple_of(n)) && done != settings.steps;
+        if save || done.is_multiple_of(settings.check_every) {
+            check_same_parameters(trainer, done)?;
+        }
+        let Some(csv) = csv.as_mut() else {
+            continue;
+        };
         writeln!(
             csv,
             "{done},{:.6},{eval_value},{:.6e},{:.6},{ms:.1}",
@@ -213,13 +256,15 @@ pub fn run_training<T: TrainingTask>(
             stats.lr,
             settings.unit,
         ));
-        if settings.save_every.is_some_and(|n| done.is_multiple_of(n)) && done != settings.steps {
+        if save {
             task.save(trainer, done, SaveReason::Cadence)
                 .with_context(|| format!("step {done}: the checkpoint was not written"))?;
         }
         task.after_step(trainer, done)?;
     }
-    csv.flush()?;
+    if let Some(csv) = csv.as_mut() {
+        csv.flush()?;
+    }
     bar.finish_and_clear();
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
@@ -253,6 +298,30 @@ pub fn check_optimizer_flags(
         "--max-grad-norm must be a positive finite number, got {max_grad_norm}"
     );
     Ok(())
+}
+
+/// Is `mine` true on any rank (Ctrl-C reached one of them)? One process:
+/// `mine`.
+fn any_rank<M: HasParams>(trainer: &Trainer<M>, mine: bool) -> anyhow::Result<bool> {
+    if trainer.parallel.world_size() == 1 {
+        return Ok(mine);
+    }
+    let mut flag = [mine as u8 as f32];
+    trainer
+        .parallel
+        .comm
+        .all_reduce_sum_scale(&mut flag, 1.0)
+        .map_err(|e| anyhow::anyhow!("sharing the stop flag: {e}"))?;
+    Ok(flag[0] > 0.0)
+}
+
+/// Stops the run when the ranks no longer hold identical parameters after
+/// `done` steps (a no-op on one process).
+pub fn check_same_parameters<M: HasParams>(trainer: &Trainer<M>, done: u64) -> anyhow::Result<()> {
+    trainer
+        .parallel
+        .check_identical(trainer.model.params(), done)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `--device`: where training runs.

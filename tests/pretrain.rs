@@ -36,6 +36,8 @@ fn options(out: PathBuf, steps: u64) -> PretrainOptions {
         progress: false,
         device: Device::Cpu,
         stop_at: None,
+        parallel: Default::default(),
+        check_every: 100,
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data_parallel;
 pub mod decoder;
 pub mod embeddings;
 pub mod encoder;

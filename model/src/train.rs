@@ -12,6 +12,7 @@ use pixel_engine::optim::{sum_squares_each, AdamW, AdamWConfig, LrSchedule};
 use pixel_engine::profile::Profiler;
 use pixel_engine::{Rng, Tape, Tensor, Var};
 
+use crate::data_parallel::DataParallel;
 use crate::heads::PixelForFinetuning;
 use crate::masking::PatchMasking;
 use crate::params::{ParamStore, ParamVars};
@@ -67,6 +68,10 @@ pub struct StepStats {
     pub forward_s: f64,
     pub backward_s: f64,
     pub update_s: f64,
+    /// Wall seconds of the gradient all-reduce (0 on one process) and the
+    /// bytes this rank sent to it.
+    pub reduce_s: f64,
+    pub reduce_bytes: usize,
 }
 
 /// Why a step was refused: the loss or a gradient stopped being finite.
@@ -92,13 +97,15 @@ impl std::error::Error for NonFiniteError {}
 
 /// A model with its optimizer, schedule and clip norm: everything a training
 /// run updates. `M` is [`PixelForPreTraining`] (the default) or
-/// [`PixelForFinetuning`].
+/// [`PixelForFinetuning`]. `parallel` is the communicator the gradients are
+/// averaged through (one process unless set).
 #[derive(Clone)]
 pub struct Trainer<M = PixelForPreTraining> {
     pub model: M,
     pub optimizer: AdamW,
     pub schedule: LrSchedule,
     pub max_grad_norm: f32,
+    pub parallel: DataParallel,
 }
 
 impl<M: HasParams> Trainer<M> {
@@ -117,6 +124,7 @@ impl<M: HasParams> Trainer<M> {
             }),
             schedule,
             max_grad_norm,
+            parallel: DataParallel::default(),
         }
     }
 
@@ -127,9 +135,11 @@ impl<M: HasParams> Trainer<M> {
 
     /// One optimizer step over `micro_batches`: for each, a fresh tape, the
     /// parameters' vars and `loss(model, tape, params, batch)`, then backward;
-    /// the gradients are averaged over the micro-batches, clipped to the global
-    /// norm `max_grad_norm` and applied by AdamW at `schedule.lr(step)`.
-    /// Nothing is updated if a loss or a gradient is not finite.
+    /// the gradients are averaged over the micro-batches (and, with several
+    /// ranks, over every rank's micro-batches: one all-reduce after the last
+    /// backward), clipped to the global norm `max_grad_norm` and applied by
+    /// AdamW at `schedule.lr(step)`. Nothing is updated if a loss or a
+    /// gradient is not finite (on any rank).
     pub fn train_on<B>(
         &mut self,
         micro_batches: &[B],
@@ -162,6 +172,7 @@ impl<M: HasParams> Trainer<M> {
         let mut sum: Vec<Option<Tensor>> = vec![None; params.len()];
         let mut loss_total = 0.0f64;
         let (mut forward_s, mut backward_s) = (0.0, 0.0);
+        let mut failure: Option<NonFiniteError> = None;
         for (i, batch) in micro_batches.iter().enumerate() {
             let started = Instant::now();
             let mut tape = Tape::new();
@@ -181,13 +192,15 @@ impl<M: HasParams> Trainer<M> {
                     ),
                     None => "every parameter is finite: the forward pass overflowed".into(),
                 };
-                return Err(NonFiniteError {
+                failure = Some(NonFiniteError {
                     step: step + 1,
                     what: format!(
                         "the loss of micro-batch {} of {n} is {value} ({cause})",
                         i + 1
                     ),
                 });
+                // The other ranks still wait for this rank's all-reduce.
+                break;
             }
             loss_total += value as f64;
             let started = Instant::now();
@@ -199,6 +212,25 @@ impl<M: HasParams> Trainer<M> {
             }
             backward_s += started.elapsed().as_secs_f64();
         }
+        let reduced = self
+            .parallel
+            .reduce_gradients(&mut sum, loss_total / n as f64, failure.is_some())
+            .map_err(|e| NonFiniteError {
+                step: step + 1,
+                what: format!("gradient all-reduce failed: {e}"),
+            })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if reduced.failed_ranks > 0 {
+            return Err(NonFiniteError {
+                step: step + 1,
+                what: format!(
+                    "{} other rank(s) got a non-finite loss (their messages say which micro-batch)",
+                    reduced.failed_ranks
+                ),
+            });
+        }
         let started = Instant::now();
         let lr = self.schedule.lr(step);
         let (grad_norm, clip_coef) = clip_and_update(
@@ -209,13 +241,15 @@ impl<M: HasParams> Trainer<M> {
             lr,
         )?;
         Ok(StepStats {
-            loss: (loss_total / n as f64) as f32,
+            loss: reduced.loss as f32,
             grad_norm,
             clip_coef,
             lr,
             forward_s,
             backward_s,
             update_s: started.elapsed().as_secs_f64(),
+            reduce_s: reduced.reduce_s,
+            reduce_bytes: reduced.bytes,
         })
     }
 }

@@ -122,6 +122,13 @@ pub struct FinetuneArgs {
 }
 
 pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
+    // Finetuning's example order is not yet shared out by rank: N copies
+    // would each run the whole job and overwrite each other's files.
+    if let Some(n) = pixel_dist::launcher_world_size().filter(|&n| n > 1) {
+        anyhow::bail!(
+            "pixel finetune was started as {n} processes (mpirun -np {n}); finetuning runs in one process only (data parallelism is pretraining's for now): run it without mpirun"
+        );
+    }
     let device = args.device.open()?;
     let d = args.task.defaults();
     let opts = FinetuneOptions {

@@ -8,6 +8,7 @@ pub mod finetune;
 pub mod info;
 pub mod inspect;
 pub mod mem;
+pub mod parallel;
 pub mod pretrain;
 pub mod profile;
 pub mod reconstruct;
@@ -21,9 +22,9 @@ use std::sync::OnceLock;
 static STOP: AtomicBool = AtomicBool::new(false);
 /// The signal that set [`STOP`]; 0 while none came.
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-/// What the handler prints for SIGINT and for SIGTERM, prepared beforehand
-/// (a signal handler may not allocate).
-static NOTICES: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
+/// What the handler prints for SIGINT, SIGTERM and SIGUSR1, prepared
+/// beforehand (a signal handler may not allocate).
+static NOTICES: OnceLock<[Vec<u8>; 3]> = OnceLock::new();
 
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     if STOP_SIGNAL
@@ -36,24 +37,30 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
     }
     STOP.store(true, Ordering::SeqCst);
     if let Some(notices) = NOTICES.get() {
-        let text = &notices[usize::from(signal == libc::SIGTERM)];
+        let text = &notices[match signal {
+            libc::SIGTERM => 1,
+            libc::SIGUSR1 => 2,
+            _ => 0,
+        }];
         // SAFETY: write(2) is async-signal-safe; the buffer lives forever.
         // Nothing useful can be done if stderr is gone.
         let _ = unsafe { libc::write(2, text.as_ptr().cast(), text.len()) };
     }
 }
 
-/// A flag the first SIGINT (Ctrl-C) or SIGTERM sets, printing `what_happens`
-/// (e.g. "finishing this step and saving a checkpoint"); a second one exits
-/// at once. After the run, [`exit_if_stopped_by_signal`] ends the process
+/// A flag the first SIGINT (Ctrl-C), SIGTERM or SIGUSR1 sets, printing
+/// `what_happens` (e.g. "finishing this step and saving a checkpoint"); a
+/// second one exits at once. SIGUSR1 is for mpirun: Open MPI kills every rank
+/// on Ctrl-C, while `kill -USR1 <mpirun's pid>` reaches every rank and stops
+/// the run after the same step, with rank 0's checkpoint. After the run, [`exit_if_stopped_by_signal`] ends the process
 /// with the signal's status.
 pub fn stop_on_signal(what_happens: &str) -> anyhow::Result<&'static AtomicBool> {
     let notice = |name: &str| {
         format!("\n{name}: {what_happens} (press Ctrl-C again to quit at once)\n").into_bytes()
     };
     // The first call's notices stay (one run per process).
-    let _ = NOTICES.set([notice("Ctrl-C"), notice("SIGTERM")]);
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    let _ = NOTICES.set([notice("Ctrl-C"), notice("SIGTERM"), notice("SIGUSR1")]);
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
         // SAFETY: a zeroed sigaction with a handler that only touches atomics,
         // a prepared buffer and async-signal-safe calls.
         let installed = unsafe {
@@ -81,10 +88,10 @@ pub fn exit_if_stopped_by_signal(saved: &str) {
     if signal == 0 {
         return;
     }
-    let name = if signal == libc::SIGTERM {
-        "SIGTERM"
-    } else {
-        "Ctrl-C (SIGINT)"
+    let name = match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        _ => "Ctrl-C (SIGINT)",
     };
     eprintln!("error: stopped by {name}; {saved}");
     std::process::exit(128 + signal);

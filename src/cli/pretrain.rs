@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use pixel::pretrain::run::{checkpoint_dir, run_pretraining, PretrainOptions};
 use pixel::rendering::{config_rendering, set_config_rendering};
 use pixel::train_loop::DeviceArg;
+
+use super::parallel::ParallelArgs;
 use pixel_render::{Layout, RenderingStrategy};
 
 use super::bench::resolve_config;
@@ -88,9 +90,13 @@ pub struct PretrainArgs {
     /// NVIDIA driver). Checkpoints and figures are read back to the host.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
 }
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    let parallel = args.parallel.open(args.device)?;
+    let lead = parallel.rank() == 0;
     let device = args.device.open()?;
     let mut config = resolve_config(&args.config, args.max_seq_length)?;
     if let Some(p) = args.dropout {
@@ -139,9 +145,15 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         progress: true,
         device,
         stop_at: args.stop_at,
+        check_every: args.parallel.check_every,
+        parallel,
     };
     let stop = super::stop_on_signal("finishing this step, evaluating and saving a checkpoint")?;
     let s = run_pretraining(&opts, stop)?;
+    if !lead {
+        super::exit_if_stopped_by_signal("rank 0 saved the checkpoint");
+        return Ok(());
+    }
     let first = s.losses.first().map(|x| x.1).unwrap_or(f32::NAN);
     let last_avg = {
         let tail: Vec<f32> = s.losses.iter().rev().take(20).map(|x| x.1).collect();
@@ -153,7 +165,9 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         s.steps_done,
         s.seconds,
         s.steps_done as f64 / s.seconds.max(1e-9),
-        (s.steps_done as usize * opts.batch_size * opts.grad_accum) as f64 / s.seconds.max(1e-9),
+        (s.steps_done as usize * opts.batch_size * opts.grad_accum * opts.parallel.world_size())
+            as f64
+            / s.seconds.max(1e-9),
         s.eval_losses.last().map_or(String::new(), |(st, l)| format!(
             "; eval loss {l:.4} at step {st} ({:.3} of the best constant prediction, {:.4})",
             l / s.constant_baseline,
@@ -161,6 +175,17 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         )),
         peak_rss_bytes().map(format_bytes).unwrap_or_else(|| "n/a".into())
     );
+    let world = opts.parallel.world_size();
+    if world > 1 {
+        let per_step = s.reduce_seconds / s.steps_done.max(1) as f64;
+        println!(
+            "data parallel: {world} ranks ({}); gradient all-reduce {:.2} ms per step ({:.1}% of the step), {} per step per rank",
+            opts.parallel.comm.backend(),
+            per_step * 1e3,
+            100.0 * s.reduce_seconds / s.seconds.max(1e-9),
+            format_bytes(s.reduce_bytes_per_step as u64)
+        );
+    }
     println!(
         "wrote {} (checkpoint), {}, {}, {}",
         checkpoint_dir(&args.out).display(),

@@ -203,6 +203,7 @@ pub(crate) fn loop_settings(opts: &FinetuneOptions, unit: &'static str) -> LoopS
         examples_per_step: opts.batch_size * opts.grad_accum,
         unit,
         progress: opts.progress,
+        check_every: crate::train_loop::DEFAULT_CHECK_EVERY,
     }
 }
 

@@ -263,7 +263,10 @@ impl BatchMaker {
         self.order[(i % n) as usize]
     }
 
-    /// The batch of training step `step`.
+    /// The micro-batch with run-wide index `step` (with --grad-accum A over N
+    /// ranks, step s uses indices s x N x A .. (s + 1) x N x A): examples
+    /// `step` x B .. (`step` + 1) x B of the run's order, span masks from
+    /// (seed, `step`). Independent of how the ranks share them.
     pub fn batch_for_step(&mut self, step: u64) -> PretrainBatch {
         let ids: Vec<usize> = (0..self.batch_size as u64)
             .map(|j| self.example(step * self.batch_size as u64 + j))
@@ -298,21 +301,26 @@ impl BatchMaker {
     }
 }
 
-/// A worker thread producing the batches of steps `start..end` in order,
-/// at most `depth` ahead of the consumer.
+/// A worker thread producing the micro-batches `ids` (run-wide indices, see
+/// [`BatchMaker::batch_for_step`]) in order, at most `depth` ahead of the
+/// consumer; each arrives with its index.
 pub struct Prefetcher {
     pub receiver: Receiver<(u64, PretrainBatch)>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Prefetcher {
-    pub fn spawn(mut maker: BatchMaker, start: u64, end: u64, depth: usize) -> Prefetcher {
+    pub fn spawn(
+        mut maker: BatchMaker,
+        ids: impl Iterator<Item = u64> + Send + 'static,
+        depth: usize,
+    ) -> Prefetcher {
         let (tx, rx) = sync_channel(depth.max(1));
         let handle = std::thread::Builder::new()
             .name("pixel-data".into())
             .spawn(move || {
-                for step in start..end {
-                    if tx.send((step, maker.batch_for_step(step))).is_err() {
+                for id in ids {
+                    if tx.send((id, maker.batch_for_step(id))).is_err() {
                         break; // the trainer stopped
                     }
                 }

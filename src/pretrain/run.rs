@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use pixel_engine::{Device, Rng, Tape, Tensor, Var};
+use pixel_model::data_parallel::DataParallel;
 use pixel_model::params::ParamVars;
 use pixel_model::train::{pretraining_loss, PretrainBatch, Trainer};
 use pixel_model::{PixelConfig, PixelForPreTraining};
@@ -19,8 +20,8 @@ use super::data::{derive_seed, pack_lines, BatchMaker, Prefetcher};
 use super::training_state::{load_training_checkpoint, save_training_checkpoint, TrainerState};
 use crate::figures::{write_loss_curve_png, write_reconstruction_png, ReconstructionRow};
 use crate::train_loop::{
-    check_optimizer_flags, read_log, run_training, to_device, Evaluation, LoopSettings, SaveReason,
-    TrainingTask,
+    check_optimizer_flags, check_same_parameters, read_log, run_training, to_device, Evaluation,
+    LoopSettings, SaveReason, TrainingTask,
 };
 
 /// Settings of one pretraining run.
@@ -32,7 +33,10 @@ pub struct PretrainOptions {
     pub corpus: Option<PathBuf>,
     pub out: PathBuf,
     pub steps: u64,
+    /// Strips per micro-batch, on each rank.
     pub batch_size: usize,
+    /// Micro-batches per step on each rank: the global batch of a step is
+    /// batch_size x grad_accum x world size strips.
     pub grad_accum: usize,
     pub lr: f32,
     pub min_lr: f32,
@@ -52,6 +56,10 @@ pub struct PretrainOptions {
     /// Stop (with a checkpoint) once this many steps are done, keeping the
     /// schedule of `steps` (what Ctrl-C does, at a chosen step).
     pub stop_at: Option<u64>,
+    /// The ranks this run is shared by (one process by default).
+    pub parallel: DataParallel,
+    /// With several ranks: check the parameters identical every N steps.
+    pub check_every: u64,
 }
 
 /// What a run did.
@@ -71,6 +79,9 @@ pub struct PretrainSummary {
     pub constant_baseline: f32,
     pub seconds: f64,
     pub interrupted: bool,
+    /// Seconds in the gradient all-reduce (this rank) and bytes per step.
+    pub reduce_seconds: f64,
+    pub reduce_bytes_per_step: usize,
 }
 
 /// Checkpoint directory of a run.
@@ -91,6 +102,13 @@ fn make_renderer(cfg: &PixelConfig, layout: Layout) -> anyhow::Result<Renderer> 
 
 /// Run (or resume) pretraining. `stop` is polled after every step (Ctrl-C):
 /// when set, the run evaluates, writes a checkpoint and returns early.
+///
+/// With several ranks (`opts.parallel`), step s's global batch is the
+/// micro-batches s x M .. (s + 1) x M of the run, M = world size x
+/// grad_accum; rank r takes the grad_accum of them starting at
+/// s x M + r x grad_accum. A micro-batch's strips, span masks and dropout
+/// depend only on the seed and its index in the run, so N ranks x batch b
+/// train on exactly what 1 rank x batch b x `--grad-accum N` does.
 pub fn run_pretraining(
     opts: &PretrainOptions,
     stop: &AtomicBool,
@@ -107,6 +125,8 @@ pub fn run_pretraining(
     )?;
     crate::check_renderer_patches(&opts.config)?;
     crate::memory::check_training_fits(&opts.config, opts.batch_size, true, "pretraining")?;
+    let (rank, world) = (opts.parallel.rank(), opts.parallel.world_size());
+    let lead = rank == 0;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
     let corpus = match &opts.corpus {
@@ -139,10 +159,11 @@ pub fn run_pretraining(
         .max(1);
     let eval_texts = strips.split_off(strips.len() - n_eval);
     let train_texts = Arc::new(strips);
-    if opts.progress && renderer.rendering() != pixel_render::RenderingStrategy::Continuous {
+    if opts.progress && lead && renderer.rendering() != pixel_render::RenderingStrategy::Continuous
+    {
         eprintln!("rendering: {}", renderer.rendering());
     }
-    if opts.progress {
+    if opts.progress && lead {
         eprintln!(
             "corpus: {corpus_name}: {} lines from {} files ({} invalid UTF-8 lines, {} files, {} hidden entries skipped); {} train strips, {} eval strips of {} patches ({pack})",
             corpus.lines.len(), corpus.files, corpus.invalid_utf8_lines, corpus.skipped.len(), corpus.hidden, train_texts.len(), eval_texts.len(),
@@ -167,7 +188,7 @@ pub fn run_pretraining(
         &PixelForPreTraining::new(opts.config.clone(), &mut Rng::new(0)),
         &eval_batches,
     );
-    if opts.progress {
+    if opts.progress && lead {
         eprintln!(
             "eval: {} strips; best constant prediction (the plateau) scores {baseline:.4}",
             eval_texts.len()
@@ -183,7 +204,7 @@ pub fn run_pretraining(
         weight_decay: opts.weight_decay,
         max_grad_norm: opts.max_grad_norm,
         batch_size: opts.batch_size,
-        grad_accum: opts.grad_accum,
+        grad_accum: opts.grad_accum * world,
         layout: format!("{:?}", opts.layout).to_lowercase(),
         corpus: corpus_name,
     };
@@ -194,10 +215,11 @@ pub fn run_pretraining(
         let differences = saved.differences(&state);
         if !differences.is_empty() {
             bail!(
-                "--resume: {} settings differ from those of {} (checkpoint vs flags): {}; rerun with the checkpoint's flags",
+                "--resume: {} settings differ from those of {} (checkpoint vs flags): {}; its grad_accum counts the micro-batches of all ranks (here {world} rank(s) x --grad-accum {}); rerun with the checkpoint's flags",
                 differences.len(),
                 ckpt.join("trainer_state.json").display(),
-                differences.join(", ")
+                differences.join(", "),
+                opts.grad_accum
             );
         }
         (trainer, saved)
@@ -220,13 +242,25 @@ pub fn run_pretraining(
             state,
         )
     };
+    trainer.parallel = opts.parallel.clone();
+    // Every rank starts from rank 0's state (bit-identical), checked.
+    trainer
+        .parallel
+        .broadcast_state(&mut trainer.model.params, &mut trainer.optimizer)
+        .map_err(|e| anyhow::anyhow!("sharing rank 0's parameters: {e}"))?;
     let start_step = trainer.step();
-    let accum = opts.grad_accum as u64;
-    // The data worker produces micro-batches; step s uses micro-batches s*accum .. (s+1)*accum.
-    let prefetch = Prefetcher::spawn(maker, start_step * accum, opts.steps * accum, 4);
+    check_same_parameters(&trainer, start_step)?;
+    let (accum, per_step) = (opts.grad_accum as u64, (opts.grad_accum * world) as u64);
+    let first = rank as u64 * accum;
+    // The data worker produces this rank's micro-batches of steps start_step.. in order.
+    let micro_ids = (start_step..opts.steps)
+        .flat_map(move |s| (0..accum).map(move |a| s * per_step + first + a));
+    let prefetch = Prefetcher::spawn(maker, micro_ids, 4);
     let mut task = Pretraining {
         opts,
         prefetch,
+        micro_ids: Vec::new(),
+        used: 0,
         rng: Rng::new(0),
         eval_batches,
         ckpt,
@@ -239,12 +273,29 @@ pub fn run_pretraining(
         stop_at: opts.stop_at,
         eval_every: opts.eval_every,
         save_every: Some(opts.save_every),
-        examples_per_step: opts.batch_size * opts.grad_accum,
+        examples_per_step: opts.batch_size * opts.grad_accum * world,
         unit: "strips",
         progress: opts.progress,
+        check_every: opts.check_every,
     };
     let outcome = run_training(&mut trainer, &mut task, &settings, stop)?;
     let done = trainer.step();
+    check_same_parameters(&trainer, done)?;
+    if !lead {
+        return Ok(PretrainSummary {
+            losses: outcome.losses,
+            eval_losses: outcome.evaluations,
+            steps_done: done - start_step,
+            last_step: done,
+            train_strips: train_texts.len(),
+            eval_strips: eval_texts.len(),
+            constant_baseline: baseline,
+            seconds: outcome.seconds,
+            interrupted: outcome.interrupted,
+            reduce_seconds: outcome.reduce_seconds,
+            reduce_bytes_per_step: outcome.reduce_bytes_per_step,
+        });
+    }
     task.save(&trainer, done, SaveReason::Cadence)?;
     write_reconstructions(
         &trainer.model,
@@ -268,6 +319,8 @@ pub fn run_pretraining(
         constant_baseline: baseline,
         seconds: outcome.seconds,
         interrupted: outcome.interrupted,
+        reduce_seconds: outcome.reduce_seconds,
+        reduce_bytes_per_step: outcome.reduce_bytes_per_step,
     })
 }
 
@@ -277,7 +330,12 @@ pub fn run_pretraining(
 struct Pretraining<'a> {
     opts: &'a PretrainOptions,
     prefetch: Prefetcher,
-    /// Dropout RNG of the current step (derived from the seed and the step).
+    /// Run-wide indices of the current step's micro-batches on this rank,
+    /// and how many of them the loss has used.
+    micro_ids: Vec<u64>,
+    used: usize,
+    /// Dropout RNG of the current micro-batch (derived from the seed and the
+    /// micro-batch's index in the run).
     rng: Rng,
     /// The fixed evaluation batches (on the host).
     eval_batches: Vec<PretrainBatch>,
@@ -293,15 +351,17 @@ impl TrainingTask for Pretraining<'_> {
         "eval_loss".into()
     }
 
-    fn micro_batches(&mut self, step: u64) -> anyhow::Result<Vec<PretrainBatch>> {
-        self.rng = Rng::new(derive_seed(self.opts.seed, 4, step));
+    fn micro_batches(&mut self, _step: u64) -> anyhow::Result<Vec<PretrainBatch>> {
+        self.micro_ids.clear();
+        self.used = 0;
         (0..self.opts.grad_accum)
             .map(|_| {
-                let (_, batch) = self
+                let (id, batch) = self
                     .prefetch
                     .receiver
                     .recv()
                     .context("data worker stopped")?;
+                self.micro_ids.push(id);
                 batch_to_device(batch, self.opts.device)
             })
             .collect()
@@ -314,6 +374,11 @@ impl TrainingTask for Pretraining<'_> {
         params: &ParamVars<'_>,
         batch: &PretrainBatch,
     ) -> Var {
+        // With one micro-batch per step its index is the step: the dropout
+        // stream of a plain run is the one it always was.
+        let id = self.micro_ids.get(self.used).copied().unwrap_or(u64::MAX);
+        self.used += 1;
+        self.rng = Rng::new(derive_seed(self.opts.seed, 4, id));
         pretraining_loss(model, tape, params, batch, true, &mut self.rng)
     }
 
