@@ -281,20 +281,22 @@ pub fn run_pretraining(
     let outcome = run_training(&mut trainer, &mut task, &settings, stop)?;
     let done = trainer.step();
     check_same_parameters(&trainer, done)?;
+    let summary = PretrainSummary {
+        losses: outcome.losses,
+        eval_losses: outcome.evaluations,
+        steps_done: done - start_step,
+        last_step: done,
+        train_strips: train_texts.len(),
+        eval_strips: eval_texts.len(),
+        constant_baseline: baseline,
+        seconds: outcome.seconds,
+        interrupted: outcome.interrupted,
+        reduce_seconds: outcome.reduce_seconds,
+        reduce_bytes_per_step: outcome.reduce_bytes_per_step,
+    };
+    // Rank 0 alone writes the final checkpoint and figures.
     if !lead {
-        return Ok(PretrainSummary {
-            losses: outcome.losses,
-            eval_losses: outcome.evaluations,
-            steps_done: done - start_step,
-            last_step: done,
-            train_strips: train_texts.len(),
-            eval_strips: eval_texts.len(),
-            constant_baseline: baseline,
-            seconds: outcome.seconds,
-            interrupted: outcome.interrupted,
-            reduce_seconds: outcome.reduce_seconds,
-            reduce_bytes_per_step: outcome.reduce_bytes_per_step,
-        });
+        return Ok(summary);
     }
     task.save(&trainer, done, SaveReason::Cadence)?;
     write_reconstructions(
@@ -309,19 +311,7 @@ pub fn run_pretraining(
         &all_eval,
         "pixel pretrain: loss",
     )?;
-    Ok(PretrainSummary {
-        losses: outcome.losses,
-        eval_losses: outcome.evaluations,
-        steps_done: done - start_step,
-        last_step: done,
-        train_strips: train_texts.len(),
-        eval_strips: eval_texts.len(),
-        constant_baseline: baseline,
-        seconds: outcome.seconds,
-        interrupted: outcome.interrupted,
-        reduce_seconds: outcome.reduce_seconds,
-        reduce_bytes_per_step: outcome.reduce_bytes_per_step,
-    })
+    Ok(summary)
 }
 
 /// Pretraining as the run loop sees it: batches from the data worker, the
