@@ -143,6 +143,9 @@ pub struct LoopOutcome {
     /// run, and the bytes it sent to it per step (0 on one process).
     pub reduce_seconds: f64,
     pub reduce_bytes_per_step: usize,
+    /// Of `reduce_seconds`, those the steps waited for after backward (the
+    /// part overlap did not hide).
+    pub reduce_exposed_seconds: f64,
 }
 
 /// Runs steps `start_step + 1 ..= steps` of `trainer` on `task`. `stop` is
@@ -212,6 +215,7 @@ pub fn run_training<T: TrainingTask>(
         };
         drop(micro);
         outcome.reduce_seconds += stats.reduce_s;
+        outcome.reduce_exposed_seconds += stats.reduce_exposed_s;
         outcome.reduce_bytes_per_step = stats.reduce_bytes;
         let ms = step_started.elapsed().as_secs_f64() * 1e3;
         let done = step + 1;

@@ -245,6 +245,67 @@ impl Tape {
 
     /// Reverse pass from `out` with an explicit output gradient.
     pub fn backward_with(&mut self, out: &Var, dout: Tensor) -> Gradients {
+        self.reverse(out, dout, None)
+    }
+
+    /// [`Tape::backward`] that hands each of `leaves`' gradients out as soon
+    /// as it is final: `ready(i, grad)` is called exactly once per leaf `i`,
+    /// right after the backward of the leaf's first use in the forward (its
+    /// last contribution), with the gradient moved out (None when none
+    /// reached it; leaves never used are reported at the end). Data-parallel
+    /// training all-reduces gradient buckets from here while the rest of
+    /// backward runs. The arithmetic is that of [`Tape::backward`].
+    pub fn backward_reporting(
+        &mut self,
+        loss: &Var,
+        leaves: &[Var],
+        ready: &mut dyn FnMut(usize, Option<Tensor>),
+    ) -> Gradients {
+        assert_eq!(
+            loss.value.numel(),
+            1,
+            "backward_reporting: loss must have one element, got shape {:?}",
+            loss.shape()
+        );
+        let seed = Tensor::full(loss.shape(), 1.0);
+        #[cfg(feature = "cuda")]
+        let seed = seed
+            .to_device(loss.value().device())
+            .expect("backward: the loss's device is already open");
+        // Node index of each leaf's first use: its gradient is final once
+        // the reverse pass has done that node.
+        let mut first_use: Vec<Option<usize>> = vec![None; self.next_id];
+        for (k, node) in self.nodes.iter().enumerate() {
+            for id in node.inputs.iter().flatten() {
+                first_use[*id].get_or_insert(k);
+            }
+        }
+        let mut final_at: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        let mut unused = Vec::new();
+        for (i, leaf) in leaves.iter().enumerate() {
+            match leaf.id.and_then(|id| first_use[id]) {
+                Some(k) => final_at[k].push(i),
+                None => unused.push(i),
+            }
+        }
+        let mut report = Reporting {
+            leaves,
+            final_at,
+            ready,
+        };
+        let mut grads = self.reverse(loss, seed, Some(&mut report));
+        for i in unused {
+            (report.ready)(i, leaves[i].id.and_then(|id| grads.grads[id].take()));
+        }
+        grads
+    }
+
+    fn reverse(
+        &mut self,
+        out: &Var,
+        dout: Tensor,
+        mut report: Option<&mut Reporting>,
+    ) -> Gradients {
         assert_eq!(
             out.shape(),
             dout.shape(),
@@ -258,8 +319,14 @@ impl Tape {
         };
         grads[out_id] = Some(dout);
         while let Some(node) = self.nodes.pop() {
+            let index = self.nodes.len();
             let Some(dy) = grads[node.output].take() else {
-                continue; // this node does not reach the output
+                // This node does not reach the output (its leaves may be
+                // final all the same).
+                if let Some(r) = report.as_deref_mut() {
+                    r.report(index, &mut grads);
+                }
+                continue;
             };
             let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
             let needs: Vec<bool> = node.inputs.iter().map(|i| i.is_some()).collect();
@@ -278,8 +345,28 @@ impl Tape {
             if let (Some(p), Some(t0)) = (&mut self.profiler, started) {
                 p.backward_event(&node.scope, node.op, t0.elapsed().as_secs_f64());
             }
+            if let Some(r) = report.as_deref_mut() {
+                r.report(index, &mut grads);
+            }
         }
         Gradients { grads }
+    }
+}
+
+/// The leaves [`Tape::backward_reporting`] reports, by the node after which
+/// each is final.
+struct Reporting<'a, 'f> {
+    leaves: &'a [Var],
+    final_at: Vec<Vec<usize>>,
+    ready: &'a mut (dyn FnMut(usize, Option<Tensor>) + 'f),
+}
+
+impl Reporting<'_, '_> {
+    fn report(&mut self, node: usize, grads: &mut [Option<Tensor>]) {
+        for &i in &self.final_at[node] {
+            let id = self.leaves[i].id.expect("a reported leaf is on the tape");
+            (self.ready)(i, grads[id].take());
+        }
     }
 }
 

@@ -70,3 +70,49 @@ fn broadcast_mismatch_names_shapes() {
     let b = Var::constant(Tensor::zeros(&[3]));
     ops::add(&mut t, &a, &b);
 }
+
+/// `backward_reporting` hands out the gradients `backward` computes, each leaf
+/// once, as soon as it is final: the second layer's weight (used last in the
+/// forward) before the first's, an unused leaf and a constant at the end.
+#[test]
+fn backward_reporting_reports_each_leaf_once_when_final() {
+    let build = |t: &mut Tape| {
+        let x = Var::constant(Tensor::new(&[2, 3], vec![0.5, -1.0, 2.0, 1.5, 0.25, -0.75]));
+        let w1 = t.leaf(Arc::new(Tensor::new(
+            &[3, 3],
+            (0..9).map(|i| 0.1 * i as f32).collect(),
+        )));
+        let w2 = t.leaf(Arc::new(Tensor::new(
+            &[2, 3],
+            vec![0.3, -0.2, 0.1, 0.4, 0.5, -0.6],
+        )));
+        let unused = t.leaf(Arc::new(Tensor::full(&[2], 1.0)));
+        let h = ops::linear(t, &x, &w1, None);
+        let h = ops::mul(t, &h, &h);
+        let y = ops::linear(t, &h, &w2, None);
+        let loss = ops::sum_all(t, &y);
+        (vec![w1, w2, unused, x], loss)
+    };
+    let mut plain = Tape::new();
+    let (leaves, loss) = build(&mut plain);
+    let mut expected = plain.backward(&loss);
+    let expected: Vec<Option<Tensor>> = leaves.iter().map(|v| expected.take(v)).collect();
+
+    let mut tape = Tape::new();
+    let (leaves, loss) = build(&mut tape);
+    let mut order = Vec::new();
+    let mut got: Vec<Option<Tensor>> = vec![None; leaves.len()];
+    tape.backward_reporting(&loss, &leaves, &mut |i, g| {
+        order.push(i);
+        got[i] = g;
+    });
+    assert_eq!(order, [1, 0, 2, 3]);
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            g.as_ref().map(|t| t.data().to_vec()),
+            e.as_ref().map(|t| t.data().to_vec()),
+            "leaf {i}"
+        );
+    }
+    assert!(got[0].is_some() && got[1].is_some() && got[2].is_none() && got[3].is_none());
+}

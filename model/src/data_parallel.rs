@@ -1,8 +1,9 @@
 //! Data parallelism as the trainer sees it: a [`Communicator`] (single
 //! process, MPI or NCCL, from `pixel-dist`) and the size of the gradient
 //! buckets. Each rank runs forward and backward on its share of the global
-//! batch; [`DataParallel::reduce_gradients`] averages the gradients (and the
-//! loss) over every rank, so every rank takes the same AdamW update.
+//! batch; [`DataParallel::start_reduction`] and
+//! [`DataParallel::finish_reduction`] average the gradients (in buckets,
+//! overlapped with backward: `grad_buckets`) and the loss over every rank, so every rank takes the same AdamW update.
 //! Parameters are broadcast from rank 0 at the start and checked identical
 //! (a checksum) at intervals.
 
@@ -13,6 +14,7 @@ use pixel_dist::{checksum, CommError, Communicator, Single, CHECKSUM_START};
 use pixel_engine::optim::AdamW;
 use pixel_engine::Tensor;
 
+use crate::grad_buckets::StepReduction;
 use crate::params::ParamStore;
 
 /// The communicator and the gradient bucket size.
@@ -22,17 +24,21 @@ pub struct DataParallel {
     /// Floats per all-reduce call (the gradients are reduced in buckets of
     /// this many, in parameter order).
     pub bucket_elems: usize,
+    /// All-reduce each bucket while the rest of backward runs (see
+    /// `grad_buckets`); off: after backward, same buckets, same results.
+    pub overlap: bool,
 }
 
 impl std::fmt::Debug for DataParallel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "DataParallel {{ {} rank {} of {}, buckets of {} floats }}",
+            "DataParallel {{ {} rank {} of {}, buckets of {} floats, overlap {} }}",
             self.comm.backend(),
             self.rank(),
             self.world_size(),
-            self.bucket_elems
+            self.bucket_elems,
+            self.overlap
         )
     }
 }
@@ -42,6 +48,7 @@ impl Default for DataParallel {
         DataParallel {
             comm: Arc::new(Single),
             bucket_elems: DEFAULT_BUCKET_ELEMS,
+            overlap: true,
         }
     }
 }
@@ -55,8 +62,10 @@ pub struct Reduced {
     pub loss: f64,
     /// Ranks whose loss was not finite (their own error says why).
     pub failed_ranks: usize,
-    /// Wall seconds of the all-reduce calls.
+    /// Seconds inside the all-reduce calls (on the communication thread
+    /// with overlap), and of them those the step waited for after backward.
     pub reduce_s: f64,
+    pub exposed_s: f64,
     /// Bytes this rank sent to the all-reduce.
     pub bytes: usize,
 }
@@ -70,63 +79,48 @@ impl DataParallel {
         self.comm.rank()
     }
 
+    /// The gradient all-reduce of one step, ready for the gradients of
+    /// `params` to become final (None on one process: nothing to reduce).
+    pub fn start_reduction(&self, params: &ParamStore) -> Option<StepReduction> {
+        (self.world_size() > 1).then(|| {
+            StepReduction::start(params, self.bucket_elems, self.comm.clone(), self.overlap)
+        })
+    }
+
     /// Averages this rank's `grads` (already averaged over its micro-batches)
     /// and `loss` over the world: the gradient of the global batch. `failed`:
     /// this rank's forward gave a non-finite loss (every rank then refuses the
-    /// step). One process: nothing to do.
-    pub fn reduce_gradients(
+    /// step). One process (`reduction` None): nothing to do.
+    pub fn finish_reduction(
         &self,
+        reduction: Option<StepReduction>,
         grads: &mut [Option<Tensor>],
         loss: f64,
         failed: bool,
     ) -> Result<Reduced, CommError> {
-        let world = self.world_size();
-        if world == 1 {
+        let Some(reduction) = reduction else {
             return Ok(Reduced {
                 loss,
                 failed_ranks: failed as usize,
                 reduce_s: 0.0,
+                exposed_s: 0.0,
                 bytes: 0,
             });
-        }
-        // Every rank runs the same model and loss, so the same parameters
-        // get gradients on every rank (and the buffers have one length);
-        // a drift would show in the parameter checksum.
-        let layout: Vec<usize> = grads
-            .iter()
-            .map(|g| g.as_ref().map_or(0, |t| t.numel()))
-            .collect();
-        let mut flat: Vec<f32> = Vec::with_capacity(layout.iter().sum::<usize>() + 2);
-        for g in grads.iter().flatten() {
-            flat.extend_from_slice(g.to_host().data());
-        }
-        // Scaled by 1 / world with the gradients: (mean loss, failed ranks / world).
-        flat.push(loss as f32);
-        flat.push(failed as u8 as f32);
+        };
+        let world = self.world_size();
+        let times = reduction.finish(grads)?;
+        // (mean loss, failed ranks / world) after the gradient buckets.
         let started = Instant::now();
-        let scale = 1.0 / world as f32;
-        for bucket in flat.chunks_mut(self.bucket_elems.max(1)) {
-            self.comm.all_reduce_sum_scale(bucket, scale)?;
-        }
-        let reduce_s = started.elapsed().as_secs_f64();
-        let bytes = flat.len() * 4;
-        let failed_ranks = (flat.pop().unwrap_or(0.0) * world as f32).round() as usize;
-        let loss = flat.pop().unwrap_or(f32::NAN) as f64;
-        let mut at = 0;
-        for (g, &n) in grads.iter_mut().zip(&layout) {
-            if let Some(t) = g {
-                let host = Tensor::new(t.shape(), flat[at..at + n].to_vec());
-                *t = host
-                    .to_device(t.device())
-                    .map_err(|e| CommError(format!("gradient back to {:?}: {e}", t.device())))?;
-                at += n;
-            }
-        }
+        let mut tail = [loss as f32, failed as u8 as f32];
+        self.comm
+            .all_reduce_sum_scale(&mut tail, 1.0 / world as f32)?;
+        let tail_s = started.elapsed().as_secs_f64();
         Ok(Reduced {
-            loss,
-            failed_ranks,
-            reduce_s,
-            bytes,
+            loss: tail[0] as f64,
+            failed_ranks: (tail[1] * world as f32).round() as usize,
+            reduce_s: times.reduce_s + tail_s,
+            exposed_s: times.exposed_s + tail_s,
+            bytes: (times.floats + tail.len()) * 4,
         })
     }
 

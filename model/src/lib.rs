@@ -19,6 +19,7 @@ pub mod embeddings;
 pub mod encoder;
 pub mod files;
 pub mod flops;
+pub mod grad_buckets;
 pub mod heads;
 pub mod layer;
 pub mod loss;

@@ -68,9 +68,11 @@ pub struct StepStats {
     pub forward_s: f64,
     pub backward_s: f64,
     pub update_s: f64,
-    /// Wall seconds of the gradient all-reduce (0 on one process) and the
-    /// bytes this rank sent to it.
+    /// Seconds inside the gradient all-reduce calls (0 on one process), of
+    /// them those the step waited for after backward (the part overlap did
+    /// not hide), and the bytes this rank sent to it.
     pub reduce_s: f64,
+    pub reduce_exposed_s: f64,
     pub reduce_bytes: usize,
 }
 
@@ -136,8 +138,8 @@ impl<M: HasParams> Trainer<M> {
     /// One optimizer step over `micro_batches`: for each, a fresh tape, the
     /// parameters' vars and `loss(model, tape, params, batch)`, then backward;
     /// the gradients are averaged over the micro-batches (and, with several
-    /// ranks, over every rank's micro-batches: one all-reduce after the last
-    /// backward), clipped to the global norm `max_grad_norm` and applied by
+    /// ranks, over every rank's micro-batches: a bucketed all-reduce during
+    /// or after the last backward), clipped to the global norm `max_grad_norm` and applied by
     /// AdamW at `schedule.lr(step)`. Nothing is updated if a loss or a
     /// gradient is not finite (on any rank).
     pub fn train_on<B>(
@@ -173,6 +175,9 @@ impl<M: HasParams> Trainer<M> {
         let mut loss_total = 0.0f64;
         let (mut forward_s, mut backward_s) = (0.0, 0.0);
         let mut failure: Option<NonFiniteError> = None;
+        // With several ranks, the last micro-batch's backward hands each
+        // gradient to the bucketed all-reduce as soon as it is final.
+        let mut reduction = self.parallel.start_reduction(params);
         for (i, batch) in micro_batches.iter().enumerate() {
             let started = Instant::now();
             let mut tape = Tape::new();
@@ -204,9 +209,19 @@ impl<M: HasParams> Trainer<M> {
             }
             loss_total += value as f64;
             let started = Instant::now();
-            let mut grads = tape.backward(&loss_var);
-            let grads = params.take_grads(&param_vars, &mut grads);
-            accumulate_gradients(&mut sum, grads, n as f32);
+            match reduction.as_mut().filter(|_| i + 1 == n) {
+                Some(reduction) => {
+                    tape.backward_reporting(&loss_var, param_vars.vars(), &mut |p, g| {
+                        accumulate_gradient(&mut sum[p], g, n as f32);
+                        reduction.gradient_final(p, &sum);
+                    });
+                }
+                None => {
+                    let mut grads = tape.backward(&loss_var);
+                    let grads = params.take_grads(&param_vars, &mut grads);
+                    accumulate_gradients(&mut sum, grads, n as f32);
+                }
+            }
             if let (Some(p), Some(taped)) = (profiler.as_deref_mut(), tape.profiler.take()) {
                 *p = taped;
             }
@@ -214,7 +229,12 @@ impl<M: HasParams> Trainer<M> {
         }
         let reduced = self
             .parallel
-            .reduce_gradients(&mut sum, loss_total / n as f64, failure.is_some())
+            .finish_reduction(
+                reduction,
+                &mut sum,
+                loss_total / n as f64,
+                failure.is_some(),
+            )
             .map_err(|e| NonFiniteError {
                 step: step + 1,
                 what: format!("gradient all-reduce failed: {e}"),
@@ -249,6 +269,7 @@ impl<M: HasParams> Trainer<M> {
             backward_s,
             update_s: started.elapsed().as_secs_f64(),
             reduce_s: reduced.reduce_s,
+            reduce_exposed_s: reduced.exposed_s,
             reduce_bytes: reduced.bytes,
         })
     }
@@ -307,16 +328,21 @@ fn first_non_finite_parameter(params: &ParamStore) -> Option<&str> {
 /// accumulation averages over the `n` micro-batches of a step).
 pub fn accumulate_gradients(sum: &mut [Option<Tensor>], grads: Vec<Option<Tensor>>, n: f32) {
     for (slot, g) in sum.iter_mut().zip(grads) {
-        match (slot.as_mut(), g) {
-            (None, Some(mut g)) => {
-                if n > 1.0 {
-                    g.scale_in_place(1.0 / n);
-                }
-                *slot = Some(g);
+        accumulate_gradient(slot, g, n);
+    }
+}
+
+/// [`accumulate_gradients`] for one parameter's slot.
+pub fn accumulate_gradient(slot: &mut Option<Tensor>, g: Option<Tensor>, n: f32) {
+    match (slot.as_mut(), g) {
+        (None, Some(mut g)) => {
+            if n > 1.0 {
+                g.scale_in_place(1.0 / n);
             }
-            (Some(s), Some(g)) => s.axpy_in_place(1.0 / n, &g),
-            _ => {}
+            *slot = Some(g);
         }
+        (Some(s), Some(g)) => s.axpy_in_place(1.0 / n, &g),
+        _ => {}
     }
 }
 

@@ -177,12 +177,14 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     );
     let world = opts.parallel.world_size();
     if world > 1 {
-        let per_step = s.reduce_seconds / s.steps_done.max(1) as f64;
+        let steps = s.steps_done.max(1) as f64;
         println!(
-            "data parallel: {world} ranks ({}); gradient all-reduce {:.2} ms per step ({:.1}% of the step), {} per step per rank",
+            "data parallel: {world} ranks ({}); gradient all-reduce {:.2} ms per step ({:.1}% of the step), {:.2} ms of it not hidden behind backward (overlap {}), {} per step per rank",
             opts.parallel.comm.backend(),
-            per_step * 1e3,
+            s.reduce_seconds / steps * 1e3,
             100.0 * s.reduce_seconds / s.seconds.max(1e-9),
+            s.reduce_exposed_seconds / steps * 1e3,
+            if opts.parallel.overlap { "on" } else { "off" },
             format_bytes(s.reduce_bytes_per_step as u64)
         );
     }

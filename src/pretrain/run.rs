@@ -82,6 +82,8 @@ pub struct PretrainSummary {
     /// Seconds in the gradient all-reduce (this rank) and bytes per step.
     pub reduce_seconds: f64,
     pub reduce_bytes_per_step: usize,
+    /// Of `reduce_seconds`, those not hidden behind backward.
+    pub reduce_exposed_seconds: f64,
 }
 
 /// Checkpoint directory of a run.
@@ -293,6 +295,7 @@ pub fn run_pretraining(
         interrupted: outcome.interrupted,
         reduce_seconds: outcome.reduce_seconds,
         reduce_bytes_per_step: outcome.reduce_bytes_per_step,
+        reduce_exposed_seconds: outcome.reduce_exposed_seconds,
     };
     // Rank 0 alone writes the final checkpoint and figures.
     if !lead {
