@@ -19,6 +19,8 @@ pub mod mpi;
 pub mod nccl;
 mod watchdog;
 
+use std::sync::{Arc, Mutex};
+
 pub use watchdog::Watched;
 
 /// A failed collective or a communicator that could not be set up.
@@ -50,6 +52,30 @@ pub trait Communicator {
     fn barrier(&self) -> Result<(), CommError>;
     /// The optimizer step the next collectives belong to (for timeout messages).
     fn set_step(&self, _step: u64) {}
+    /// Where the backend says which ranks the collective in progress waits
+    /// for (MPI); None when it cannot tell.
+    fn arrivals(&self) -> Option<Arc<Arrivals>> {
+        None
+    }
+}
+
+/// Which ranks the collective in progress still waits for: `Some(ranks)`
+/// while the ranks announce their arrival (`Some([])` once all have and the
+/// collective itself runs), None between collectives. Written by the thread
+/// in the collective, read by the watchdog.
+#[derive(Debug, Default)]
+pub struct Arrivals(Mutex<Option<Vec<usize>>>);
+
+impl Arrivals {
+    pub fn set(&self, waiting_for: Option<Vec<usize>>) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = waiting_for;
+        }
+    }
+
+    pub fn waiting_for(&self) -> Option<Vec<usize>> {
+        self.0.lock().ok().and_then(|g| g.clone())
+    }
 }
 
 /// One process: world size 1, nothing to exchange.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{CommError, Communicator};
+use crate::{Arrivals, CommError, Communicator};
 
 /// Exit status of a process whose collective timed out.
 pub const TIMEOUT_EXIT_CODE: i32 = 75;
@@ -34,6 +34,7 @@ impl Watched {
         if inner.world_size() > 1 {
             let watched = in_flight.clone();
             let (rank, world, backend) = (inner.rank(), inner.world_size(), inner.backend());
+            let arrivals = inner.arrivals();
             let poll = (timeout / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
             std::thread::Builder::new()
                 .name("pixel-comm-watchdog".into())
@@ -46,11 +47,9 @@ impl Watched {
                         .unwrap_or(None);
                     if let Some((op, since)) = late {
                         let step = watched.step.load(Ordering::SeqCst);
-                        eprintln!(
-                            "error: rank {rank} of {world} ({backend}): the {op} of step {step} has waited {:.1} s, more than --comm-timeout {} s, for the other ranks: one of them died or hangs; stopping",
-                            since.elapsed().as_secs_f64(),
-                            timeout.as_secs_f64()
-                        );
+                        let waited = since.elapsed().as_secs_f64();
+                        let why = late_message(op, step, waited, timeout, arrivals.as_deref());
+                        eprintln!("error: rank {rank} of {world} ({backend}): {why}; stopping");
                         let _ = std::io::stderr().flush();
                         // Not exit(): atexit handlers could wait on the
                         // collective this process is stuck in.
@@ -74,6 +73,36 @@ impl Watched {
             *g = None;
         }
         out
+    }
+}
+
+/// Why a collective timed out: the ranks that did not reach it when the
+/// backend can tell, else how long it waited.
+fn late_message(
+    op: &str,
+    step: u64,
+    waited_s: f64,
+    timeout: Duration,
+    arrivals: Option<&Arrivals>,
+) -> String {
+    let limit = timeout.as_secs_f64();
+    match arrivals.and_then(Arrivals::waiting_for) {
+        Some(missing) if !missing.is_empty() => {
+            let list: Vec<String> = missing.iter().map(usize::to_string).collect();
+            let who = match missing.len() {
+                1 => format!("rank {}", list[0]),
+                _ => format!("ranks {}", list.join(", ")),
+            };
+            format!(
+                "{who} did not reach the {op} of step {step} within --comm-timeout {limit} s (died or hangs)"
+            )
+        }
+        Some(_) => format!(
+            "the {op} of step {step} has waited {waited_s:.1} s, more than --comm-timeout {limit} s: every rank reached it, one of them died or hangs inside it"
+        ),
+        None => format!(
+            "the {op} of step {step} has waited {waited_s:.1} s, more than --comm-timeout {limit} s, for the other ranks: one of them died or hangs"
+        ),
     }
 }
 
@@ -101,5 +130,31 @@ impl Communicator for Watched {
     }
     fn set_step(&self, step: u64) {
         self.in_flight.step.store(step, Ordering::SeqCst);
+    }
+    fn arrivals(&self) -> Option<std::sync::Arc<Arrivals>> {
+        self.inner.arrivals()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeout_message_names_the_missing_ranks() {
+        let t = Duration::from_secs(2);
+        let a = Arrivals::default();
+        a.set(Some(vec![1]));
+        assert_eq!(
+            late_message("all-reduce", 4, 2.3, t, Some(&a)),
+            "rank 1 did not reach the all-reduce of step 4 within --comm-timeout 2 s (died or hangs)"
+        );
+        a.set(Some(vec![1, 3]));
+        assert!(late_message("barrier", 9, 2.3, t, Some(&a))
+            .starts_with("ranks 1, 3 did not reach the barrier of step 9"));
+        a.set(Some(vec![]));
+        assert!(late_message("broadcast", 0, 2.3, t, Some(&a)).contains("every rank reached it"));
+        assert!(late_message("broadcast", 0, 2.3, t, None)
+            .contains("has waited 2.3 s, more than --comm-timeout 2 s"));
     }
 }
