@@ -68,6 +68,8 @@ fn options(task: Task, train: PathBuf, dev: PathBuf, name: &str) -> FinetuneOpti
         max_dev_examples: Some(64),
         qa: Default::default(),
         progress: false,
+        parallel: Default::default(),
+        check_every: 100,
         device: pixel::engine::Device::Cpu,
     }
 }

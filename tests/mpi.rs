@@ -1,7 +1,8 @@
-//! Data-parallel pretraining under `mpirun` (a build with `--features mpi` and
-//! Open MPI installed; `.ci/run` does both). On the tiny config:
-//! 2 ranks x batch b train exactly what 1 rank x batch b x `--grad-accum 2`
-//! does; a checkpoint written by 2 ranks resumes on 1 rank on the same curve;
+//! Data-parallel pretraining and finetuning under `mpirun` (a build with
+//! `--features mpi` and Open MPI installed; `.ci/run` does both). On the tiny
+//! config: 2 ranks x batch b train exactly what 1 rank x batch b x
+//! `--grad-accum 2` does (pretraining and POS finetuning); overlapping the
+//! all-reduce with backward changes no bit; a checkpoint written by 2 ranks resumes on 1 rank on the same curve;
 //! a rank killed or stopped mid-run ends the run with an error within
 //! `--comm-timeout`.
 #![cfg(feature = "mpi")]
@@ -211,6 +212,99 @@ fn overlap_on_and_off_give_bit_identical_results() {
     assert_eq!(on, off, "the losses differ between overlap on and off");
     assert_eq!(on.len(), 4);
     for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// A few steps of POS tagging on UD English-EWT from a tiny model, dropout
+/// on, evaluated once at the end (so OUT/best holds the final weights).
+fn finetune_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    let ud = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ud/UD_English-EWT");
+    let ud = if ud.exists() {
+        ud
+    } else {
+        PathBuf::from("/work/shared/data/ud/UD_English-EWT")
+    };
+    let mut args: Vec<String> = ["finetune", "--task", "pos", "--train"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(ud.join("en_ewt-ud-train.conllu").display().to_string());
+    args.push("--dev".into());
+    args.push(ud.join("en_ewt-ud-dev.conllu").display().to_string());
+    args.extend(
+        [
+            "--config",
+            "tiny",
+            "--max-seq-length",
+            "64",
+            "--batch-size",
+            "4",
+            "--steps",
+            "6",
+            "--eval-every",
+            "6",
+            "--warmup-steps",
+            "1",
+            "--lr",
+            "1e-3",
+            "--dropout",
+            "0.1",
+            "--max-train-examples",
+            "40",
+            "--max-dev-examples",
+            "16",
+            "--seed",
+            "3",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    args.push(out.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn finetuning_on_two_ranks_trains_what_one_rank_with_two_micro_batches_does() {
+    let one = tmp("ft-one");
+    run_ok(
+        single(&finetune_args(&one, &["--grad-accum", "2"])),
+        "finetune, 1 rank x --grad-accum 2",
+    );
+    let two = tmp("ft-two");
+    run_ok(
+        mpirun(2, &finetune_args(&two, &[]), "finetune"),
+        "mpirun -np 2 pixel finetune",
+    );
+    assert_same_losses(&one, &two, 1..=6);
+    let (losses, evals) = read_log(&two.join("log.csv")).unwrap();
+    assert_eq!(
+        (losses.len(), evals.len()),
+        (6, 1),
+        "rank 0 alone writes log.csv"
+    );
+    // The final weights: OUT/best is written at the only evaluation.
+    let wa = read_safetensors(one.join("best/model.safetensors")).unwrap();
+    let wb = read_safetensors(two.join("best/model.safetensors")).unwrap();
+    assert_eq!(wa.len(), wb.len());
+    for (name, x) in &wa {
+        let y = &wb[name];
+        let scale = x.data().iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+        let worst = x
+            .data()
+            .iter()
+            .zip(y.data())
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            worst / scale <= 1e-5,
+            "{name}: differs by {worst} (scale {scale})"
+        );
+    }
+    let summary = std::fs::read_to_string(two.join("summary.json")).unwrap();
+    assert!(summary.contains("\"steps\": 6"), "{summary}");
+    for d in [one, two] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -65,6 +65,8 @@ fn train(task: Task, train: PathBuf, dir: &Path) -> PathBuf {
         max_train_examples: Some(256),
         max_dev_examples: Some(8),
         progress: false,
+        parallel: Default::default(),
+        check_every: 100,
         device: pixel::engine::Device::Cpu,
         qa: Default::default(),
     };

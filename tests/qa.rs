@@ -109,6 +109,8 @@ fn options(out: &Path) -> FinetuneOptions {
         max_train_examples: Some(120),
         max_dev_examples: Some(40),
         progress: false,
+        parallel: Default::default(),
+        check_every: 100,
         device: pixel::engine::Device::Cpu,
         qa: settings(),
     }

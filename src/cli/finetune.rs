@@ -16,6 +16,8 @@ use pixel::finetune::run::{
 use pixel::finetune::tree::predict_trees;
 use pixel::finetune::{parse_pooling, Task};
 use pixel::train_loop::DeviceArg;
+
+use super::parallel::ParallelArgs;
 use pixel_render::{Layout, Rendering, RenderingStrategy};
 
 /// Arguments of `pixel finetune`. Unset options take the task's recipe from
@@ -119,17 +121,15 @@ pub struct FinetuneArgs {
     /// QA: most patches of the question (default: 128 at L = 400; scaled to other L).
     #[arg(long)]
     pub question_max_length: Option<usize>,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
 }
 
 pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
-    // Finetuning's example order is not yet shared out by rank: N copies
-    // would each run the whole job and overwrite each other's files.
-    if let Some(n) = pixel_dist::launcher_world_size().filter(|&n| n > 1) {
-        anyhow::bail!(
-            "pixel finetune was started as {n} processes (mpirun -np {n}); finetuning runs in one process only (data parallelism is pretraining's for now): run it without mpirun"
-        );
-    }
     let device = args.device.open()?;
+    // Under `mpirun -np N` the N processes share every global batch.
+    let parallel = args.parallel.open(args.device)?;
+    let lead = parallel.rank() == 0;
     let d = args.task.defaults();
     let opts = FinetuneOptions {
         task: args.task,
@@ -158,8 +158,10 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         labels: args.labels,
         max_train_examples: args.max_train_examples,
         max_dev_examples: args.max_dev_examples,
-        progress: true,
+        progress: lead,
         device,
+        check_every: args.parallel.check_every,
+        parallel,
         qa: QaSettings {
             doc_stride: args.doc_stride,
             question_max_length: args.question_max_length,
@@ -168,6 +170,10 @@ pub fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     };
     let stop = super::stop_on_signal("finishing this step, evaluating and stopping")?;
     let s = run_finetuning(&opts, stop)?;
+    // Rank 0 reports for the run (the others trained the same model).
+    if !lead {
+        return Ok(());
+    }
     println!(
         "{} on {}: best dev {} at step {} of {}{} ({:.0} s); {} baseline {}",
         opts.task.name(),

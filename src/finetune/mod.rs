@@ -7,6 +7,7 @@ pub mod eval;
 pub mod predictions;
 pub mod qa;
 pub mod run;
+pub(crate) mod shard;
 pub mod task_model;
 pub mod text;
 pub mod tree;

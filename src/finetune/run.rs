@@ -11,6 +11,7 @@ use anyhow::Context;
 use pixel_engine::optim::LrSchedule;
 use pixel_engine::{Device, Rng, Tape, Var};
 use pixel_model::checkpoint::save_checkpoint;
+use pixel_model::data_parallel::DataParallel;
 use pixel_model::heads::{is_encoder_param, FinetuneBatch, PixelForFinetuning, Pooling};
 use pixel_model::params::ParamVars;
 use pixel_model::train::Trainer;
@@ -24,10 +25,11 @@ use crate::train_loop::{
 };
 
 use super::data::{
-    check_pairs, holds_pairs, load_dataset, make_batch, render_examples, BatchOrder, Dataset,
-    Example, PAIRS_FIELD,
+    check_pairs, holds_pairs, load_dataset, make_batch, render_examples, Dataset, Example,
+    PAIRS_FIELD,
 };
 use super::eval::{majority_predictions, predict, rendered_words, score, EvalReport};
+use super::shard::{join_ranks, RankBatches};
 use super::task_model::{
     build_model, check_finetuning_fits, finetune_rendering, planned_config, task_metadata,
 };
@@ -77,6 +79,11 @@ pub struct FinetuneOptions {
     pub device: Device,
     /// QA only: stride, question limit, post-processing.
     pub qa: super::qa::QaSettings,
+    /// The ranks this run is shared by (one process by default): each
+    /// trains on its share of every global batch; rank 0 alone writes.
+    pub parallel: DataParallel,
+    /// With several ranks: check the parameters identical every N steps.
+    pub check_every: u64,
 }
 
 /// What a run achieved.
@@ -122,22 +129,29 @@ pub(crate) struct BestSoFar {
     /// Evaluations since the best one.
     since: usize,
     path: PathBuf,
+    /// Rank 0 writes OUT/best; the other ranks only keep the score.
+    lead: bool,
 }
 
 impl BestSoFar {
-    /// Starts from the evaluation before training, whose model becomes OUT/best.
+    /// Starts from the evaluation before training, whose model becomes
+    /// OUT/best (written by rank 0 of `opts.parallel` only).
     pub(crate) fn start(
-        out: &Path,
+        opts: &FinetuneOptions,
         report: EvalReport,
         model: &PixelForFinetuning,
     ) -> anyhow::Result<BestSoFar> {
-        let path = best_dir(out);
-        save_model_atomically(&path, model)?;
+        let path = best_dir(&opts.out);
+        let lead = opts.parallel.rank() == 0;
+        if lead {
+            save_model_atomically(&path, model)?;
+        }
         Ok(BestSoFar {
             report,
             step: 0,
             since: 0,
             path,
+            lead,
         })
     }
 
@@ -155,7 +169,9 @@ impl BestSoFar {
             self.report = report;
             self.step = done;
             self.since = 0;
-            save_model_atomically(&self.path, model)?;
+            if self.lead {
+                save_model_atomically(&self.path, model)?;
+            }
         } else {
             self.since += 1;
         }
@@ -200,14 +216,14 @@ pub(crate) fn loop_settings(opts: &FinetuneOptions, unit: &'static str) -> LoopS
         stop_at: None,
         eval_every: opts.eval_every,
         save_every: None,
-        examples_per_step: opts.batch_size * opts.grad_accum,
+        examples_per_step: opts.batch_size * opts.grad_accum * opts.parallel.world_size(),
         unit,
         progress: opts.progress,
-        check_every: crate::train_loop::DEFAULT_CHECK_EVERY,
+        check_every: opts.check_every,
     }
 }
 
-/// The summary of a finished run, also written to OUT/summary.json.
+/// The summary of a finished run, also written to OUT/summary.json (by rank 0).
 pub(crate) fn finish(
     opts: &FinetuneOptions,
     outcome: &LoopOutcome,
@@ -227,7 +243,9 @@ pub(crate) fn finish(
         stopped_early: outcome.interrupted || outcome.stopped_by_task,
         best_dir: best.path,
     };
-    write_summary(opts, &summary, train_examples, dev_examples)?;
+    if opts.parallel.rank() == 0 {
+        write_summary(opts, &summary, train_examples, dev_examples)?;
+    }
     Ok(summary)
 }
 
@@ -244,6 +262,7 @@ pub fn run_finetuning(
     anyhow::ensure!(opts.grad_accum > 0, "--grad-accum must be at least 1");
     anyhow::ensure!(opts.steps > 0, "--steps must be at least 1");
     anyhow::ensure!(opts.eval_every > 0, "--eval-every must be at least 1");
+    anyhow::ensure!(opts.check_every > 0, "--check-every must be at least 1");
     check_optimizer_flags(opts.lr, None, opts.weight_decay, opts.max_grad_norm)?;
     if let Some(p) = opts.dropout {
         anyhow::ensure!(
@@ -306,11 +325,15 @@ pub fn run_finetuning(
         model.config.extra.insert(PAIRS_FIELD.into(), pairs.into());
     }
 
+    let lead = opts.parallel.rank() == 0;
     let renderer = task_renderer(opts.max_seq_length, opts.layout, rendering)?;
-    let (train_r, train_stats) = render_examples(&renderer, &train, opts.progress, "train");
-    let (dev_r, dev_stats) = render_examples(&renderer, &dev, opts.progress, "dev");
-    eprintln!("train {}: {train_stats}", opts.train.display());
-    eprintln!("dev {}: {dev_stats}", opts.dev.display());
+    let bars = opts.progress && lead;
+    let (train_r, train_stats) = render_examples(&renderer, &train, bars, "train");
+    let (dev_r, dev_stats) = render_examples(&renderer, &dev, bars, "dev");
+    if lead {
+        eprintln!("train {}: {train_stats}", opts.train.display());
+        eprintln!("dev {}: {dev_stats}", opts.dev.display());
+    }
     if opts.freeze_encoder {
         model.params.freeze(is_encoder_param);
     }
@@ -324,6 +347,7 @@ pub fn run_finetuning(
         total: opts.steps,
     };
     let mut trainer = Trainer::new(model, opts.weight_decay, schedule, opts.max_grad_norm);
+    join_ranks(&mut trainer, opts)?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}", opts.out.display()))?;
 
     let eval_batch = opts.batch_size.max(16);
@@ -340,11 +364,13 @@ pub fn run_finetuning(
         &dev,
         &predict(&trainer.model, task, &dev, &dev_r, eval_batch)?,
     );
-    eprintln!(
-        "dev before training: {} | majority baseline: {}",
-        best.summary, baseline.summary
-    );
-    let best = BestSoFar::start(&opts.out, best, &trainer.model)?;
+    if lead {
+        eprintln!(
+            "dev before training: {} | majority baseline: {}",
+            best.summary, baseline.summary
+        );
+    }
+    let best = BestSoFar::start(opts, best, &trainer.model)?;
     let mut run = Finetuning {
         opts,
         labels: &labels,
@@ -352,8 +378,7 @@ pub fn run_finetuning(
         train_r: &train_r,
         dev: &dev,
         dev_r: &dev_r,
-        order: BatchOrder::new(train.len(), opts.batch_size, opts.seed ^ 0x5eed),
-        rng,
+        batches: RankBatches::new(train.len(), opts),
         eval_batch,
         best,
     };
@@ -391,9 +416,8 @@ struct Finetuning<'a> {
     train_r: &'a [Rendering],
     dev: &'a [Example],
     dev_r: &'a [Rendering],
-    order: BatchOrder,
-    /// Dropout RNG (continues the one that initialised the head).
-    rng: Rng,
+    /// This rank's share of each step's examples, and their dropout.
+    batches: RankBatches,
     eval_batch: usize,
     best: BestSoFar,
 }
@@ -406,10 +430,11 @@ impl TrainingTask for Finetuning<'_> {
         format!("dev_{}", self.opts.task.metric_name())
     }
 
-    fn micro_batches(&mut self, _step: u64) -> anyhow::Result<Vec<FinetuneBatch>> {
-        (0..self.opts.grad_accum)
-            .map(|_| {
-                let idx = self.order.next_batch();
+    fn micro_batches(&mut self, step: u64) -> anyhow::Result<Vec<FinetuneBatch>> {
+        self.batches
+            .step(step)
+            .into_iter()
+            .map(|idx| {
                 let examples: Vec<&Example> = idx.iter().map(|&i| &self.train[i]).collect();
                 let renderings: Vec<&Rendering> = idx.iter().map(|&i| &self.train_r[i]).collect();
                 let mut batch = make_batch(self.opts.task, &examples, &renderings, true);
@@ -426,9 +451,10 @@ impl TrainingTask for Finetuning<'_> {
         params: &ParamVars<'_>,
         batch: &FinetuneBatch,
     ) -> Var {
+        let mut rng = self.batches.dropout_rng();
         let mode = ForwardMode {
             training: true,
-            rng: &mut self.rng,
+            rng: &mut rng,
         };
         let out = model.forward(tape, params, batch, mode);
         out.loss.expect("labelled batch gives a loss")

@@ -18,11 +18,11 @@ use pixel_tasks::squad::SquadQuestion;
 
 use super::eval::{first_words_baseline, qa_predictions, qa_report};
 use super::{load_questions, make_qa_batch, qa_renderer, render_windows, store_settings, QaWindow};
-use crate::finetune::data::BatchOrder;
 use crate::finetune::run::{
     check_not_empty, finish, loop_settings, save_last_good, BestSoFar, FinetuneOptions,
     FinetuneSummary,
 };
+use crate::finetune::shard::{join_ranks, RankBatches};
 use crate::finetune::task_model::{build_model, finetune_rendering, task_metadata};
 use crate::train_loop::{run_training, to_device, Evaluation, SaveReason, TrainingTask};
 
@@ -64,8 +64,10 @@ pub fn run_qa_finetuning(
     let renderer = qa_renderer(l, opts.layout, &settings)?;
     let (train_w, train_stats) = render_windows(&renderer, &train, &settings);
     let (dev_w, dev_stats) = render_windows(&renderer, &dev, &settings);
-    eprintln!("train {}: {train_stats}", opts.train.display());
-    eprintln!("dev {}: {dev_stats}", opts.dev.display());
+    if opts.parallel.rank() == 0 {
+        eprintln!("train {}: {train_stats}", opts.train.display());
+        eprintln!("dev {}: {dev_stats}", opts.dev.display());
+    }
     anyhow::ensure!(
         !train_w.is_empty(),
         "{}: no training windows ({train_stats})",
@@ -85,6 +87,7 @@ pub fn run_qa_finetuning(
         total: opts.steps,
     };
     let mut trainer = Trainer::new(model, opts.weight_decay, schedule, opts.max_grad_norm);
+    join_ranks(&mut trainer, opts)?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}", opts.out.display()))?;
 
     let eval_batch = opts.batch_size.max(16);
@@ -93,18 +96,19 @@ pub fn run_qa_finetuning(
         &dev,
         &qa_predictions(&trainer.model, &dev, &dev_w, &settings, eval_batch)?,
     );
-    eprintln!(
-        "dev before training: {} | first-words baseline: {}",
-        best.summary, baseline.summary
-    );
-    let best = BestSoFar::start(&opts.out, best, &trainer.model)?;
+    if opts.parallel.rank() == 0 {
+        eprintln!(
+            "dev before training: {} | first-words baseline: {}",
+            best.summary, baseline.summary
+        );
+    }
+    let best = BestSoFar::start(opts, best, &trainer.model)?;
     let mut run = QaFinetuning {
         opts,
         train_w: &train_w,
         dev: &dev,
         dev_w: &dev_w,
-        order: BatchOrder::new(train_w.len(), opts.batch_size, opts.seed ^ 0x5eed),
-        rng,
+        batches: RankBatches::new(train_w.len(), opts),
         eval_batch,
         best,
     };
@@ -118,8 +122,8 @@ struct QaFinetuning<'a> {
     train_w: &'a [QaWindow],
     dev: &'a [SquadQuestion],
     dev_w: &'a [QaWindow],
-    order: BatchOrder,
-    rng: Rng,
+    /// This rank's share of each step's windows, and their dropout.
+    batches: RankBatches,
     eval_batch: usize,
     best: BestSoFar,
 }
@@ -132,10 +136,11 @@ impl TrainingTask for QaFinetuning<'_> {
         "dev_f1".into()
     }
 
-    fn micro_batches(&mut self, _step: u64) -> anyhow::Result<Vec<FinetuneBatch>> {
-        (0..self.opts.grad_accum)
-            .map(|_| {
-                let idx = self.order.next_batch();
+    fn micro_batches(&mut self, step: u64) -> anyhow::Result<Vec<FinetuneBatch>> {
+        self.batches
+            .step(step)
+            .into_iter()
+            .map(|idx| {
                 let windows: Vec<&QaWindow> = idx.iter().map(|&i| &self.train_w[i]).collect();
                 let mut batch = make_qa_batch(&windows, true);
                 batch.pixel_values = to_device(batch.pixel_values, self.opts.device)?;
@@ -151,9 +156,10 @@ impl TrainingTask for QaFinetuning<'_> {
         params: &ParamVars<'_>,
         batch: &FinetuneBatch,
     ) -> Var {
+        let mut rng = self.batches.dropout_rng();
         let mode = ForwardMode {
             training: true,
-            rng: &mut self.rng,
+            rng: &mut rng,
         };
         let out = model.forward(tape, params, batch, mode);
         out.loss.expect("labelled batch gives a loss")
