@@ -143,16 +143,25 @@ fn assert_same_weights(a: &Path, b: &Path) {
     }
 }
 
-#[test]
-fn two_ranks_train_what_one_rank_with_two_micro_batches_does_and_resume_on_one() {
-    let one = tmp("one");
+/// The comparison every backend runs: 10 steps of 1 rank x `--grad-accum 2`
+/// and of `mpirun -np 2` (on `device`, the ranks through `comm`) give the
+/// same losses and weights; rank 0 alone wrote. Returns both output folders.
+fn two_ranks_match_one_rank_with_two_micro_batches(
+    name: &str,
+    device: &[&str],
+    comm: &[&str],
+) -> [PathBuf; 2] {
+    let one = tmp(&format!("{name}-one"));
+    let mut accum = vec!["--grad-accum", "2"];
+    accum.extend(device);
+    let extra: Vec<&str> = device.iter().chain(comm).copied().collect();
     run_ok(
-        single(&pretrain_args(&one, 10, &["--grad-accum", "2"])),
+        single(&pretrain_args(&one, 10, &accum)),
         "1 rank x --grad-accum 2",
     );
-    let two = tmp("two");
+    let two = tmp(&format!("{name}-two"));
     run_ok(
-        mpirun(2, &pretrain_args(&two, 10, &[]), "same"),
+        mpirun(2, &pretrain_args(&two, 10, &extra), "same"),
         "mpirun -np 2",
     );
     assert_same_losses(&one, &two, 1..=10);
@@ -162,6 +171,12 @@ fn two_ranks_train_what_one_rank_with_two_micro_batches_does_and_resume_on_one()
     assert_eq!(losses.len(), 10);
     let state = std::fs::read_to_string(two.join("checkpoint/trainer_state.json")).unwrap();
     assert!(state.contains("\"grad_accum\": 2"), "{state}");
+    [one, two]
+}
+
+#[test]
+fn two_ranks_train_what_one_rank_with_two_micro_batches_does_and_resume_on_one() {
+    let [one, two] = two_ranks_match_one_rank_with_two_micro_batches("mpi", &[], &[]);
 
     // 2 ranks stop at step 5 (schedule of 10); 1 rank resumes to 10.
     let resumed = tmp("resumed");
@@ -180,6 +195,33 @@ fn two_ranks_train_what_one_rank_with_two_micro_batches_does_and_resume_on_one()
     assert_same_losses(&one, &resumed, 1..=10);
     assert_same_weights(&one, &resumed);
     for d in [one, two, resumed] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// The same comparison through NCCL, one GPU per rank, when this machine has
+/// two GPUs and the build has NCCL; otherwise it says why it skips.
+#[test]
+fn nccl_two_gpus_train_what_one_gpu_with_two_micro_batches_does() {
+    if !cfg!(feature = "nccl") {
+        eprintln!("skipped: this build has no NCCL support (cargo test --features nccl)");
+        return;
+    }
+    let gpus = Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).matches("GPU ").count())
+        .unwrap_or(0);
+    if gpus < 2 {
+        eprintln!("skipped: NCCL needs two GPUs, nvidia-smi -L lists {gpus}");
+        return;
+    }
+    let dirs = two_ranks_match_one_rank_with_two_micro_batches(
+        "nccl",
+        &["--device", "cuda"],
+        &["--comm", "nccl"],
+    );
+    for d in dirs {
         let _ = std::fs::remove_dir_all(d);
     }
 }
