@@ -81,6 +81,13 @@ impl BucketLayout {
 /// its all-reduce took.
 type Done = Result<(usize, Vec<f32>, f64), CommError>;
 
+/// The communication thread of one step: buckets in, reduced buckets out.
+struct CommThread {
+    to_comm: Sender<(usize, Vec<f32>)>,
+    from_comm: Receiver<Done>,
+    handle: JoinHandle<()>,
+}
+
 /// The all-reduce of one step's gradient buckets, in flight.
 pub struct StepReduction {
     layout: BucketLayout,
@@ -91,7 +98,7 @@ pub struct StepReduction {
     /// Buckets handed to the all-reduce so far (0..launched).
     launched: usize,
     /// The communication thread (overlap on).
-    thread: Option<(Sender<(usize, Vec<f32>)>, Receiver<Done>, JoinHandle<()>)>,
+    thread: Option<CommThread>,
 }
 
 /// What the reduction of a step's buckets took.
@@ -136,7 +143,11 @@ impl StepReduction {
                     }
                 })
                 .expect("spawn the gradient all-reduce thread");
-            (to_comm, from_comm, handle)
+            CommThread {
+                to_comm,
+                from_comm,
+                handle,
+            }
         });
         StepReduction {
             layout,
@@ -161,10 +172,10 @@ impl StepReduction {
         }
         while self.launched < self.waiting.len() && self.waiting[self.launched] == 0 {
             let buf = self.flatten(self.launched, grads);
-            let (to_comm, _, _) = self.thread.as_ref().expect("overlap has a thread");
+            let thread = self.thread.as_ref().expect("overlap has a thread");
             // A send fails only if the thread stopped on an error, which
             // `finish` reports.
-            let _ = to_comm.send((self.launched, buf));
+            let _ = thread.to_comm.send((self.launched, buf));
             self.launched += 1;
         }
     }
@@ -177,7 +188,11 @@ impl StepReduction {
         let mut reduced: Vec<Option<Vec<f32>>> = vec![None; nb];
         let mut reduce_s = 0.0;
         match self.thread.take() {
-            Some((to_comm, from_comm, handle)) => {
+            Some(CommThread {
+                to_comm,
+                from_comm,
+                handle,
+            }) => {
                 for k in self.launched..nb {
                     let _ = to_comm.send((k, self.flatten(k, grads)));
                 }
