@@ -261,12 +261,12 @@ fn overlap_on_and_off_give_bit_identical_results() {
 /// A few steps of POS tagging on UD English-EWT from a tiny model, dropout
 /// on, evaluated once at the end (so OUT/best holds the final weights).
 fn finetune_args(out: &Path, extra: &[&str]) -> Vec<String> {
-    let ud = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ud/UD_English-EWT");
-    let ud = if ud.exists() {
-        ud
-    } else {
-        PathBuf::from("/work/shared/data/ud/UD_English-EWT")
+    // The data folder as tests/finetune.rs finds it.
+    let data = match std::env::var_os("PIXEL_DATA") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
     };
+    let ud = data.join("ud/UD_English-EWT");
     let mut args: Vec<String> = ["finetune", "--task", "pos", "--train"]
         .iter()
         .map(|s| s.to_string())

@@ -179,7 +179,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     if world > 1 {
         let steps = s.steps_done.max(1) as f64;
         println!(
-            "data parallel: {world} ranks ({}); gradient all-reduce {:.2} ms per step ({:.1}% of the step), {:.2} ms of it not hidden behind backward (overlap {}), {} per step per rank",
+            "data parallel: {world} ranks ({}); gradient all-reduce {:.2} ms per step ({:.1}% of the step), {:.2} ms per step waited for after backward (bucket copies included; overlap {}), {} per step per rank",
             opts.parallel.comm.backend(),
             s.reduce_seconds / steps * 1e3,
             100.0 * s.reduce_seconds / s.seconds.max(1e-9),
