@@ -11,7 +11,8 @@
 //!
 //! [`Watched`] wraps any backend with a timeout: a collective that waits
 //! longer than `--comm-timeout` (a rank died or hangs) ends the process with
-//! an error naming the operation and the step instead of hanging.
+//! an error naming the operation, the step and, when the backend can tell
+//! ([`Arrivals`], MPI), the ranks that did not reach it, instead of hanging.
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
