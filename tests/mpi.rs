@@ -438,10 +438,32 @@ fn a_killed_rank_ends_the_run_with_an_error_naming_it() {
 
 #[test]
 fn a_hung_rank_ends_the_run_after_the_comm_timeout() {
-    let (out, took, _) = signal_rank_one_mid_run("hung", libc::SIGSTOP, "2");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    // A rank stopped after every rank has arrived at a collective (inside
+    // the MPI call itself, e.g. its communication thread mid-transfer)
+    // cannot be named: the message then says every rank reached it. That
+    // window is rare but real, so such an attempt is retried (at most 3);
+    // every attempt must still end with the timeout error in time.
+    let mut attempt = 0;
+    let (out, took, text) = loop {
+        attempt += 1;
+        let (out, took, _) = signal_rank_one_mid_run("hung", libc::SIGSTOP, "2");
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let inside = text.contains("every rank reached it, one of them died or hangs inside it");
+        if inside && attempt < 3 {
+            assert!(
+                !out.status.success(),
+                "mpirun succeeded with a stopped rank:\n{text}"
+            );
+            assert!(
+                took < Duration::from_secs(2 + 20),
+                "took {took:?} to stop:\n{text}"
+            );
+            continue;
+        }
+        break (out, took, text);
+    };
     assert!(
         !out.status.success(),
         "mpirun succeeded with a stopped rank:\n{text}"

@@ -229,17 +229,7 @@ impl Tape {
     /// Reverse pass from a scalar `loss` (seed gradient 1). Consumes the tape's
     /// nodes, freeing saved tensors as it goes.
     pub fn backward(&mut self, loss: &Var) -> Gradients {
-        assert_eq!(
-            loss.value.numel(),
-            1,
-            "backward: loss must have one element, got shape {:?}",
-            loss.shape()
-        );
-        let seed = Tensor::full(loss.shape(), 1.0);
-        #[cfg(feature = "cuda")]
-        let seed = seed
-            .to_device(loss.value().device())
-            .expect("backward: the loss's device is already open");
+        let seed = scalar_loss_seed(loss, "backward");
         self.backward_with(loss, seed)
     }
 
@@ -261,17 +251,7 @@ impl Tape {
         leaves: &[Var],
         ready: &mut dyn FnMut(usize, Option<Tensor>),
     ) -> Gradients {
-        assert_eq!(
-            loss.value.numel(),
-            1,
-            "backward_reporting: loss must have one element, got shape {:?}",
-            loss.shape()
-        );
-        let seed = Tensor::full(loss.shape(), 1.0);
-        #[cfg(feature = "cuda")]
-        let seed = seed
-            .to_device(loss.value().device())
-            .expect("backward: the loss's device is already open");
+        let seed = scalar_loss_seed(loss, "backward_reporting");
         // Node index of each leaf's first use: its gradient is final once
         // the reverse pass has done that node.
         let mut first_use: Vec<Option<usize>> = vec![None; self.next_id];
@@ -351,6 +331,23 @@ impl Tape {
         }
         Gradients { grads }
     }
+}
+
+/// The seed gradient of a reverse pass from a one-element `loss`: 1, on
+/// the loss's device. `caller` names the entry point in the shape error.
+fn scalar_loss_seed(loss: &Var, caller: &str) -> Tensor {
+    assert_eq!(
+        loss.value.numel(),
+        1,
+        "{caller}: loss must have one element, got shape {:?}",
+        loss.shape()
+    );
+    let seed = Tensor::full(loss.shape(), 1.0);
+    #[cfg(feature = "cuda")]
+    let seed = seed
+        .to_device(loss.value().device())
+        .expect("backward: the loss's device is already open");
+    seed
 }
 
 /// The leaves [`Tape::backward_reporting`] reports, by the node after which
