@@ -36,6 +36,15 @@ impl Blocking {
     /// MC: a packed A block fills half of L2; NC: the shared B panel fills a
     /// quarter of L3.
     fn new(mk: &MicroKernel, c: Caches, k: usize) -> Blocking {
+        if let Some((kc_max, mc, nc)) = blocks_override() {
+            let passes = k.max(1).div_ceil(kc_max);
+            let kc = k.max(1).div_ceil(passes).next_multiple_of(8);
+            return Blocking {
+                kc,
+                mc: mc.next_multiple_of(mk.mr),
+                nc: nc.next_multiple_of(mk.nr),
+            };
+        }
         let kc_max = (c.l2 / 8 / (4 * mk.nr)).clamp(128, 768);
         let passes = k.max(1).div_ceil(kc_max);
         let kc = k.max(1).div_ceil(passes).next_multiple_of(8);
@@ -43,6 +52,23 @@ impl Blocking {
         let nc = ((c.l3 / 4 / (4 * kc)) / mk.nr * mk.nr).clamp(mk.nr * 4, 4096);
         Blocking { kc, nc, mc }
     }
+}
+
+/// `PIXEL_GEMM_BLOCKS=KC,MC,NC` (most depth, rows, columns per block) replaces
+/// the cache-derived blocking, to A/B block sizes on one machine.
+fn blocks_override() -> Option<(usize, usize, usize)> {
+    static BLOCKS: std::sync::OnceLock<Option<(usize, usize, usize)>> = std::sync::OnceLock::new();
+    *BLOCKS.get_or_init(|| {
+        let v = std::env::var("PIXEL_GEMM_BLOCKS").ok()?;
+        let n: Vec<usize> = v
+            .split(',')
+            .map(|x| x.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        match n[..] {
+            [kc, mc, nc] if kc > 0 && mc > 0 && nc > 0 => Some((kc, mc, nc)),
+            _ => None,
+        }
+    })
 }
 
 /// The blocking `sgemm_packed` uses with `isa` on this CPU for depth `k`.
