@@ -4,6 +4,7 @@
 
 mod loss_curve;
 mod reconstruction;
+mod run_curves;
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -16,6 +17,7 @@ pub use reconstruction::{
     denormalize_patch, patch_rcc, reconstruction_figure_size, reconstruction_panels,
     write_reconstruction_png, ReconstructionPanels, ReconstructionRow,
 };
+pub use run_curves::{write_run_curves_png, RunCurve};
 
 /// An RGB colour, 8 bits per channel.
 pub(crate) type Rgb = [u8; 3];

@@ -25,6 +25,9 @@ enum Command {
     Render(cli::render::RenderArgs),
     /// Pretrain PIXEL on rendered text (defaults: a tiny model on the bundled corpus, ~10 min).
     Pretrain(cli::pretrain::PretrainArgs),
+    /// Pretraining runs side by side: a markdown table and a figure of each run's eval loss
+    /// against its best constant prediction over time.
+    Compare(cli::compare::CompareArgs),
     /// Reconstruct masked patches of a rendered text with a pretrained checkpoint.
     Reconstruct(cli::reconstruct::ReconstructArgs),
     /// Write a checkpoint's encoder output (last hidden state, .npy) for a text or model inputs.
@@ -75,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Pretrain(args) => cli::pretrain::run(args),
+        Command::Compare(args) => cli::compare::run(args),
         Command::Reconstruct(args) => cli::reconstruct::run(args),
         Command::Encode(args) => cli::encode::run(args),
         Command::Finetune(args) => cli::finetune::run_finetune(args),

@@ -262,6 +262,30 @@ fn learning_rates_that_are_not_positive_finite_are_refused_up_front() {
 }
 
 #[test]
+fn mask_ratios_outside_zero_one_are_refused_and_a_good_one_reaches_the_config() {
+    let dir = scratch("mask-ratio");
+    std::fs::write(dir.join("c.txt"), small_corpus(200)).unwrap();
+    for r in [
+        "--mask-ratio=0",
+        "--mask-ratio=1",
+        "--mask-ratio=-0.5",
+        "--mask-ratio=nan",
+    ] {
+        let mut args = quick_pretrain("c.txt", "out", "2");
+        args.push(r);
+        fails_naming(&dir, &args, &["--mask-ratio must be in (0, 1)"]);
+    }
+    assert!(!dir.join("out").exists());
+    let mut args = quick_pretrain("c.txt", "out", "2");
+    args.push("--mask-ratio=0.4");
+    let o = pixel_in(&dir, &args, Duration::from_secs(60));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let config = std::fs::read_to_string(dir.join("out/checkpoint/config.json")).unwrap();
+    assert!(config.contains("\"mask_ratio\": 0.4"), "{config}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_run_with_no_good_state_says_so_and_writes_no_checkpoint() {
     let dir = scratch("no-good-state");
     std::fs::write(dir.join("c.txt"), small_corpus(200)).unwrap();

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_cuda;
 pub mod bench_gemm;
+pub mod compare;
 pub mod encode;
 pub mod finetune;
 pub mod info;

@@ -52,6 +52,10 @@ pub struct PretrainArgs {
     /// initializer_range; PIXEL uses 0.02).
     #[arg(long)]
     pub init_std: Option<f64>,
+    /// Fraction of each strip's patches masked, in spans (config mask_ratio; PIXEL
+    /// uses 0.25). Lower is an easier reconstruction task with more context.
+    #[arg(long)]
+    pub mask_ratio: Option<f64>,
     /// Seed of everything random: init, data order, masks, dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -113,6 +117,14 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
             "--init-std must be positive, got {s}"
         );
         config.initializer_range = s;
+    }
+    if let Some(r) = args.mask_ratio {
+        // At least one patch must stay visible and one be masked for a loss.
+        anyhow::ensure!(
+            r > 0.0 && r < 1.0,
+            "--mask-ratio must be in (0, 1), got {r}"
+        );
+        config.mask_ratio = r;
     }
     if let Some(r) = args.rendering {
         set_config_rendering(&mut config, r);

@@ -17,20 +17,44 @@ const TEXT_COLOR: Rgb = [20, 20, 20];
 const TICKS: usize = 5;
 
 /// The plot rectangle inside the picture, in pixels (left/top inclusive, right/bottom inclusive).
-struct PlotArea {
+pub(super) struct PlotArea {
     left: i64,
     top: i64,
     right: i64,
     bottom: i64,
-    /// Steps at the left and right edges.
+    /// Steps (or another x quantity) at the left and right edges.
     steps: (f64, f64),
     /// Losses at the bottom and top edges.
     losses: (f64, f64),
 }
 
 impl PlotArea {
+    /// The area of a `LOSS_CURVE_WIDTH` x `LOSS_CURVE_HEIGHT` picture for x in `xs` and
+    /// y in `ys` (each lo, hi; an empty range is widened).
+    pub(super) fn fit(xs: (f64, f64), ys: (f64, f64)) -> PlotArea {
+        let xs = if xs.1 > xs.0 { xs } else { (xs.0, xs.0 + 1.0) };
+        let ys = if ys.1 - ys.0 >= 1e-12 {
+            ys
+        } else {
+            let pad = (ys.0.abs() * 0.05).max(0.01);
+            (ys.0 - pad, ys.1 + pad)
+        };
+        PlotArea {
+            left: 88,
+            top: 40,
+            right: LOSS_CURVE_WIDTH as i64 - 24,
+            bottom: LOSS_CURVE_HEIGHT as i64 - 62,
+            steps: xs,
+            losses: ys,
+        }
+    }
+
     fn x(&self, step: u64) -> i64 {
-        self.x_at((step as f64 - self.steps.0) / (self.steps.1 - self.steps.0))
+        self.xf(step as f64)
+    }
+
+    pub(super) fn xf(&self, x: f64) -> i64 {
+        self.x_at((x - self.steps.0) / (self.steps.1 - self.steps.0))
     }
 
     /// Column at fraction `t` of the step range; the first step sits a few pixels right of the
@@ -40,7 +64,7 @@ impl PlotArea {
         first + (t * (self.right - first) as f64).round() as i64
     }
 
-    fn y(&self, loss: f32) -> i64 {
+    pub(super) fn y(&self, loss: f32) -> i64 {
         let t = (loss as f64 - self.losses.0) / (self.losses.1 - self.losses.0);
         self.bottom - (t * (self.bottom - self.top) as f64).round() as i64
     }
@@ -66,7 +90,7 @@ pub fn write_loss_curve_png(
     eval.sort_by_key(|&(step, _)| step);
 
     let area = plot_area(&train, &eval);
-    draw_frame(&mut canvas, &mut text, &area, title);
+    draw_frame(&mut canvas, &mut text, &area, title, "step", "loss");
 
     if !train.iter().chain(&eval).any(|p| p.1.is_finite()) {
         let note = "no finite loss values";
@@ -98,33 +122,34 @@ fn plot_area(train: &[(u64, f32)], eval: &[(u64, f32)]) -> PlotArea {
     let all = || train.iter().chain(eval);
     let first = all().map(|p| p.0).min().unwrap_or(0) as f64;
     let last = all().map(|p| p.0).max().unwrap_or(1) as f64;
-    let last = if last > first { last } else { first + 1.0 };
-    let finite = || all().map(|p| p.1).filter(|l| l.is_finite());
-    let lo = finite().fold(f32::INFINITY, f32::min) as f64;
-    let hi = finite().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let (lo, hi) = if lo > hi {
-        (0.0, 1.0) // nothing finite
-    } else if hi - lo < 1e-12 {
-        let pad = (lo.abs() * 0.05).max(0.01);
-        (lo - pad, hi + pad)
-    } else {
-        let pad = (hi - lo) * 0.05;
-        (lo - pad, hi + pad)
-    };
-    PlotArea {
-        left: 88,
-        top: 40,
-        right: LOSS_CURVE_WIDTH as i64 - 24,
-        bottom: LOSS_CURVE_HEIGHT as i64 - 62,
-        steps: (first, last),
-        losses: (lo, hi),
-    }
+    PlotArea::fit((first, last), padded_range(all().map(|p| p.1)))
 }
 
-/// Title, grid, axes, tick marks and their labels.
-fn draw_frame(canvas: &mut Canvas, text: &mut TextPainter, area: &PlotArea, title: &str) {
+/// The range of the finite values with a 5 % margin ((0, 1) when none is finite).
+pub(super) fn padded_range(values: impl Iterator<Item = f32>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|l| l.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return (0.0, 1.0); // nothing finite
+    }
+    let pad = (hi - lo) as f64 * 0.05;
+    (lo as f64 - pad, hi as f64 + pad)
+}
+
+/// Title, grid, axes, tick marks and their labels (x ticks are whole numbers).
+pub(super) fn draw_frame(
+    canvas: &mut Canvas,
+    text: &mut TextPainter,
+    area: &PlotArea,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+) {
     text.draw(canvas, area.left, 10, title, BLACK);
-    text.draw(canvas, 8, area.top - 22, "loss", TEXT_COLOR);
+    text.draw(canvas, 8, area.top - 22, y_label, TEXT_COLOR);
     let (lo, hi) = area.losses;
     let loss_step = (hi - lo) / (TICKS - 1) as f64;
     let decimals = (1.0 - loss_step.log10()).ceil().clamp(0.0, 6.0) as usize;
@@ -152,9 +177,9 @@ fn draw_frame(canvas: &mut Canvas, text: &mut TextPainter, area: &PlotArea, titl
     }
     canvas.line((area.left, area.top), (area.left, area.bottom), BLACK);
     canvas.line((area.left, area.bottom), (area.right, area.bottom), BLACK);
-    let width = text.strip("step").width as i64;
+    let width = text.strip(x_label).width as i64;
     let x = (area.left + area.right - width) / 2;
-    text.draw(canvas, x, area.bottom + 28, "step", TEXT_COLOR);
+    text.draw(canvas, x, area.bottom + 28, x_label, TEXT_COLOR);
 }
 
 /// Joins consecutive finite points; a NaN or infinite loss leaves a gap.
@@ -220,7 +245,7 @@ fn draw_moving_average(canvas: &mut Canvas, area: &PlotArea, train: &[(u64, f32)
     2 * half + 1
 }
 
-/// Colour key in the top-right corner.
+/// Colour key of the loss curve.
 fn draw_legend(canvas: &mut Canvas, text: &mut TextPainter, smooth_window: usize, has_eval: bool) {
     let mut entries = vec![(RAW_COLOR, "train".to_string())];
     if smooth_window > 1 {
@@ -229,6 +254,11 @@ fn draw_legend(canvas: &mut Canvas, text: &mut TextPainter, smooth_window: usize
     if has_eval {
         entries.push((EVAL_COLOR, "eval".to_string()));
     }
+    draw_key(canvas, text, &entries);
+}
+
+/// A colour key in the top-right corner: a bar of each colour, then its label.
+pub(super) fn draw_key(canvas: &mut Canvas, text: &mut TextPainter, entries: &[(Rgb, String)]) {
     // Right-aligned: measure first, then draw left to right.
     let widths: Vec<i64> = entries
         .iter()

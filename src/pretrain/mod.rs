@@ -4,4 +4,5 @@
 pub mod corpus;
 pub mod data;
 pub mod run;
+pub mod summary;
 pub mod training_state;

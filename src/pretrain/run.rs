@@ -17,6 +17,7 @@ use pixel_render::{Layout, RenderConfig, Renderer};
 
 use super::corpus::Corpus;
 use super::data::{derive_seed, pack_lines, BatchMaker, Prefetcher};
+use super::summary::RunSummary;
 use super::training_state::{load_training_checkpoint, save_training_checkpoint, TrainerState};
 use crate::figures::{write_loss_curve_png, write_reconstruction_png, ReconstructionRow};
 use crate::train_loop::{
@@ -196,6 +197,34 @@ pub fn run_pretraining(
             eval_texts.len()
         );
     }
+    let cfg = &opts.config;
+    let mut run_summary = RunSummary {
+        status: "running".into(),
+        model: format!(
+            "encoder {} x {}, decoder {} x {}",
+            cfg.hidden_size,
+            cfg.num_hidden_layers,
+            cfg.decoder_hidden_size,
+            cfg.decoder_num_hidden_layers
+        ),
+        rendering: renderer.rendering().to_string(),
+        max_seq_length: cfg.num_patches(),
+        mask_ratio: cfg.mask_ratio,
+        batch_size: opts.batch_size,
+        grad_accum: opts.grad_accum,
+        steps: opts.steps,
+        lr: opts.lr,
+        seed: opts.seed,
+        train_strips: train_texts.len(),
+        eval_strips: eval_texts.len(),
+        constant_baseline: baseline,
+        steps_done: None,
+        final_eval_loss: None,
+        seconds: None,
+    };
+    if lead {
+        run_summary.write(&opts.out)?;
+    }
     let state = TrainerState {
         step: 0,
         seed: opts.seed,
@@ -301,6 +330,16 @@ pub fn run_pretraining(
     if !lead {
         return Ok(summary);
     }
+    run_summary.status = if summary.interrupted {
+        "interrupted"
+    } else {
+        "done"
+    }
+    .into();
+    run_summary.steps_done = Some(summary.last_step);
+    run_summary.final_eval_loss = summary.eval_losses.last().map(|e| e.1);
+    run_summary.seconds = Some(summary.seconds);
+    run_summary.write(&opts.out)?;
     task.save(&trainer, done, SaveReason::Cadence)?;
     write_reconstructions(
         &trainer.model,
