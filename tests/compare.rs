@@ -62,7 +62,10 @@ fn summary_json_and_compare_table_and_figure() {
     assert_eq!(last_step, 10);
     assert_eq!(summary.final_eval_loss, Some(last_eval));
     assert_eq!(summary.rendering, "continuous");
-    assert_eq!((summary.max_seq_length, summary.batch_size), (32, 4));
+    assert_eq!(
+        (summary.max_seq_length, summary.batch_size, summary.ranks),
+        (32, 4, 1)
+    );
 
     let o = compare(&["mine=run", "--x", "steps", "-o", "c.png"], &dir);
     let stdout = String::from_utf8_lossy(&o.stdout);

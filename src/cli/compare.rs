@@ -67,7 +67,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                 s.model,
                 s.rendering,
                 s.max_seq_length,
-                s.batch_size * s.grad_accum,
+                s.strips_per_step(),
                 s.mask_ratio,
                 s.lr,
                 s.steps
@@ -84,7 +84,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             s.model,
             s.rendering,
             s.max_seq_length,
-            s.batch_size * s.grad_accum,
+            s.strips_per_step(),
             s.mask_ratio,
             s.lr,
             last.step,

@@ -212,6 +212,7 @@ pub fn run_pretraining(
         mask_ratio: cfg.mask_ratio,
         batch_size: opts.batch_size,
         grad_accum: opts.grad_accum,
+        ranks: world,
         steps: opts.steps,
         lr: opts.lr,
         seed: opts.seed,

@@ -20,8 +20,11 @@ pub struct RunSummary {
     pub rendering: String,
     pub max_seq_length: usize,
     pub mask_ratio: f64,
+    /// Strips per micro-batch on each rank; a step is batch_size x grad_accum x ranks strips.
     pub batch_size: usize,
     pub grad_accum: usize,
+    #[serde(default = "one")]
+    pub ranks: usize,
     pub steps: u64,
     pub lr: f32,
     pub seed: u64,
@@ -36,7 +39,16 @@ pub struct RunSummary {
     pub seconds: Option<f64>,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl RunSummary {
+    /// Strips per optimizer step.
+    pub fn strips_per_step(&self) -> usize {
+        self.batch_size * self.grad_accum * self.ranks
+    }
+
     /// Writes `dir/summary.json` (through a temporary file, so a reader never
     /// sees half a file).
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
