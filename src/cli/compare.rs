@@ -61,17 +61,18 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             );
         }
         let evals = read_evaluations(&dir.join("log.csv"))?;
+        // The run's settings: the first cells of its row.
+        let settings = format!(
+            "| {label} | {} | {} | {} | {} | {} | {} |",
+            s.model,
+            s.rendering,
+            s.max_seq_length,
+            s.strips_per_step(),
+            s.mask_ratio,
+            s.lr
+        );
         let Some(last) = evals.last() else {
-            println!(
-                "| {label} | {} | {} | {} | {} | {} | {} | 0 / {} | | | | |",
-                s.model,
-                s.rendering,
-                s.max_seq_length,
-                s.strips_per_step(),
-                s.mask_ratio,
-                s.lr,
-                s.steps
-            );
+            println!("{settings} 0 / {} | | | | |", s.steps);
             continue;
         };
         let best = evals
@@ -80,13 +81,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             .expect("at least one evaluation");
         let c = s.constant_baseline;
         println!(
-            "| {label} | {} | {} | {} | {} | {} | {} | {} / {} | {:.1} | {:.4} | {:.3} | {:.3} ({}) |",
-            s.model,
-            s.rendering,
-            s.max_seq_length,
-            s.strips_per_step(),
-            s.mask_ratio,
-            s.lr,
+            "{settings} {} / {} | {:.1} | {:.4} | {:.3} | {:.3} ({}) |",
             last.step,
             s.steps,
             last.minutes,
