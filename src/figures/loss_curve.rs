@@ -190,13 +190,26 @@ fn draw_polyline(
     color: Rgb,
     thick: bool,
 ) {
+    let points = points.iter().map(|&(step, loss)| (step as f64, loss));
+    draw_line_through(canvas, area, points, color, thick);
+}
+
+/// Joins consecutive (x, y) points whose y is finite; a NaN or infinity leaves a gap.
+/// `thick` doubles the line one pixel down.
+pub(super) fn draw_line_through(
+    canvas: &mut Canvas,
+    area: &PlotArea,
+    points: impl Iterator<Item = (f64, f32)>,
+    color: Rgb,
+    thick: bool,
+) {
     let mut previous: Option<(i64, i64)> = None;
-    for &(step, loss) in points {
-        if !loss.is_finite() {
+    for (x, y) in points {
+        if !y.is_finite() {
             previous = None;
             continue;
         }
-        let here = (area.x(step), area.y(loss));
+        let here = (area.xf(x), area.y(y));
         let from = previous.unwrap_or(here);
         canvas.line(from, here, color);
         if thick {

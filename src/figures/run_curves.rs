@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::loss_curve::{draw_frame, padded_range, PlotArea};
+use super::loss_curve::{draw_frame, draw_line_through, padded_range, PlotArea};
 use super::{Canvas, Rgb, TextPainter, WHITE};
 use super::{LOSS_CURVE_HEIGHT, LOSS_CURVE_WIDTH};
 
@@ -59,21 +59,13 @@ pub fn write_run_curves_png(
     }
     for (i, curve) in curves.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let mut previous: Option<(i64, i64)> = None;
-        for &(x, y) in &curve.points {
-            if !y.is_finite() {
-                previous = None;
-                continue;
-            }
-            let here = (area.xf(x), area.y(y));
-            canvas.line(previous.unwrap_or(here), here, color);
-            canvas.line(
-                (previous.unwrap_or(here).0, previous.unwrap_or(here).1 + 1),
-                (here.0, here.1 + 1),
-                color,
-            );
-            previous = Some(here);
-        }
+        draw_line_through(
+            &mut canvas,
+            &area,
+            curve.points.iter().copied(),
+            color,
+            true,
+        );
     }
     // The key: one row per run, top right inside the plot.
     let width = curves
