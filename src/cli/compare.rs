@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use pixel::figures::{write_run_curves_png, RunCurve};
-use pixel::pretrain::summary::RunSummary;
+use pixel::pretrain::summary::{RunSummary, SUMMARY_FILE};
 
 /// Arguments of `pixel compare`.
 #[derive(clap::Args, Debug)]
@@ -56,7 +56,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         if !(s.constant_baseline.is_finite() && s.constant_baseline > 0.0) {
             bail!(
                 "{}: constant_baseline {} is not a positive number",
-                dir.join("summary.json").display(),
+                dir.join(SUMMARY_FILE).display(),
                 s.constant_baseline
             );
         }

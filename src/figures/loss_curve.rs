@@ -258,7 +258,7 @@ fn draw_moving_average(canvas: &mut Canvas, area: &PlotArea, train: &[(u64, f32)
     2 * half + 1
 }
 
-/// Colour key of the loss curve.
+/// Colour key in the top-right corner.
 fn draw_legend(canvas: &mut Canvas, text: &mut TextPainter, smooth_window: usize, has_eval: bool) {
     let mut entries = vec![(RAW_COLOR, "train".to_string())];
     if smooth_window > 1 {
@@ -267,11 +267,6 @@ fn draw_legend(canvas: &mut Canvas, text: &mut TextPainter, smooth_window: usize
     if has_eval {
         entries.push((EVAL_COLOR, "eval".to_string()));
     }
-    draw_key(canvas, text, &entries);
-}
-
-/// A colour key in the top-right corner: a bar of each colour, then its label.
-pub(super) fn draw_key(canvas: &mut Canvas, text: &mut TextPainter, entries: &[(Rgb, String)]) {
     // Right-aligned: measure first, then draw left to right.
     let widths: Vec<i64> = entries
         .iter()
