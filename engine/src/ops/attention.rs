@@ -2,7 +2,6 @@
 //! (QK^T, mask, softmax, dropout, PV as one tape node).
 
 use pixel_kernels::attention::{self as attention_kernel, AttentionShape};
-use pixel_kernels::layout;
 use pixel_kernels::softmax as softmax_kernel;
 
 use super::{constant_on, device_of};
@@ -65,22 +64,13 @@ pub struct AttentionConfig {
     pub training: bool,
 }
 
-/// (B, N, H, D) -> (B, H, N, D) and back: the same permutation both ways.
-const HEADS_FIRST: [usize; 4] = [0, 2, 1, 3];
-
-/// `x` (viewed as `from`) with its two middle dims swapped.
-fn swap_heads(x: &Tensor, from: [usize; 4]) -> Tensor {
-    let mut out = Tensor::zeros_on(&[from[0], from[2], from[1], from[3]], x.device());
-    layout::permute(out.buffer_mut(), x.buffer(), &from, &HEADS_FIRST);
-    out
-}
-
 /// Multi-head self-attention on projected q, k, v, each (B, N, C) with
 /// C = heads * D, heads interleaved as (B, N, H, D) like PyTorch's view.
 /// `key_mask` (B, N) is additive (0 attended, -10000 masked) on keys.
-/// Returns the merged context (B, N, C). Saves per-head q, k, v and the key
-/// mask; the probabilities are recomputed in backward and the dropout mask
-/// regenerated from its seed, so nothing of size N^2 is kept.
+/// Returns the merged context (B, N, C). Saves q, k, v (the kernels read each
+/// head in place, no per-head copies) and the key mask; the probabilities are
+/// recomputed in backward and the dropout mask regenerated from its seed, so
+/// nothing of size N^2 is kept.
 pub fn attention(
     t: &mut Tape,
     q: &Var,
@@ -122,26 +112,17 @@ pub fn attention(
         scale: 1.0 / (d as f32).sqrt(),
         dropout: (cfg.training && cfg.dropout > 0.0).then(|| (rng.next_u64(), cfg.dropout)),
     };
-    let split = [b, n, h, d];
-    let merged = [b, h, n, d];
-    // (B*H, N, D) each.
-    let (qh, kh, vh) = (
-        swap_heads(q.value(), split),
-        swap_heads(k.value(), split),
-        swap_heads(v.value(), split),
-    );
-    let mut ctx = Tensor::zeros_on(&merged, device); // (B, H, N, D)
+    let mut out = Tensor::zeros_on(&shape, device); // (B, N, C)
     let mask_buf = mask.as_ref().map(|m| m.buffer());
+    let (qv, kv, vv) = (q.arc(), k.arc(), v.arc());
     attention_kernel::forward(
-        ctx.buffer_mut(),
-        qh.buffer(),
-        kh.buffer(),
-        vh.buffer(),
+        out.buffer_mut(),
+        qv.buffer(),
+        kv.buffer(),
+        vv.buffer(),
         mask_buf,
         s,
     );
-    let out = swap_heads(&ctx, merged).reshape(&shape);
-    drop(ctx);
     if !t.needs_grad(&[q, k, v]) {
         return Var::constant(out);
     }
@@ -151,23 +132,21 @@ pub fn attention(
         out,
         &[q, k, v],
         Box::new(move |dout, _| {
-            let dctx = swap_heads(&dout, split); // (B, H, N, D)
-            let mut dq = Tensor::zeros_on(&merged, device);
-            let mut dk = Tensor::zeros_on(&merged, device);
-            let mut dv = Tensor::zeros_on(&merged, device);
+            let mut dq = Tensor::zeros_on(&shape, device);
+            let mut dk = Tensor::zeros_on(&shape, device);
+            let mut dv = Tensor::zeros_on(&shape, device);
             attention_kernel::backward(
                 dq.buffer_mut(),
                 dk.buffer_mut(),
                 dv.buffer_mut(),
-                dctx.buffer(),
-                qh.buffer(),
-                kh.buffer(),
-                vh.buffer(),
+                dout.buffer(),
+                qv.buffer(),
+                kv.buffer(),
+                vv.buffer(),
                 mask.as_ref().map(|m| m.buffer()),
                 s,
             );
-            let merge = |g: Tensor| Some(swap_heads(&g, merged).reshape(&[b, n, c]));
-            vec![merge(dq), merge(dk), merge(dv)]
+            vec![Some(dq), Some(dk), Some(dv)]
         }),
     )
 }

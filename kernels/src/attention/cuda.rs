@@ -1,5 +1,7 @@
 //! Attention on CUDA: batched cuBLAS products over every head, the masked
 //! softmax and the dropout kernel. Holds one (B*H, N, N) buffer at a time.
+//! The operands arrive as (B, N, H * D), as the projections write them, and
+//! are permuted to contiguous heads (B, H, N, D) for the batched products.
 
 use super::AttentionShape;
 use crate::cuda::context::DeviceBuffer;
@@ -65,6 +67,20 @@ fn dropout(x: &mut DeviceBuffer, n: usize, s: AttentionShape) {
     }
 }
 
+/// (B, N, H, D) <-> (B, H, N, D): swaps the two middle dims of `x`, whose
+/// dims are `from`.
+fn swap_middle(x: &DeviceBuffer, from: [usize; 4]) -> DeviceBuffer {
+    let mut out = DeviceBuffer::zeros(x.device(), from.iter().product());
+    crate::layout::cuda::permute(&mut out, x, &from, &[0, 2, 1, 3]);
+    out
+}
+
+/// (B, N, H, D) and (B, H, N, D) of this call.
+fn layouts(s: AttentionShape) -> ([usize; 4], [usize; 4]) {
+    let (b, h, n, d) = (s.batch, s.heads, s.seq, s.head_dim);
+    ([b, n, h, d], [b, h, n, d])
+}
+
 pub(super) fn forward(
     ctx: &mut DeviceBuffer,
     q: &DeviceBuffer,
@@ -74,9 +90,16 @@ pub(super) fn forward(
     s: AttentionShape,
 ) {
     let (bh, n, d) = (s.batch * s.heads, s.seq, s.head_dim);
-    let mut p = probs(q, k, mask, s);
+    let (tokens, heads) = layouts(s);
+    let (q, k, v) = (
+        swap_middle(q, tokens),
+        swap_middle(k, tokens),
+        swap_middle(v, tokens),
+    );
+    let mut p = probs(&q, &k, mask, s);
     dropout(&mut p, bh * n * n, s);
-    product_into(ctx, GemmShape::nn(n, d, n), bh, 1.0, &p, v);
+    let heads_ctx = product(GemmShape::nn(n, d, n), bh, 1.0, &p, &v);
+    crate::layout::cuda::permute(ctx, &heads_ctx, &heads, &[0, 2, 1, 3]);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -92,12 +115,20 @@ pub(super) fn backward(
     s: AttentionShape,
 ) {
     let (bh, n, d) = (s.batch * s.heads, s.seq, s.head_dim);
+    let (tokens, heads) = layouts(s);
+    let (q, k, v) = (
+        swap_middle(q, tokens),
+        swap_middle(k, tokens),
+        swap_middle(v, tokens),
+    );
+    let dctx = swap_middle(dctx, tokens);
+    let (q, k, v, dctx) = (&q, &k, &v, &dctx);
     let p = probs(q, k, mask, s);
     // dv = probs_used^T dctx (probs_used = probs after dropout).
     let pt_dc = GemmShape::tn(n, d, n);
     let mut used = p.clone();
     dropout(&mut used, bh * n * n, s);
-    product_into(dv, pt_dc, bh, 1.0, &used, dctx);
+    let heads_dv = product(pt_dc, bh, 1.0, &used, dctx);
     drop(used);
     // dprobs = dctx v^T, through the dropout mask, then softmax backward.
     let mut ds = product(GemmShape::nt(n, n, d), bh, 1.0, dctx, v);
@@ -105,6 +136,9 @@ pub(super) fn backward(
     crate::softmax::cuda::softmax_backward(&mut ds, None, &p, bh * n, n);
     drop(p);
     // dq = dscores k * scale; dk = dscores^T q * scale.
-    product_into(dq, GemmShape::nn(n, d, n), bh, s.scale, &ds, k);
-    product_into(dk, pt_dc, bh, s.scale, &ds, q);
+    let heads_dq = product(GemmShape::nn(n, d, n), bh, s.scale, &ds, k);
+    let heads_dk = product(pt_dc, bh, s.scale, &ds, q);
+    for (out, g) in [(dq, heads_dq), (dk, heads_dk), (dv, heads_dv)] {
+        crate::layout::cuda::permute(out, &g, &heads, &[0, 2, 1, 3]);
+    }
 }

@@ -13,7 +13,9 @@ use rayon::prelude::*;
 
 mod microkernel;
 mod packed;
+pub(crate) use microkernel::{for_isa as micro_kernel, MicroKernel};
 pub use packed::{blocking_for, Blocking};
+pub(crate) use packed::{multiply_packed, pack_panel};
 
 /// Layout of one GEMM: sizes and transpose flags.
 #[derive(Clone, Copy, Debug)]

@@ -290,34 +290,80 @@ unsafe fn block_task(
     with_buffer(false, slivers_a * kc * mk.mr, |packed_a| {
         // (slivers_a, kc, MR)
         pack_panel(packed_a, a, pc, rows.start, kc, rows.len(), mk.mr, csa, rsa);
-        let tile = |q: usize, jr: usize| {
-            let i0 = rows.start + q * mk.mr;
-            let j0 = jc + jr * mk.nr;
-            let a_sliver = &packed_a[q * kc * mk.mr..(q + 1) * kc * mk.mr];
-            let b_sliver = &packed_b[jr * kc * mk.nr..(jr + 1) * kc * mk.nr];
-            // SAFETY: the tile (i0.., j0..) lies inside C and belongs to
-            // this task; the slivers hold kc packed steps.
+        let j0 = jc + slivers.start * mk.nr;
+        let cols = (slivers.len() * mk.nr).min(s.n - j0);
+        // SAFETY: the task's tiles (rows x cols at j0) lie inside C and belong
+        // to it; the bias, when present, holds n values.
+        unsafe {
+            multiply_packed(
+                mk,
+                kc,
+                packed_a,
+                rows.len(),
+                &packed_b[slivers.start * kc * mk.nr..],
+                cols,
+                c.0.add(rows.start * s.n + j0),
+                s.n,
+                alpha,
+                beta,
+                bias.map_or(std::ptr::null(), |b| b.0.add(j0)),
+            )
+        };
+    });
+}
+
+/// `C (m, n) = alpha A B + beta C (+ bias)` from packed operands: `a` holds
+/// the m rows of A as (m.div_ceil(MR), kc, MR) slivers, `b` the n columns of
+/// B as (n.div_ceil(NR), kc, NR) slivers (as [`pack_panel`] writes them); C is
+/// row-major with row stride `rsc`. The B sliver stays in cache while the A
+/// slivers stream past it (the two inner loops of the BLIS nest).
+///
+/// # Safety
+/// `c` is valid for m rows of n values `rsc` apart that nothing else touches
+/// during the call; `bias` is null or valid for n values; `mk`'s ISA is
+/// available.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn multiply_packed(
+    mk: &MicroKernel,
+    kc: usize,
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    n: usize,
+    c: *mut f32,
+    rsc: usize,
+    alpha: f32,
+    beta: f32,
+    bias: *const f32,
+) {
+    let (slivers_a, slivers_b) = (m.div_ceil(mk.mr), n.div_ceil(mk.nr));
+    assert!(
+        a.len() >= slivers_a * kc * mk.mr && b.len() >= slivers_b * kc * mk.nr,
+        "multiply_packed: packed operands too short for m {m}, n {n}, kc {kc}"
+    );
+    for jr in 0..slivers_b {
+        let j0 = jr * mk.nr;
+        let b_sliver = b[jr * kc * mk.nr..].as_ptr();
+        for ir in 0..slivers_a {
+            let i0 = ir * mk.mr;
+            // SAFETY: tile (i0.., j0..) of rows x cols lies inside C (caller);
+            // the slivers hold kc packed steps (asserted).
             unsafe {
                 (mk.run)(
                     kc,
-                    a_sliver.as_ptr(),
-                    b_sliver.as_ptr(),
-                    c.0.add(i0 * s.n + j0),
-                    s.n,
-                    mk.mr.min(rows.end - i0),
-                    mk.nr.min(s.n - j0),
+                    a[ir * kc * mk.mr..].as_ptr(),
+                    b_sliver,
+                    c.add(i0 * rsc + j0),
+                    rsc,
+                    mk.mr.min(m - i0),
+                    mk.nr.min(n - j0),
                     alpha,
                     beta,
-                    bias.map_or(std::ptr::null(), |b| b.0.add(j0)),
+                    if bias.is_null() { bias } else { bias.add(j0) },
                 )
             };
-        };
-        for jr in slivers.clone() {
-            for q in 0..slivers_a {
-                tile(q, jr);
-            }
         }
-    });
+    }
 }
 
 /// Packs `lines` lines (rows of op(A) or columns of op(B)) from `line0` over
@@ -327,7 +373,7 @@ unsafe fn block_task(
 /// depth step is one contiguous run across all the slivers: read it once,
 /// instead of `lanes` values per sliver from as many rows (and pages).
 #[allow(clippy::too_many_arguments)]
-fn pack_panel(
+pub(crate) fn pack_panel(
     dst: &mut [f32],
     src: &[f32],
     p0: usize,
@@ -356,13 +402,61 @@ fn pack_panel(
         }
         return;
     }
+    // The sliver widths of the micro-kernels get a copy of known length (a few
+    // vector moves); a run-time length calls memmove once per sliver per step.
+    let args = (dst, src, p0, line0, kc, lines, depth_stride);
+    match lanes {
+        4 => pack_contiguous::<4>(args),
+        6 => pack_contiguous::<6>(args),
+        8 => pack_contiguous::<8>(args),
+        12 => pack_contiguous::<12>(args),
+        16 => pack_contiguous::<16>(args),
+        32 => pack_contiguous::<32>(args),
+        _ => {
+            let (dst, src, p0, line0, kc, lines, depth_stride) = args;
+            for p in 0..kc {
+                let from = line0 + (p0 + p) * depth_stride;
+                let row = &src[from..from + lines];
+                for (q, part) in row.chunks(lanes).enumerate() {
+                    let out = &mut dst[(q * kc + p) * lanes..(q * kc + p + 1) * lanes];
+                    out[..part.len()].copy_from_slice(part);
+                    out[part.len()..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// [`pack_panel`]'s contiguous-lines case for slivers of `L` lines: args are
+/// (dst, src, p0, line0, kc, lines, depth_stride).
+#[inline(always)]
+fn pack_contiguous<const L: usize>(
+    (dst, src, p0, line0, kc, lines, depth_stride): (
+        &mut [f32],
+        &[f32],
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    ),
+) {
+    let whole = lines / L;
     for p in 0..kc {
         let from = line0 + (p0 + p) * depth_stride;
         let row = &src[from..from + lines];
-        for (q, part) in row.chunks(lanes).enumerate() {
-            let out = &mut dst[(q * kc + p) * lanes..(q * kc + p + 1) * lanes];
-            out[..part.len()].copy_from_slice(part);
-            out[part.len()..].fill(0.0);
+        let mut parts = row.chunks_exact(L);
+        for (q, part) in parts.by_ref().enumerate() {
+            let at = (q * kc + p) * L;
+            let out: &mut [f32; L] = (&mut dst[at..at + L]).try_into().expect("L values");
+            *out = part.try_into().expect("L values");
+        }
+        let rest = parts.remainder();
+        if !rest.is_empty() {
+            let at = (whole * kc + p) * L;
+            let out = &mut dst[at..at + L];
+            out[..rest.len()].copy_from_slice(rest);
+            out[rest.len()..].fill(0.0);
         }
     }
 }

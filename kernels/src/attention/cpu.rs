@@ -1,0 +1,715 @@
+//! The CPU attention of one head, in blocks of queries, on the GEMM
+//! micro-kernels (flash-attention's blocking, with an exact softmax: a block
+//! spans every key, so no running rescale is needed).
+//!
+//! For a block of `QB` queries the scores are computed transposed, keys down
+//! and queries across, `S^T (n, QB) = scale K Q_blk^T`, so the softmax over
+//! keys runs down columns with the queries in vector lanes (no horizontal
+//! reductions), and every product reads `S^T` or its gradient straight from
+//! this layout through the GEMM packing:
+//!
+//! ```text
+//! forward   S^T  = scale K Q^T      A: K (once per head)    B: Q_blk^T
+//!           P^T  = softmax_columns(S^T + key mask), dropout
+//!           ctx  = P V              A: P (from P^T)         B: V (once per head)
+//! backward  dP^T = V dC^T           A: V (once per head)    B: dC_blk^T
+//!           dV  += P^T dC           A: P^T                  B: dC_blk
+//!           dS^T = P^T (dP^T - colsum(P^T dP^T))
+//!           dK  += scale dS^T Q     A: dS^T                 B: Q_blk
+//!           dQ   = scale dS K       A: dS (from dS^T)       B: K (once per head)
+//! ```
+//! Backward recomputes `P` (no N x N buffer outlives a block). Everything a
+//! head needs (packed K and V, one block's scores) fits in L2 at PIXEL's
+//! sizes. `QB` is the least common multiple of the micro-kernel's MR and NR,
+//! so the query block is whole slivers as either operand.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::AttentionShape;
+use crate::cpu::Isa;
+use crate::dropout::keeps;
+use crate::gemm::{micro_kernel, multiply_packed, pack_panel, MicroKernel};
+
+/// One head's operands, read in place from the (B, N, H * D) layout the
+/// projections write: row r of q, k, v (and dctx) starts at `r * ld`; `mask`
+/// holds the n additive key-mask values of the head's batch item; `head` is
+/// its index in B * H (it selects the dropout mask).
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub mask: Option<&'a [f32]>,
+    pub ld: usize,
+    pub head: usize,
+}
+
+/// Where one head's output rows go: row r at `ptr + r * ld`. The kernels
+/// write a block into contiguous scratch first and copy it out row by row:
+/// micro-kernel tiles straight into rows `ld` apart (2-3 KiB at PIXEL's
+/// widths) land in a few L1 sets and evict each other.
+#[derive(Clone, Copy)]
+pub(crate) struct HeadOut {
+    ptr: *mut f32,
+}
+
+impl HeadOut {
+    /// Rows `r0 .. r0 + rows` of the head from `src` (rows of d values).
+    ///
+    /// # Safety
+    /// Those rows (d values each, `ld` apart) are the caller's to write.
+    unsafe fn write_rows(self, r0: usize, src: &[f32], rows: usize, d: usize, ld: usize) {
+        for (r, row) in src.chunks_exact(d).take(rows).enumerate() {
+            // SAFETY: row r0 + r of the head (caller); d values.
+            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), self.ptr.add((r0 + r) * ld), d) };
+        }
+    }
+}
+
+/// A (B, N, H * D) output shared by the head tasks; each writes its own
+/// columns h * D .. (h + 1) * D of every row of its batch item.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint (row, head) blocks; the buffer outlives the loop.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `offset` values in (a method, so closures capture the
+    /// whole Send wrapper rather than its raw pointer field).
+    ///
+    /// # Safety
+    /// `offset` is inside the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: caller.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// Offset of head `i` (of B * H) in a (B, N, H * D) buffer, and its row stride.
+fn head_offset(i: usize, s: AttentionShape) -> (usize, usize) {
+    let ld = s.heads * s.head_dim;
+    ((i / s.heads) * s.seq * ld + (i % s.heads) * s.head_dim, ld)
+}
+
+/// Head `i` of q, k, v, each (B, N, H * D), and its batch item's key mask (B, N).
+fn head<'a>(
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    mask: Option<&'a [f32]>,
+    i: usize,
+    s: AttentionShape,
+) -> Head<'a> {
+    let (off, ld) = head_offset(i, s);
+    let b = i / s.heads;
+    Head {
+        q: &q[off..],
+        k: &k[off..],
+        v: &v[off..],
+        mask: mask.map(|m| &m[b * s.seq..(b + 1) * s.seq]),
+        ld,
+        head: i,
+    }
+}
+
+/// Checks that every (B, N, H * D) buffer holds B * N * H * D values.
+fn check_lengths(what: &str, lens: &[usize], s: AttentionShape) {
+    let want = s.batch * s.seq * s.heads * s.head_dim;
+    assert!(
+        lens.iter().all(|&l| l >= want),
+        "{what}: a buffer is shorter than (B, N, H * D) = ({}, {}, {} * {})",
+        s.batch,
+        s.seq,
+        s.heads,
+        s.head_dim
+    );
+}
+
+/// `ctx (B, N, H * D)` of attention over q, k, v (B, N, H * D) with `isa`'s
+/// kernels, one rayon task per head; `mask` (B, N) additive on keys.
+pub(crate) fn forward(
+    isa: Isa,
+    ctx: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    s: AttentionShape,
+) {
+    check_lengths(
+        "attention forward",
+        &[ctx.len(), q.len(), k.len(), v.len()],
+        s,
+    );
+    assert!(
+        mask.is_none_or(|m| m.len() >= s.batch * s.seq),
+        "attention forward: mask shorter than (B, N)"
+    );
+    let out = SharedOut(ctx.as_mut_ptr());
+    (0..s.batch * s.heads).into_par_iter().for_each(|i| {
+        let h = head(q, k, v, mask, i, s);
+        // SAFETY: head i writes only its own columns of its batch item's rows,
+        // inside ctx (lengths checked).
+        let ctx = HeadOut {
+            ptr: unsafe { out.at(head_offset(i, s).0) },
+        };
+        forward_head(isa, h, ctx, s);
+    });
+}
+
+/// dq, dk, dv (B, N, H * D) of [`forward`] from dctx (B, N, H * D).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    isa: Isa,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dctx: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    s: AttentionShape,
+) {
+    let lens = [
+        dq.len(),
+        dk.len(),
+        dv.len(),
+        dctx.len(),
+        q.len(),
+        k.len(),
+        v.len(),
+    ];
+    check_lengths("attention backward", &lens, s);
+    assert!(
+        mask.is_none_or(|m| m.len() >= s.batch * s.seq),
+        "attention backward: mask shorter than (B, N)"
+    );
+    let outs = [dq, dk, dv].map(|g| SharedOut(g.as_mut_ptr()));
+    (0..s.batch * s.heads).into_par_iter().for_each(|i| {
+        let h = head(q, k, v, mask, i, s);
+        let (off, _) = head_offset(i, s);
+        // SAFETY: as in forward: head i's own columns of its own rows.
+        let [dq, dk, dv] = outs.map(|o| HeadOut {
+            ptr: unsafe { o.0.add(off) },
+        });
+        backward_head(isa, h, &dctx[off..], dq, dk, dv, s);
+    });
+}
+
+/// Queries per block for a micro-kernel: lcm(MR, NR).
+fn query_block(mk: &MicroKernel) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    mk.mr / gcd(mk.mr, mk.nr) * mk.nr
+}
+
+thread_local! {
+    /// Per-thread scratch of the head tasks, reused across heads and calls.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with `lens.len()` disjoint scratch slices of the given lengths,
+/// each starting on a 64-byte boundary (so a sliver's vector loads never
+/// split a cache line). Contents are left from earlier use.
+fn with_scratch<R, const K: usize>(lens: [usize; K], f: impl FnOnce([&mut [f32]; K]) -> R) -> R {
+    let padded = lens.map(|l| l.next_multiple_of(16));
+    let total: usize = padded.iter().sum::<usize>() + 16;
+    let run = |buf: &mut Vec<f32>| {
+        if buf.len() < total {
+            buf.resize(total, 0.0);
+        }
+        let off = buf.as_ptr().align_offset(64).min(16);
+        let mut rest = &mut buf[off..];
+        let parts = padded.map(|l| {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(l);
+            rest = tail;
+            part
+        });
+        let mut i = 0;
+        f(parts.map(|p| {
+            let len = lens[i];
+            i += 1;
+            &mut p[..len]
+        }))
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => run(&mut buf),
+        Err(_) => run(&mut Vec::new()),
+    })
+}
+
+/// One head's context rows (n of d values, `h.ld` apart) at `ctx`.
+fn forward_head(isa: Isa, h: Head<'_>, ctx: HeadOut, s: AttentionShape) {
+    let mk = micro_kernel(isa);
+    let (n, d, ld) = (s.seq, s.head_dim, h.ld);
+    let qb = query_block(&mk);
+    let lens = [
+        n.div_ceil(mk.mr) * mk.mr * d, // K as A slivers: (n/MR, d, MR)
+        d.div_ceil(mk.nr) * mk.nr * n, // V as B slivers: (d/NR, n, NR)
+        qb * d,                        // Q_blk^T as B slivers: (QB/NR, d, NR)
+        n * qb,                        // S^T, then P^T: (n, QB)
+        qb * n,                        // P as A slivers: (QB/MR, n, MR)
+        qb * d,                        // the block's context rows (QB, d)
+    ];
+    with_scratch(lens, |[k_a, v_b, q_b, p_t, p_a, ctx_blk]| {
+        pack_panel(k_a, h.k, 0, 0, d, n, mk.mr, 1, ld);
+        pack_panel(v_b, h.v, 0, 0, n, d, mk.nr, ld, 1);
+        for q0 in (0..n).step_by(qb) {
+            let w = qb.min(n - q0);
+            probabilities_t(isa, &mk, h, k_a, q_b, p_t, q0, w, s);
+            if let Some((seed, p)) = s.dropout {
+                dropout_columns(p_t, qb, n, w, seed, p, (h.head * n + q0) * n, n);
+            }
+            pack_panel(p_a, p_t, 0, 0, n, w, mk.mr, qb, 1);
+            // SAFETY: ctx_blk holds w rows of d values.
+            unsafe {
+                multiply_packed(
+                    &mk,
+                    n,
+                    p_a,
+                    w,
+                    v_b,
+                    d,
+                    ctx_blk.as_mut_ptr(),
+                    d,
+                    1.0,
+                    0.0,
+                    NO_BIAS,
+                )
+            };
+            // SAFETY: rows q0..q0 + w of the head's output (caller).
+            unsafe { ctx.write_rows(q0, ctx_blk, w, d, ld) };
+        }
+    });
+}
+
+const NO_BIAS: *const f32 = std::ptr::null();
+
+/// One head's gradients (rows of d values, `h.ld` apart, at `dq`, `dk`, `dv`)
+/// from `dctx` (same layout), recomputing the probabilities block by block.
+fn backward_head(
+    isa: Isa,
+    h: Head<'_>,
+    dctx: &[f32],
+    dq: HeadOut,
+    dk: HeadOut,
+    dv: HeadOut,
+    s: AttentionShape,
+) {
+    let mk = micro_kernel(isa);
+    let (n, d, ld) = (s.seq, s.head_dim, h.ld);
+    let qb = query_block(&mk);
+    let keys_a = n.div_ceil(mk.mr) * mk.mr;
+    let dims_b = d.div_ceil(mk.nr) * mk.nr;
+    let lens = [
+        keys_a * d,  // K as A slivers
+        keys_a * d,  // V as A slivers
+        dims_b * n,  // K as B slivers (columns = dims, depth = keys)
+        qb * d,      // Q_blk^T, then dC_blk^T, as B slivers
+        n * qb,      // S^T, then P^T: (n, QB)
+        n * qb,      // dP^T, then dS^T: (n, QB)
+        keys_a * qb, // P^T or dS^T as A slivers (rows = keys, depth = queries)
+        dims_b * qb, // dC_blk or Q_blk as B slivers (depth = queries)
+        qb * n,      // dS as A slivers (rows = queries, depth = keys)
+        n * d,       // dK (n, d), summed over the blocks
+        n * d,       // dV (n, d), summed over the blocks
+        qb * d,      // the block's dQ rows (QB, d)
+    ];
+    with_scratch(
+        lens,
+        |[k_a, v_a, k_b, blk_t, p_t, ds_t, keys_by_q, dims_by_q, ds_a, dk_sum, dv_sum, dq_blk]| {
+            pack_panel(k_a, h.k, 0, 0, d, n, mk.mr, 1, ld);
+            pack_panel(v_a, h.v, 0, 0, d, n, mk.mr, 1, ld);
+            pack_panel(k_b, h.k, 0, 0, n, d, mk.nr, ld, 1);
+            for q0 in (0..n).step_by(qb) {
+                let w = qb.min(n - q0);
+                // dK and dV: the first block writes, later ones add.
+                let beta_kv = if q0 == 0 { 0.0 } else { 1.0 };
+                probabilities_t(isa, &mk, h, k_a, blk_t, p_t, q0, w, s);
+                // dP^T (n, w) = V dC_blk^T
+                pack_panel(blk_t, dctx, 0, q0, d, w, mk.nr, 1, ld);
+                // SAFETY (every multiply_packed below): C is scratch holding
+                // the m x n block written.
+                unsafe {
+                    multiply_packed(
+                        &mk,
+                        d,
+                        v_a,
+                        n,
+                        blk_t,
+                        w,
+                        ds_t.as_mut_ptr(),
+                        qb,
+                        1.0,
+                        0.0,
+                        NO_BIAS,
+                    )
+                };
+                // dV += P_used^T dC_blk, P_used = dropout(P); the same mask
+                // takes dP back through the dropout.
+                match s.dropout {
+                    Some((seed, p)) => {
+                        let start = (h.head * n + q0) * n;
+                        dropout_columns(ds_t, qb, n, w, seed, p, start, n);
+                        // P_used^T goes through ds_a's space (dS is packed
+                        // there only after this is consumed).
+                        let used = &mut ds_a[..n * qb];
+                        used.copy_from_slice(&p_t[..n * qb]);
+                        dropout_columns(used, qb, n, w, seed, p, start, n);
+                        pack_panel(keys_by_q, used, 0, 0, w, n, mk.mr, 1, qb);
+                    }
+                    None => pack_panel(keys_by_q, p_t, 0, 0, w, n, mk.mr, 1, qb),
+                }
+                pack_panel(dims_by_q, dctx, q0, 0, w, d, mk.nr, ld, 1);
+                // SAFETY: as above.
+                unsafe {
+                    multiply_packed(
+                        &mk,
+                        w,
+                        keys_by_q,
+                        n,
+                        dims_by_q,
+                        d,
+                        dv_sum.as_mut_ptr(),
+                        d,
+                        1.0,
+                        beta_kv,
+                        NO_BIAS,
+                    )
+                };
+                softmax_columns_backward(isa, ds_t, p_t, qb, n, w);
+                // dK += scale dS^T Q_blk
+                pack_panel(keys_by_q, ds_t, 0, 0, w, n, mk.mr, 1, qb);
+                pack_panel(dims_by_q, h.q, q0, 0, w, d, mk.nr, ld, 1);
+                // SAFETY: as above.
+                unsafe {
+                    multiply_packed(
+                        &mk,
+                        w,
+                        keys_by_q,
+                        n,
+                        dims_by_q,
+                        d,
+                        dk_sum.as_mut_ptr(),
+                        d,
+                        s.scale,
+                        beta_kv,
+                        NO_BIAS,
+                    )
+                };
+                // dQ_blk = scale dS_blk K
+                pack_panel(ds_a, ds_t, 0, 0, n, w, mk.mr, qb, 1);
+                // SAFETY: as above.
+                unsafe {
+                    multiply_packed(
+                        &mk,
+                        n,
+                        ds_a,
+                        w,
+                        k_b,
+                        d,
+                        dq_blk.as_mut_ptr(),
+                        d,
+                        s.scale,
+                        0.0,
+                        NO_BIAS,
+                    )
+                };
+                // SAFETY: rows q0..q0 + w of the head's dq (caller).
+                unsafe { dq.write_rows(q0, dq_blk, w, d, ld) };
+            }
+            // SAFETY: all n rows of the head's dk and dv (caller).
+            unsafe {
+                dk.write_rows(0, dk_sum, n, d, ld);
+                dv.write_rows(0, dv_sum, n, d, ld);
+            }
+        },
+    );
+}
+
+/// `P^T (n, QB)` of queries `q0 .. q0 + w` into `p_t`: `S^T = scale K Q_blk^T`
+/// plus the key mask, softmax down each column. `k_a`: K packed as A slivers;
+/// `q_b`: scratch for Q_blk^T. Columns `w..QB` are left unspecified.
+#[allow(clippy::too_many_arguments)]
+fn probabilities_t(
+    isa: Isa,
+    mk: &MicroKernel,
+    h: Head<'_>,
+    k_a: &[f32],
+    q_b: &mut [f32],
+    p_t: &mut [f32],
+    q0: usize,
+    w: usize,
+    s: AttentionShape,
+) {
+    let (n, d) = (s.seq, s.head_dim);
+    let qb = p_t.len() / n;
+    pack_panel(q_b, h.q, 0, q0, d, w, mk.nr, 1, h.ld);
+    // SAFETY: p_t holds n rows of qb >= w values.
+    unsafe {
+        multiply_packed(
+            mk,
+            d,
+            k_a,
+            n,
+            q_b,
+            w,
+            p_t.as_mut_ptr(),
+            qb,
+            s.scale,
+            0.0,
+            NO_BIAS,
+        )
+    };
+    softmax_columns(isa, p_t, qb, n, w, h.mask);
+}
+
+/// Inverted dropout on columns `0..w` of `x` (rows keys, row stride `stride`):
+/// element (key r, query j) is mask element `start + j * n + r`, the index it
+/// has in the (queries, keys) probabilities of the head.
+#[allow(clippy::too_many_arguments)]
+fn dropout_columns(
+    x: &mut [f32],
+    stride: usize,
+    rows: usize,
+    w: usize,
+    seed: u64,
+    p: f32,
+    start: usize,
+    n: usize,
+) {
+    let keep_scale = 1.0 / (1.0 - p);
+    for (r, row) in x.chunks_mut(stride).take(rows).enumerate() {
+        for (j, v) in row[..w].iter_mut().enumerate() {
+            *v = if keeps(seed, p, (start + j * n + r) as u64) {
+                *v * keep_scale
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// Softmax down columns `0..w` of `x` (rows, stride), after adding `mask[r]`
+/// to row r: column j becomes softmax over the keys of query j.
+pub(crate) fn softmax_columns(
+    isa: Isa,
+    x: &mut [f32],
+    stride: usize,
+    rows: usize,
+    w: usize,
+    mask: Option<&[f32]>,
+) {
+    assert!(x.len() >= rows * stride && w <= stride && mask.is_none_or(|m| m.len() >= rows));
+    crate::cpu::simd_dispatch!(
+        isa,
+        softmax_columns_scalar,
+        vector::softmax_columns_avx2,
+        vector::softmax_columns_avx512,
+        (x, stride, rows, w, mask)
+    )
+}
+
+/// Scalar reference of [`softmax_columns`] (the row softmax's arithmetic:
+/// max, exp of the difference, times the reciprocal of the sum).
+pub(crate) fn softmax_columns_scalar(
+    x: &mut [f32],
+    stride: usize,
+    rows: usize,
+    w: usize,
+    mask: Option<&[f32]>,
+) {
+    for j in 0..w {
+        let mut maxv = f32::NEG_INFINITY;
+        for r in 0..rows {
+            let v = x[r * stride + j] + mask.map_or(0.0, |m| m[r]);
+            x[r * stride + j] = v;
+            maxv = maxv.max(v);
+        }
+        let mut sum = 0.0f32;
+        for r in 0..rows {
+            let e = (x[r * stride + j] - maxv).exp();
+            x[r * stride + j] = e;
+            sum += e;
+        }
+        let inv = 1.0 / sum;
+        for r in 0..rows {
+            x[r * stride + j] *= inv;
+        }
+    }
+}
+
+/// Softmax backward down columns `0..w`: `ds = p (ds - sum_r(ds p))`, in place
+/// on `ds` (the gradient of the probabilities on entry).
+pub(crate) fn softmax_columns_backward(
+    isa: Isa,
+    ds: &mut [f32],
+    p: &[f32],
+    stride: usize,
+    rows: usize,
+    w: usize,
+) {
+    assert!(ds.len() >= rows * stride && p.len() >= rows * stride && w <= stride);
+    crate::cpu::simd_dispatch!(
+        isa,
+        softmax_columns_backward_scalar,
+        vector::softmax_columns_backward_avx2,
+        vector::softmax_columns_backward_avx512,
+        (ds, p, stride, rows, w)
+    )
+}
+
+/// Scalar reference of [`softmax_columns_backward`].
+pub(crate) fn softmax_columns_backward_scalar(
+    ds: &mut [f32],
+    p: &[f32],
+    stride: usize,
+    rows: usize,
+    w: usize,
+) {
+    for j in 0..w {
+        let mut dot = 0.0f32;
+        for r in 0..rows {
+            dot += ds[r * stride + j] * p[r * stride + j];
+        }
+        for r in 0..rows {
+            let i = r * stride + j;
+            ds[i] = p[i] * (ds[i] - dot);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vector {
+    use crate::simd::{exp, simd_entry, Vector};
+
+    simd_entry!(softmax_columns, softmax_columns_avx2, softmax_columns_avx512, (
+        x: &mut [f32],
+        stride: usize,
+        rows: usize,
+        w: usize,
+        mask: Option<&[f32]>,
+    ));
+
+    simd_entry!(
+        softmax_columns_backward,
+        softmax_columns_backward_avx2,
+        softmax_columns_backward_avx512,
+        (ds: &mut [f32], p: &[f32], stride: usize, rows: usize, w: usize,)
+    );
+
+    /// `lanes` values at `p` (a whole vector, or a masked tail).
+    ///
+    /// # Safety
+    /// V's features; `p` valid for `lanes <= LANES` values.
+    #[inline(always)]
+    unsafe fn load_columns<V: Vector>(p: *const f32, lanes: usize) -> V {
+        // SAFETY: forwarded.
+        unsafe {
+            if lanes == V::LANES {
+                V::load(p)
+            } else {
+                V::load_tail(p, lanes)
+            }
+        }
+    }
+
+    /// Stores the first `lanes` values of `v` at `p`.
+    ///
+    /// # Safety
+    /// As [`load_columns`], for writes.
+    #[inline(always)]
+    unsafe fn store_columns<V: Vector>(v: V, p: *mut f32, lanes: usize) {
+        // SAFETY: forwarded.
+        unsafe {
+            if lanes == V::LANES {
+                v.store(p)
+            } else {
+                v.store_tail(p, lanes)
+            }
+        }
+    }
+
+    /// One vector of columns at a time (queries in lanes), three passes down
+    /// the rows; the last vector loads and stores only its `w % LANES` columns.
+    ///
+    /// # Safety
+    /// The CPU has V's features; `x` holds `rows * stride` values, w <= stride,
+    /// the mask `rows` values (asserted by the caller).
+    #[inline(always)]
+    unsafe fn softmax_columns<V: Vector>(
+        x: &mut [f32],
+        stride: usize,
+        rows: usize,
+        w: usize,
+        mask: Option<&[f32]>,
+    ) {
+        let xp = x.as_mut_ptr();
+        for j in (0..w).step_by(V::LANES) {
+            let lanes = V::LANES.min(w - j);
+            // SAFETY: column vector j..j + lanes of row r is inside the row.
+            unsafe {
+                let load = |r: usize| load_columns::<V>(xp.add(r * stride + j), lanes);
+                let store = |v: V, r: usize| store_columns(v, xp.add(r * stride + j), lanes);
+                let mut maxv = V::splat(f32::NEG_INFINITY);
+                for r in 0..rows {
+                    let mut v = load(r);
+                    if let Some(m) = mask {
+                        v = v.add(V::splat(m[r]));
+                        store(v, r);
+                    }
+                    maxv = maxv.max(v);
+                }
+                let mut sum = V::zero();
+                for r in 0..rows {
+                    let e = exp(load(r).sub(maxv));
+                    store(e, r);
+                    sum = sum.add(e);
+                }
+                // Lanes past `lanes` hold 0 / 0: never stored.
+                let inv = V::splat(1.0).div(sum);
+                for r in 0..rows {
+                    store(load(r).mul(inv), r);
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`softmax_columns`], with `p` as long as `ds`.
+    #[inline(always)]
+    unsafe fn softmax_columns_backward<V: Vector>(
+        ds: &mut [f32],
+        p: &[f32],
+        stride: usize,
+        rows: usize,
+        w: usize,
+    ) {
+        let (dp, pp) = (ds.as_mut_ptr(), p.as_ptr());
+        for j in (0..w).step_by(V::LANES) {
+            let lanes = V::LANES.min(w - j);
+            // SAFETY: as in softmax_columns.
+            unsafe {
+                let at = |r: usize| r * stride + j;
+                let load = |q: *const f32, r: usize| load_columns::<V>(q.add(at(r)), lanes);
+                let mut dot = V::zero();
+                for r in 0..rows {
+                    dot = load(dp, r).mul_add(load(pp, r), dot);
+                }
+                for r in 0..rows {
+                    let v = load(pp, r).mul(load(dp, r).sub(dot));
+                    store_columns(v, dp.add(at(r)), lanes);
+                }
+            }
+        }
+    }
+}
