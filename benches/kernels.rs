@@ -199,7 +199,7 @@ fn bench_fused(c: &mut Criterion) {
     group.finish();
 }
 
-/// The blocked attention kernel alone (no head permutes, no tape), on PIXEL-base's
+/// The blocked attention kernel alone (on packed qkv, no tape), on PIXEL-base's
 /// encoder (8 x 12 heads, 397 tokens, dim 64) and decoder (8 x 16 heads, 530
 /// tokens, dim 32). FLOPs are those done: forward 4 n^2 d per head, backward
 /// 10 n^2 d (the scores recomputed, then four products).
@@ -211,12 +211,7 @@ fn bench_attention_kernel(c: &mut Criterion) {
     for (name, batch, heads, seq, dim) in [("encoder", 8, 12, 397, 64), ("decoder", 8, 16, 530, 32)]
     {
         let len = batch * heads * seq * dim;
-        let (q, k, v, dctx) = (
-            Buffer::Cpu(values(len)),
-            Buffer::Cpu(values(len).iter().map(|x| -x).collect()),
-            Buffer::Cpu(values(len).iter().map(|x| 0.5 * x).collect()),
-            Buffer::Cpu(values(len)),
-        );
+        let (qkv, dctx) = (Buffer::Cpu(values(3 * len)), Buffer::Cpu(values(len)));
         let mask = Buffer::Cpu(
             (0..batch * seq)
                 .map(|i| if i % 7 == 0 { -10000.0 } else { 0.0 })
@@ -234,14 +229,12 @@ fn bench_attention_kernel(c: &mut Criterion) {
         let mut ctx = Buffer::Cpu(vec![0.0; len]);
         group.throughput(Throughput::Elements(4 * per_head));
         group.bench_function(format!("{name}_forward"), |bench| {
-            bench.iter(|| attention::forward(&mut ctx, &q, &k, &v, Some(&mask), s))
+            bench.iter(|| attention::forward(&mut ctx, &qkv, Some(&mask), s))
         });
-        let (mut dq, mut dk, mut dv) = (ctx.clone(), ctx.clone(), ctx.clone());
+        let mut dqkv = qkv.clone();
         group.throughput(Throughput::Elements(10 * per_head));
         group.bench_function(format!("{name}_backward"), |bench| {
-            bench.iter(|| {
-                attention::backward(&mut dq, &mut dk, &mut dv, &dctx, &q, &k, &v, Some(&mask), s)
-            })
+            bench.iter(|| attention::backward(&mut dqkv, &dctx, &qkv, Some(&mask), s))
         });
     }
     group.finish();

@@ -82,9 +82,9 @@ fn every_op() -> Vec<Entry> {
                 dropout: 0.2,
                 training: true,
             };
-            run(d, &[&[2, 5, 8], &[2, 5, 8], &[2, 5, 8]], |t, v| {
+            run(d, &[&[2, 5, 24]], |t, v| {
                 let mask = key_mask(2, 5);
-                ops::attention(t, &v[0], &v[1], &v[2], Some(&mask), cfg, &mut Rng::new(2))
+                ops::attention(t, &v[0], Some(&mask), cfg, &mut Rng::new(2))
             })
         }),
         ("softmax", |d| {
@@ -95,6 +95,11 @@ fn every_op() -> Vec<Entry> {
         ("gelu_linear", |d| {
             run(d, &[&[2, 3, 5], &[4, 5], &[4]], |t, v| {
                 ops::gelu_linear(t, &v[0], &v[1], &v[2])
+            })
+        }),
+        ("layer_norm_linear", |d| {
+            run(d, &[&[2, 3, 5], &[5], &[5], &[4, 5], &[4]], |t, v| {
+                ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &v[3], Some(&v[4]))
             })
         }),
         ("cross_entropy", |d| {

@@ -56,39 +56,41 @@ pub fn transformer_layer(
 ) -> Var {
     let p = |name: &str| params.get(&format!("{prefix}.{name}"));
     t.set_scope(prefix);
-    // Attention half.
-    let h = ops::layer_norm(
+    // Attention half: the norm and the three projections as one node (one
+    // GEMM against the stacked [q; k; v] weights, the normalised activation
+    // recomputed in backward rather than kept), then attention on the packed
+    // (B, N, 3 C) result.
+    let proj = |name: &str| format!("attention.attention.{name}");
+    let w_qkv = ops::concat(
+        t,
+        &[
+            p(&proj("query.weight")),
+            p(&proj("key.weight")),
+            p(&proj("value.weight")),
+        ],
+        0,
+    );
+    let b_qkv = s.qkv_bias.then(|| {
+        let b = ["query", "key", "value"].map(|n| p(&proj(&format!("{n}.bias"))));
+        ops::concat(t, &b, 0)
+    });
+    let qkv = ops::layer_norm_linear(
         t,
         x,
         p("layernorm_before.weight"),
         p("layernorm_before.bias"),
         s.layer_norm_eps,
+        &w_qkv,
+        b_qkv.as_ref(),
     );
-    let q = ops::linear(
-        t,
-        &h,
-        p("attention.attention.query.weight"),
-        s.qkv_bias.then(|| p("attention.attention.query.bias")),
-    );
-    let k = ops::linear(
-        t,
-        &h,
-        p("attention.attention.key.weight"),
-        s.qkv_bias.then(|| p("attention.attention.key.bias")),
-    );
-    let v = ops::linear(
-        t,
-        &h,
-        p("attention.attention.value.weight"),
-        s.qkv_bias.then(|| p("attention.attention.value.bias")),
-    );
-    drop(h);
+    drop((w_qkv, b_qkv));
     let cfg = AttentionConfig {
         num_heads: s.num_heads,
         dropout: s.attention_dropout,
         training: s.training,
     };
-    let ctx = ops::attention(t, &q, &k, &v, key_mask, cfg, rng);
+    let ctx = ops::attention(t, &qkv, key_mask, cfg, rng);
+    drop(qkv);
     let a = ops::linear(
         t,
         &ctx,
@@ -97,17 +99,13 @@ pub fn transformer_layer(
     );
     let a = ops::dropout(t, &a, s.hidden_dropout, s.training, rng);
     let x1 = ops::add(t, x, &a);
-    // MLP half.
-    let h = ops::layer_norm(
+    // MLP half (the norm again fused with the projection after it).
+    let h = ops::layer_norm_linear(
         t,
         &x1,
         p("layernorm_after.weight"),
         p("layernorm_after.bias"),
         s.layer_norm_eps,
-    );
-    let h = ops::linear(
-        t,
-        &h,
         p("intermediate.dense.weight"),
         Some(p("intermediate.dense.bias")),
     );

@@ -64,31 +64,27 @@ pub struct AttentionConfig {
     pub training: bool,
 }
 
-/// Multi-head self-attention on projected q, k, v, each (B, N, C) with
-/// C = heads * D, heads interleaved as (B, N, H, D) like PyTorch's view.
-/// `key_mask` (B, N) is additive (0 attended, -10000 masked) on keys.
-/// Returns the merged context (B, N, C). Saves q, k, v (the kernels read each
-/// head in place, no per-head copies) and the key mask; the probabilities are
-/// recomputed in backward and the dropout mask regenerated from its seed, so
-/// nothing of size N^2 is kept.
+/// Multi-head self-attention on the packed projections `qkv` (B, N, 3 C):
+/// each row holds the token's query, key and value side by side (one linear
+/// layer with the three weights stacked writes it), each with its heads
+/// interleaved as (H, D) like PyTorch's view, C = H * D. `key_mask` (B, N) is
+/// additive (0 attended, -10000 masked) on keys. Returns the merged context
+/// (B, N, C). Saves qkv (the kernels read each head in place) and the key
+/// mask; the probabilities are recomputed in backward and the dropout mask
+/// regenerated from its seed, so nothing of size N^2 is kept.
 pub fn attention(
     t: &mut Tape,
-    q: &Var,
-    k: &Var,
-    v: &Var,
+    qkv: &Var,
     key_mask: Option<&Tensor>,
     cfg: AttentionConfig,
     rng: &mut Rng,
 ) -> Var {
-    let shape = q.shape().to_vec();
+    let shape = qkv.shape().to_vec();
     assert!(
-        shape.len() == 3 && k.shape() == shape.as_slice() && v.shape() == shape.as_slice(),
-        "attention: q, k, v must share one (B, N, C) shape, got {:?}, {:?}, {:?}",
-        shape,
-        k.shape(),
-        v.shape()
+        shape.len() == 3 && shape[2].is_multiple_of(3),
+        "attention: qkv must be (B, N, 3 C), got {shape:?}"
     );
-    let (b, n, c) = (shape[0], shape[1], shape[2]);
+    let (b, n, c) = (shape[0], shape[1], shape[2] / 3);
     let h = cfg.num_heads;
     assert!(
         h > 0 && c % h == 0,
@@ -102,7 +98,7 @@ pub fn attention(
             m.shape()
         );
     }
-    let device = device_of("attention", &[q, k, v]);
+    let device = device_of("attention", &[qkv]);
     let mask = key_mask.map(|m| constant_on("attention", m, device)); // (B, N)
     let s = AttentionShape {
         batch: b,
@@ -112,41 +108,29 @@ pub fn attention(
         scale: 1.0 / (d as f32).sqrt(),
         dropout: (cfg.training && cfg.dropout > 0.0).then(|| (rng.next_u64(), cfg.dropout)),
     };
-    let mut out = Tensor::zeros_on(&shape, device); // (B, N, C)
+    let mut out = Tensor::zeros_on(&[b, n, c], device);
+    let qkv_value = qkv.arc();
     let mask_buf = mask.as_ref().map(|m| m.buffer());
-    let (qv, kv, vv) = (q.arc(), k.arc(), v.arc());
-    attention_kernel::forward(
-        out.buffer_mut(),
-        qv.buffer(),
-        kv.buffer(),
-        vv.buffer(),
-        mask_buf,
-        s,
-    );
-    if !t.needs_grad(&[q, k, v]) {
+    attention_kernel::forward(out.buffer_mut(), qkv_value.buffer(), mask_buf, s);
+    if !t.needs_grad(&[qkv]) {
         return Var::constant(out);
     }
     t.add_flops(4.0 * (b * h * n * n * d) as f64);
     t.record(
         "attention",
         out,
-        &[q, k, v],
+        &[qkv],
         Box::new(move |dout, _| {
-            let mut dq = Tensor::zeros_on(&shape, device);
-            let mut dk = Tensor::zeros_on(&shape, device);
-            let mut dv = Tensor::zeros_on(&shape, device);
+            let mut dqkv = Tensor::zeros_on(&shape, device);
+            let mask_buf = mask.as_ref().map(|m| m.buffer());
             attention_kernel::backward(
-                dq.buffer_mut(),
-                dk.buffer_mut(),
-                dv.buffer_mut(),
+                dqkv.buffer_mut(),
                 dout.buffer(),
-                qv.buffer(),
-                kv.buffer(),
-                vv.buffer(),
-                mask.as_ref().map(|m| m.buffer()),
+                qkv_value.buffer(),
+                mask_buf,
                 s,
             );
-            vec![Some(dq), Some(dk), Some(dv)]
+            vec![Some(dqkv)]
         }),
     )
 }
@@ -174,23 +158,21 @@ mod tests {
     fn gradcheck_attention_with_mask_and_dropout() {
         let mut r = rng();
         let (b, n, c) = (2, 5, 8);
-        let q = randn(&[b, n, c], &mut r);
-        let k = randn(&[b, n, c], &mut r);
-        let v = randn(&[b, n, c], &mut r);
+        let qkv = randn(&[b, n, 3 * c], &mut r);
         let mut mask = vec![0.0f32; b * n];
         mask[n - 1] = -10000.0;
         mask[2 * n - 2] = -10000.0;
         let mask = Tensor::new(&[b, n], mask);
         for dropout in [0.0, 0.25] {
             let m = mask.clone();
-            check(vec![q.clone(), k.clone(), v.clone()], move |t, vs| {
+            check(vec![qkv.clone()], move |t, vs| {
                 let mut rng = Rng::new(7);
                 let cfg = AttentionConfig {
                     num_heads: 2,
                     dropout,
                     training: true,
                 };
-                ops::attention(t, &vs[0], &vs[1], &vs[2], Some(&m), cfg, &mut rng)
+                ops::attention(t, &vs[0], Some(&m), cfg, &mut rng)
             });
         }
     }
@@ -219,7 +201,7 @@ mod tests {
     });
 
     test_device!(attention_with_key_mask, 1e-4, |d| {
-        let x = inputs(&[&[2, 5, 8], &[2, 5, 8], &[2, 5, 8]], 45);
+        let x = inputs(&[&[2, 5, 24]], 45);
         let mut mask = Tensor::zeros(&[2, 5]);
         mask.data_mut()[4] = -10000.0;
         mask.data_mut()[8] = -10000.0;
@@ -229,7 +211,7 @@ mod tests {
             training: true,
         };
         forward_backward(d, &x, 46, move |t, v| {
-            ops::attention(t, &v[0], &v[1], &v[2], Some(&mask), cfg, &mut Rng::new(2))
+            ops::attention(t, &v[0], Some(&mask), cfg, &mut Rng::new(2))
         })
     });
 
@@ -240,19 +222,19 @@ mod tests {
     // seed). The mask is a hash of (seed, index) on every device, so the
     // output and gradients are also compared with the CPU's.
     test_device!(attention_dropout_backward_matches_its_forward, 1e-4, |d| {
-        let x = inputs(&[&[2, 5, 8], &[2, 5, 8], &[2, 5, 8]], 80);
-        let dirs = inputs(&[&[2, 5, 8], &[2, 5, 8], &[2, 5, 8]], 81);
+        let x = inputs(&[&[2, 5, 24]], 80);
+        let dirs = inputs(&[&[2, 5, 24]], 81);
         let dout = inputs(&[&[2, 5, 8]], 82).remove(0);
         let cfg = AttentionConfig {
             num_heads: 2,
             dropout: 0.3,
             training: true,
         };
-        // L(q, k, v) = sum(attention(q, k, v) * dout), in f64 on the host.
+        // L(qkv) = sum(attention(qkv) * dout), in f64 on the host.
         let loss = |xs: &[Tensor]| -> f64 {
             let mut tape = Tape::no_grad();
             let v: Vec<_> = xs.iter().map(|x| tape.leaf_tensor(on(d, x))).collect();
-            let y = ops::attention(&mut tape, &v[0], &v[1], &v[2], None, cfg, &mut Rng::new(9));
+            let y = ops::attention(&mut tape, &v[0], None, cfg, &mut Rng::new(9));
             let y = y.value().to_host();
             y.data()
                 .iter()
@@ -262,11 +244,13 @@ mod tests {
         };
         let mut tape = Tape::new();
         let v: Vec<_> = x.iter().map(|x| tape.leaf_tensor(on(d, x))).collect();
-        let y = ops::attention(&mut tape, &v[0], &v[1], &v[2], None, cfg, &mut Rng::new(9));
+        let y = ops::attention(&mut tape, &v[0], None, cfg, &mut Rng::new(9));
         let grads = tape.backward_with(&y, on(d, &dout));
         let h = 1e-2f32;
         let mut out = Vec::new();
-        for i in 0..3 {
+        // One input, qkv.
+        {
+            let i = 0;
             let g = grads.get(&v[i]).expect("gradient").to_host();
             let analytic: f64 = g
                 .data()
@@ -297,15 +281,7 @@ mod tests {
         };
         let mut tape = Tape::no_grad();
         let v: Vec<_> = x.iter().map(|x| tape.leaf_tensor(on(d, x))).collect();
-        let plain = ops::attention(
-            &mut tape,
-            &v[0],
-            &v[1],
-            &v[2],
-            None,
-            no_drop,
-            &mut Rng::new(9),
-        );
+        let plain = ops::attention(&mut tape, &v[0], None, no_drop, &mut Rng::new(9));
         let dropped = y.value().to_host();
         assert!(
             plain.value().to_host().data() != dropped.data(),

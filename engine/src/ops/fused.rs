@@ -1,6 +1,7 @@
 //! Fused ops that trade a little recomputation for memory.
 
 use pixel_kernels::gelu;
+use pixel_kernels::layer_norm as ln_kernel;
 
 use super::device_of;
 use super::matmul::{bias_grad, linear_forward, linear_input_grad, linear_weight_grad};
@@ -59,6 +60,119 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
     )
 }
 
+/// LayerNorm of x (rows, c) into fresh tensors: (y, mean, rstd).
+fn layer_norm_of(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    rows: usize,
+    c: usize,
+    eps: f32,
+) -> [Tensor; 3] {
+    let device = x.device();
+    let mut y = Tensor::zeros_on(x.shape(), device);
+    let mut mean = Tensor::zeros_on(&[rows], device);
+    let mut rstd = Tensor::zeros_on(&[rows], device);
+    ln_kernel::forward(
+        y.buffer_mut(),
+        mean.buffer_mut(),
+        rstd.buffer_mut(),
+        x.buffer(),
+        w.buffer(),
+        b.buffer(),
+        rows,
+        c,
+        eps,
+    );
+    [y, mean, rstd]
+}
+
+/// `y = layer_norm(x) W^T + b`: a pre-LN block's norm and the projection after
+/// it as one node. x (..., in), ln_w, ln_b (in), w (out, in), b (out) or None.
+/// Saves x and the per-row mean and rstd, not the normalised activation:
+/// backward recomputes it (one elementwise pass) for the weight gradient, so
+/// each pre-LN block keeps one (rows, in) activation fewer until backward.
+/// Same arithmetic as `layer_norm` followed by `linear`.
+pub fn layer_norm_linear(
+    t: &mut Tape,
+    x: &Var,
+    ln_w: &Var,
+    ln_b: &Var,
+    eps: f32,
+    w: &Var,
+    b: Option<&Var>,
+) -> Var {
+    let xs = x.shape().to_vec();
+    let ws = w.shape();
+    let c = *xs
+        .last()
+        .expect("layer_norm_linear: input must have rank >= 1");
+    assert!(
+        ln_w.shape() == [c] && ln_b.shape() == [c],
+        "layer_norm_linear: input {xs:?} needs norm weight and bias of shape [{c}], got {:?} and {:?}",
+        ln_w.shape(),
+        ln_b.shape()
+    );
+    assert!(
+        ws.len() == 2 && ws[1] == c && b.is_none_or(|b| b.shape() == [ws[0]]),
+        "layer_norm_linear: input {xs:?} does not fit weight {ws:?} and bias {:?} (expected [out, {c}] and [out])",
+        b.map(|b| b.shape().to_vec())
+    );
+    let mut inputs = vec![x, ln_w, ln_b, w];
+    inputs.extend(b);
+    let device = device_of("layer_norm_linear", &inputs);
+    let out_f = ws[0];
+    let rows = x.value().numel() / c.max(1);
+    let mut ys = xs.clone();
+    *ys.last_mut().unwrap() = out_f;
+    let [h, mean, rstd] = layer_norm_of(x.value(), ln_w.value(), ln_b.value(), rows, c, eps);
+    let y = linear_forward(&h, w.value(), b.map(|b| b.value()), rows, &ys);
+    drop(h);
+    if !t.needs_grad(&inputs) {
+        return Var::constant(y);
+    }
+    let (xv, gv, bv, wv) = (x.arc(), ln_w.arc(), ln_b.arc(), w.arc());
+    t.add_flops(2.0 * (rows * c * out_f) as f64);
+    t.record(
+        "layer_norm_linear",
+        y,
+        &inputs,
+        Box::new(move |dy, needs| {
+            let dw = needs[3].then(|| {
+                let [h, _, _] = layer_norm_of(&xv, &gv, &bv, rows, c, eps); // recomputed
+                linear_weight_grad(&dy, &h, rows)
+            });
+            let db = needs
+                .get(4)
+                .copied()
+                .unwrap_or(false)
+                .then(|| bias_grad(&dy, rows, out_f));
+            let dh = linear_input_grad(&dy, &wv, xv.shape());
+            drop(dy);
+            let mut dx = Tensor::zeros_on(xv.shape(), device);
+            let mut dg = Tensor::zeros_on(&[c], device);
+            let mut dbeta = Tensor::zeros_on(&[c], device);
+            ln_kernel::backward(
+                dx.buffer_mut(),
+                dg.buffer_mut(),
+                dbeta.buffer_mut(),
+                dh.buffer(),
+                xv.buffer(),
+                gv.buffer(),
+                mean.buffer(),
+                rstd.buffer(),
+                rows,
+                c,
+            );
+            let mut grads = vec![Some(dx), Some(dg), Some(dbeta), dw];
+            if needs.len() == 5 {
+                grads.push(db);
+            }
+            grads
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use crate::gradcheck::randn;
@@ -85,6 +199,39 @@ mod tests {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
     }
+
+    #[test]
+    fn gradcheck_layer_norm_linear_fused() {
+        let mut r = rng();
+        let x = randn(&[2, 3, 6], &mut r);
+        let (g, beta) = (randn(&[6], &mut r), randn(&[6], &mut r));
+        let w = randn(&[4, 6], &mut r);
+        let b = randn(&[4], &mut r);
+        let all = vec![x.clone(), g.clone(), beta.clone(), w.clone(), b.clone()];
+        check(all, |t, v| {
+            ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &v[3], Some(&v[4]))
+        });
+        check(
+            vec![x.clone(), g.clone(), beta.clone(), w.clone()],
+            |t, v| ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &v[3], None),
+        );
+        // Same values as the unfused pair.
+        let mut t = Tape::no_grad();
+        let [xv, gv, betav, wv, bv] = [x, g, beta, w, b].map(Var::constant);
+        let fused = ops::layer_norm_linear(&mut t, &xv, &gv, &betav, 1e-5, &wv, Some(&bv));
+        let h = ops::layer_norm(&mut t, &xv, &gv, &betav, 1e-5);
+        let plain = ops::linear(&mut t, &h, &wv, Some(&bv));
+        for (a, b) in fused.data().iter().zip(plain.data()) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+        }
+    }
+
+    test_device!(layer_norm_linear, 1e-4, |d| {
+        let x = inputs(&[&[2, 3, 5], &[5], &[5], &[4, 5], &[4]], 34);
+        forward_backward(d, &x, 37, |t, v| {
+            ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &v[3], Some(&v[4]))
+        })
+    });
 
     // The inputs of `ops::matmul`'s `linear_with_and_without_bias`.
     test_device!(gelu_linear, 1e-4, |d| {

@@ -32,10 +32,10 @@ use crate::cpu::Isa;
 use crate::dropout::keeps;
 use crate::gemm::{micro_kernel, multiply_packed, pack_panel, MicroKernel};
 
-/// One head's operands, read in place from the (B, N, H * D) layout the
-/// projections write: row r of q, k, v (and dctx) starts at `r * ld`; `mask`
-/// holds the n additive key-mask values of the head's batch item; `head` is
-/// its index in B * H (it selects the dropout mask).
+/// One head's operands, read in place from the packed projections: row r of
+/// q, k, v starts at `r * ld` (ld = 3 H D in a (B, N, 3 H D) qkv buffer);
+/// `mask` holds the n additive key-mask values of the head's batch item;
+/// `head` is its index in B * H (it selects the dropout mask).
 #[derive(Clone, Copy)]
 pub(crate) struct Head<'a> {
     pub q: &'a [f32],
@@ -48,11 +48,12 @@ pub(crate) struct Head<'a> {
 
 /// Where one head's output rows go: row r at `ptr + r * ld`. The kernels
 /// write a block into contiguous scratch first and copy it out row by row:
-/// micro-kernel tiles straight into rows `ld` apart (2-3 KiB at PIXEL's
+/// micro-kernel tiles straight into rows `ld` apart (2-9 KiB at PIXEL's
 /// widths) land in a few L1 sets and evict each other.
 #[derive(Clone, Copy)]
 pub(crate) struct HeadOut {
     ptr: *mut f32,
+    ld: usize,
 }
 
 impl HeadOut {
@@ -60,16 +61,18 @@ impl HeadOut {
     ///
     /// # Safety
     /// Those rows (d values each, `ld` apart) are the caller's to write.
-    unsafe fn write_rows(self, r0: usize, src: &[f32], rows: usize, d: usize, ld: usize) {
+    unsafe fn write_rows(self, r0: usize, src: &[f32], rows: usize, d: usize) {
         for (r, row) in src.chunks_exact(d).take(rows).enumerate() {
             // SAFETY: row r0 + r of the head (caller); d values.
-            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), self.ptr.add((r0 + r) * ld), d) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(row.as_ptr(), self.ptr.add((r0 + r) * self.ld), d)
+            };
         }
     }
 }
 
-/// A (B, N, H * D) output shared by the head tasks; each writes its own
-/// columns h * D .. (h + 1) * D of every row of its batch item.
+/// An output buffer shared by the head tasks; each writes its own columns
+/// of its own batch item's rows.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
 // SAFETY: tasks write disjoint (row, head) blocks; the buffer outlives the loop.
@@ -78,126 +81,125 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
-    /// The pointer `offset` values in (a method, so closures capture the
-    /// whole Send wrapper rather than its raw pointer field).
+    /// Head output at `offset` values in, rows `ld` apart (a method, so
+    /// closures capture the whole Send wrapper rather than its pointer field).
     ///
     /// # Safety
     /// `offset` is inside the buffer.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
+    unsafe fn head(self, offset: usize, ld: usize) -> HeadOut {
         // SAFETY: caller.
-        unsafe { self.0.add(offset) }
+        HeadOut {
+            ptr: unsafe { self.0.add(offset) },
+            ld,
+        }
     }
 }
 
-/// Offset of head `i` (of B * H) in a (B, N, H * D) buffer, and its row stride.
-fn head_offset(i: usize, s: AttentionShape) -> (usize, usize) {
-    let ld = s.heads * s.head_dim;
-    ((i / s.heads) * s.seq * ld + (i % s.heads) * s.head_dim, ld)
+/// Offsets of head `i` (of B * H): its first value in a (B, N, C) context
+/// buffer and in a (B, N, 3 C) qkv buffer (its query; key and value are C and
+/// 2 C further), C = H D.
+fn head_offsets(i: usize, s: AttentionShape) -> (usize, usize) {
+    let c = s.heads * s.head_dim;
+    let (b, h) = (i / s.heads, i % s.heads);
+    (
+        b * s.seq * c + h * s.head_dim,
+        b * s.seq * 3 * c + h * s.head_dim,
+    )
 }
 
-/// Head `i` of q, k, v, each (B, N, H * D), and its batch item's key mask (B, N).
-fn head<'a>(
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    mask: Option<&'a [f32]>,
-    i: usize,
-    s: AttentionShape,
-) -> Head<'a> {
-    let (off, ld) = head_offset(i, s);
+/// Head `i` of qkv (B, N, 3 C) and its batch item's key mask (B, N).
+fn head<'a>(qkv: &'a [f32], mask: Option<&'a [f32]>, i: usize, s: AttentionShape) -> Head<'a> {
+    let c = s.heads * s.head_dim;
+    let off = head_offsets(i, s).1;
     let b = i / s.heads;
     Head {
-        q: &q[off..],
-        k: &k[off..],
-        v: &v[off..],
+        q: &qkv[off..],
+        k: &qkv[off + c..],
+        v: &qkv[off + 2 * c..],
         mask: mask.map(|m| &m[b * s.seq..(b + 1) * s.seq]),
-        ld,
+        ld: 3 * c,
         head: i,
     }
 }
 
-/// Checks that every (B, N, H * D) buffer holds B * N * H * D values.
-fn check_lengths(what: &str, lens: &[usize], s: AttentionShape) {
-    let want = s.batch * s.seq * s.heads * s.head_dim;
+/// Checks that the context-shaped buffers hold B N C values, the qkv-shaped
+/// ones 3 B N C, and the mask B N.
+fn check_lengths(
+    what: &str,
+    ctx_like: &[usize],
+    qkv_like: &[usize],
+    mask: Option<&[f32]>,
+    s: AttentionShape,
+) {
+    let c = s.heads * s.head_dim;
+    let want = s.batch * s.seq * c;
     assert!(
-        lens.iter().all(|&l| l >= want),
-        "{what}: a buffer is shorter than (B, N, H * D) = ({}, {}, {} * {})",
+        ctx_like.iter().all(|&l| l >= want) && qkv_like.iter().all(|&l| l >= 3 * want),
+        "{what}: a buffer is shorter than (B, N, C) = ({}, {}, {c}) or (B, N, 3 C)",
         s.batch,
         s.seq,
-        s.heads,
-        s.head_dim
+    );
+    assert!(
+        mask.is_none_or(|m| m.len() >= s.batch * s.seq),
+        "{what}: mask shorter than (B, N) = ({}, {})",
+        s.batch,
+        s.seq
     );
 }
 
-/// `ctx (B, N, H * D)` of attention over q, k, v (B, N, H * D) with `isa`'s
-/// kernels, one rayon task per head; `mask` (B, N) additive on keys.
+/// `ctx (B, N, C)` of attention over `qkv (B, N, 3 C)` (each row: the query,
+/// key and value projections side by side, heads of D inside each) with
+/// `isa`'s kernels, one rayon task per head; `mask` (B, N) additive on keys.
 pub(crate) fn forward(
     isa: Isa,
     ctx: &mut [f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    qkv: &[f32],
+    mask: Option<&[f32]>,
+    s: AttentionShape,
+) {
+    check_lengths("attention forward", &[ctx.len()], &[qkv.len()], mask, s);
+    let out = SharedOut(ctx.as_mut_ptr());
+    let c = s.heads * s.head_dim;
+    (0..s.batch * s.heads).into_par_iter().for_each(|i| {
+        // SAFETY: head i writes only its own columns of its batch item's rows,
+        // inside ctx (lengths checked).
+        let ctx = unsafe { out.head(head_offsets(i, s).0, c) };
+        forward_head(isa, head(qkv, mask, i, s), ctx, s);
+    });
+}
+
+/// `dqkv (B, N, 3 C)` of [`forward`] from `dctx (B, N, C)`.
+pub(crate) fn backward(
+    isa: Isa,
+    dqkv: &mut [f32],
+    dctx: &[f32],
+    qkv: &[f32],
     mask: Option<&[f32]>,
     s: AttentionShape,
 ) {
     check_lengths(
-        "attention forward",
-        &[ctx.len(), q.len(), k.len(), v.len()],
+        "attention backward",
+        &[dctx.len()],
+        &[dqkv.len(), qkv.len()],
+        mask,
         s,
     );
-    assert!(
-        mask.is_none_or(|m| m.len() >= s.batch * s.seq),
-        "attention forward: mask shorter than (B, N)"
-    );
-    let out = SharedOut(ctx.as_mut_ptr());
+    let out = SharedOut(dqkv.as_mut_ptr());
+    let c = s.heads * s.head_dim;
     (0..s.batch * s.heads).into_par_iter().for_each(|i| {
-        let h = head(q, k, v, mask, i, s);
-        // SAFETY: head i writes only its own columns of its batch item's rows,
-        // inside ctx (lengths checked).
-        let ctx = HeadOut {
-            ptr: unsafe { out.at(head_offset(i, s).0) },
-        };
-        forward_head(isa, h, ctx, s);
-    });
-}
-
-/// dq, dk, dv (B, N, H * D) of [`forward`] from dctx (B, N, H * D).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn backward(
-    isa: Isa,
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-    dctx: &[f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    s: AttentionShape,
-) {
-    let lens = [
-        dq.len(),
-        dk.len(),
-        dv.len(),
-        dctx.len(),
-        q.len(),
-        k.len(),
-        v.len(),
-    ];
-    check_lengths("attention backward", &lens, s);
-    assert!(
-        mask.is_none_or(|m| m.len() >= s.batch * s.seq),
-        "attention backward: mask shorter than (B, N)"
-    );
-    let outs = [dq, dk, dv].map(|g| SharedOut(g.as_mut_ptr()));
-    (0..s.batch * s.heads).into_par_iter().for_each(|i| {
-        let h = head(q, k, v, mask, i, s);
-        let (off, _) = head_offset(i, s);
+        let (off_ctx, off) = head_offsets(i, s);
         // SAFETY: as in forward: head i's own columns of its own rows.
-        let [dq, dk, dv] = outs.map(|o| HeadOut {
-            ptr: unsafe { o.0.add(off) },
-        });
-        backward_head(isa, h, &dctx[off..], dq, dk, dv, s);
+        let [dq, dk, dv] = [0, c, 2 * c].map(|o| unsafe { out.head(off + o, 3 * c) });
+        backward_head(
+            isa,
+            head(qkv, mask, i, s),
+            &dctx[off_ctx..],
+            c,
+            dq,
+            dk,
+            dv,
+            s,
+        );
     });
 }
 
@@ -247,7 +249,7 @@ fn with_scratch<R, const K: usize>(lens: [usize; K], f: impl FnOnce([&mut [f32];
     })
 }
 
-/// One head's context rows (n of d values, `h.ld` apart) at `ctx`.
+/// One head's context rows (n of d values) at `ctx`.
 fn forward_head(isa: Isa, h: Head<'_>, ctx: HeadOut, s: AttentionShape) {
     let mk = micro_kernel(isa);
     let (n, d, ld) = (s.seq, s.head_dim, h.ld);
@@ -287,19 +289,21 @@ fn forward_head(isa: Isa, h: Head<'_>, ctx: HeadOut, s: AttentionShape) {
                 )
             };
             // SAFETY: rows q0..q0 + w of the head's output (caller).
-            unsafe { ctx.write_rows(q0, ctx_blk, w, d, ld) };
+            unsafe { ctx.write_rows(q0, ctx_blk, w, d) };
         }
     });
 }
 
 const NO_BIAS: *const f32 = std::ptr::null();
 
-/// One head's gradients (rows of d values, `h.ld` apart, at `dq`, `dk`, `dv`)
-/// from `dctx` (same layout), recomputing the probabilities block by block.
+/// One head's gradients (at `dq`, `dk`, `dv`) from `dctx` (its rows of d
+/// values, `ld_ctx` apart), recomputing the probabilities block by block.
+#[allow(clippy::too_many_arguments)]
 fn backward_head(
     isa: Isa,
     h: Head<'_>,
     dctx: &[f32],
+    ld_ctx: usize,
     dq: HeadOut,
     dk: HeadOut,
     dv: HeadOut,
@@ -336,7 +340,7 @@ fn backward_head(
                 let beta_kv = if q0 == 0 { 0.0 } else { 1.0 };
                 probabilities_t(isa, &mk, h, k_a, blk_t, p_t, q0, w, s);
                 // dP^T (n, w) = V dC_blk^T
-                pack_panel(blk_t, dctx, 0, q0, d, w, mk.nr, 1, ld);
+                pack_panel(blk_t, dctx, 0, q0, d, w, mk.nr, 1, ld_ctx);
                 // SAFETY (every multiply_packed below): C is scratch holding
                 // the m x n block written.
                 unsafe {
@@ -369,7 +373,7 @@ fn backward_head(
                     }
                     None => pack_panel(keys_by_q, p_t, 0, 0, w, n, mk.mr, 1, qb),
                 }
-                pack_panel(dims_by_q, dctx, q0, 0, w, d, mk.nr, ld, 1);
+                pack_panel(dims_by_q, dctx, q0, 0, w, d, mk.nr, ld_ctx, 1);
                 // SAFETY: as above.
                 unsafe {
                     multiply_packed(
@@ -425,12 +429,12 @@ fn backward_head(
                     )
                 };
                 // SAFETY: rows q0..q0 + w of the head's dq (caller).
-                unsafe { dq.write_rows(q0, dq_blk, w, d, ld) };
+                unsafe { dq.write_rows(q0, dq_blk, w, d) };
             }
             // SAFETY: all n rows of the head's dk and dv (caller).
             unsafe {
-                dk.write_rows(0, dk_sum, n, d, ld);
-                dv.write_rows(0, dv_sum, n, d, ld);
+                dk.write_rows(0, dk_sum, n, d);
+                dv.write_rows(0, dv_sum, n, d);
             }
         },
     );

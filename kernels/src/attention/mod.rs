@@ -1,7 +1,7 @@
-//! Fused multi-head self-attention on q, k, v as the projections write them,
-//! (B, N, H * D) with the heads side by side in each row: per head, scores =
-//! q k^T * scale, additive key mask, softmax, dropout, context = P v, written
-//! back into the same (B, N, H * D) layout.
+//! Fused multi-head self-attention on the packed projections qkv (B, N, 3 C),
+//! as one linear layer writes them (each row: query, key, value, each H heads
+//! of D): per head, scores = q k^T * scale, additive key mask, softmax,
+//! dropout, context = P v, written into (B, N, C) with the heads side by side.
 //! The probabilities (B*H, N, N) are not kept: backward recomputes them from
 //! q and k (2 N^2 D extra FLOPs per head instead of B H N^2 floats alive from
 //! forward to backward), and the dropout mask is regenerated from its seed.
@@ -34,74 +34,39 @@ pub struct AttentionShape {
     pub dropout: Option<(u64, f32)>,
 }
 
-/// `ctx = dropout(softmax(q k^T * scale + mask)) v` per head, all (B, N, H * D);
-/// `key_mask` (B, N) additive (0 attended, -10000 masked) or None.
-pub fn forward(
-    ctx: &mut Buffer,
-    q: &Buffer,
-    k: &Buffer,
-    v: &Buffer,
-    key_mask: Option<&Buffer>,
-    s: AttentionShape,
-) {
+/// `ctx (B, N, C) = dropout(softmax(q k^T * scale + mask)) v` per head, where
+/// `qkv (B, N, 3 C)` holds each token's query, key and value projections side
+/// by side (heads of D inside each, C = H D); `key_mask` (B, N) additive (0
+/// attended, -10000 masked) or None.
+pub fn forward(ctx: &mut Buffer, qkv: &Buffer, key_mask: Option<&Buffer>, s: AttentionShape) {
     const K: &str = "attention_forward";
     match ctx {
         Buffer::Cpu(ctx) => {
             let mask = key_mask.map(|m| m.host(K));
-            cpu::forward(
-                crate::cpu::isa(),
-                ctx,
-                q.host(K),
-                k.host(K),
-                v.host(K),
-                mask,
-                s,
-            )
+            cpu::forward(crate::cpu::isa(), ctx, qkv.host(K), mask, s)
         }
         #[cfg(feature = "cuda")]
-        Buffer::Cuda(c) => cuda::forward(
-            c,
-            q.cuda(K),
-            k.cuda(K),
-            v.cuda(K),
-            key_mask.map(|m| m.cuda(K)),
-            s,
-        ),
+        Buffer::Cuda(c) => cuda::forward(c, qkv.cuda(K), key_mask.map(|m| m.cuda(K)), s),
     }
 }
 
-/// Gradients of [`forward`] w.r.t. q, k, v from `dctx` (all (B, N, H * D)).
-#[allow(clippy::too_many_arguments)]
+/// `dqkv (B, N, 3 C)`, the gradient of [`forward`] w.r.t. qkv, from `dctx (B, N, C)`.
 pub fn backward(
-    dq: &mut Buffer,
-    dk: &mut Buffer,
-    dv: &mut Buffer,
+    dqkv: &mut Buffer,
     dctx: &Buffer,
-    q: &Buffer,
-    k: &Buffer,
-    v: &Buffer,
+    qkv: &Buffer,
     key_mask: Option<&Buffer>,
     s: AttentionShape,
 ) {
     const K: &str = "attention_backward";
-    match dq {
-        Buffer::Cpu(dq) => {
-            let (dk, dv) = (dk.host_mut(K), dv.host_mut(K));
-            let (dctx, q, k, v) = (dctx.host(K), q.host(K), k.host(K), v.host(K));
+    match dqkv {
+        Buffer::Cpu(dqkv) => {
             let mask = key_mask.map(|m| m.host(K));
-            cpu::backward(crate::cpu::isa(), dq, dk, dv, dctx, q, k, v, mask, s)
+            cpu::backward(crate::cpu::isa(), dqkv, dctx.host(K), qkv.host(K), mask, s)
         }
         #[cfg(feature = "cuda")]
-        Buffer::Cuda(dq) => cuda::backward(
-            dq,
-            dk.cuda_mut(K),
-            dv.cuda_mut(K),
-            dctx.cuda(K),
-            q.cuda(K),
-            k.cuda(K),
-            v.cuda(K),
-            key_mask.map(|m| m.cuda(K)),
-            s,
-        ),
+        Buffer::Cuda(d) => {
+            cuda::backward(d, dctx.cuda(K), qkv.cuda(K), key_mask.map(|m| m.cuda(K)), s)
+        }
     }
 }

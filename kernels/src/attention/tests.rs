@@ -1,5 +1,5 @@
-//! The blocked CPU attention of every ISA this CPU has, on (B, N, H * D)
-//! buffers, against a plain f64 per-head reference (scores, masked softmax, dropout, P V and their gradients), on
+//! The blocked CPU attention of every ISA this CPU has, on packed qkv
+//! (B, N, 3 C) buffers, against a plain f64 per-head reference (scores, masked softmax, dropout, P V and their gradients), on
 //! sizes that leave ragged query blocks, key slivers and head dims.
 
 use super::cpu::{self, Head};
@@ -108,14 +108,9 @@ fn blocked_attention_matches_f64_reference_on_every_isa() {
                     scale: 1.0 / (d as f32).sqrt(),
                     dropout,
                 };
-                let len = batch * n * heads * d;
+                let (c, len) = (heads * d, batch * n * heads * d);
                 let seed = (n * 1000 + d) as u64;
-                let (q, k, v, dctx) = (
-                    values(len, seed),
-                    values(len, seed + 1),
-                    values(len, seed + 2),
-                    values(len, seed + 3),
-                );
+                let (qkv, dctx) = (values(3 * len, seed), values(len, seed + 3));
                 // Keys masked out in a pattern that differs per batch item
                 // (never all of them).
                 let mask: Vec<f32> = (0..batch * n)
@@ -124,25 +119,27 @@ fn blocked_attention_matches_f64_reference_on_every_isa() {
                 let mask = masked.then_some(&mask[..]);
                 let what = format!("{isa} n {n} d {d} mask {masked} dropout {dropout:?}");
                 let mut ctx = vec![f32::NAN; len];
-                cpu::forward(isa, &mut ctx, &q, &k, &v, mask, s);
-                let (mut dq, mut dk, mut dv) = (
-                    vec![f32::NAN; len],
-                    vec![f32::NAN; len],
-                    vec![f32::NAN; len],
-                );
-                cpu::backward(isa, &mut dq, &mut dk, &mut dv, &dctx, &q, &k, &v, mask, s);
+                cpu::forward(isa, &mut ctx, &qkv, mask, s);
+                let mut dqkv = vec![f32::NAN; 3 * len];
+                cpu::backward(isa, &mut dqkv, &dctx, &qkv, mask, s);
                 for i in 0..batch * heads {
-                    // Head i's (n, d) values out of a (B, N, H * D) buffer.
+                    // Head i's (n, d) values at column `col` of a buffer with
+                    // rows of `width` values.
                     let (b, hd) = (i / heads, i % heads);
-                    let head_of = |x: &[f32]| -> Vec<f32> {
+                    let head_of = |x: &[f32], width: usize, col: usize| -> Vec<f32> {
                         (0..n)
                             .flat_map(|r| {
-                                let at = (b * n + r) * heads * d + hd * d;
+                                let at = (b * n + r) * width + col + hd * d;
                                 x[at..at + d].to_vec()
                             })
                             .collect()
                     };
-                    let (hq, hk, hv, hdc) = (head_of(&q), head_of(&k), head_of(&v), head_of(&dctx));
+                    let (hq, hk, hv) = (
+                        head_of(&qkv, 3 * c, 0),
+                        head_of(&qkv, 3 * c, c),
+                        head_of(&qkv, 3 * c, 2 * c),
+                    );
+                    let hdc = head_of(&dctx, c, 0);
                     let h = Head {
                         q: &hq,
                         k: &hk,
@@ -153,10 +150,14 @@ fn blocked_attention_matches_f64_reference_on_every_isa() {
                     };
                     let want = reference(h, &hdc, s);
                     let what = format!("{what}, head {i}");
-                    assert_close(&format!("ctx, {what}"), &head_of(&ctx), &want[0]);
-                    assert_close(&format!("dq, {what}"), &head_of(&dq), &want[1]);
-                    assert_close(&format!("dk, {what}"), &head_of(&dk), &want[2]);
-                    assert_close(&format!("dv, {what}"), &head_of(&dv), &want[3]);
+                    assert_close(&format!("ctx, {what}"), &head_of(&ctx, c, 0), &want[0]);
+                    assert_close(&format!("dq, {what}"), &head_of(&dqkv, 3 * c, 0), &want[1]);
+                    assert_close(&format!("dk, {what}"), &head_of(&dqkv, 3 * c, c), &want[2]);
+                    assert_close(
+                        &format!("dv, {what}"),
+                        &head_of(&dqkv, 3 * c, 2 * c),
+                        &want[3],
+                    );
                 }
             }
         }
