@@ -98,9 +98,15 @@ fn every_op() -> Vec<Entry> {
             })
         }),
         ("layer_norm_linear", |d| {
-            run(d, &[&[2, 3, 5], &[5], &[5], &[4, 5], &[4]], |t, v| {
-                ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &v[3], Some(&v[4]))
-            })
+            // Two stacked projections (as q, k, v are stacked).
+            run(
+                d,
+                &[&[2, 3, 5], &[5], &[5], &[4, 5], &[3, 5], &[4], &[3]],
+                |t, v| {
+                    let (ws, bs) = ([&v[3], &v[4]], [&v[5], &v[6]]);
+                    ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &ws, Some(&bs))
+                },
+            )
         }),
         ("cross_entropy", |d| {
             let labels = [2, ops::IGNORE_INDEX, 0, 4, 1, 3];

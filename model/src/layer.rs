@@ -60,20 +60,11 @@ pub fn transformer_layer(
     // GEMM against the stacked [q; k; v] weights, the normalised activation
     // recomputed in backward rather than kept), then attention on the packed
     // (B, N, 3 C) result.
-    let proj = |name: &str| format!("attention.attention.{name}");
-    let w_qkv = ops::concat(
-        t,
-        &[
-            p(&proj("query.weight")),
-            p(&proj("key.weight")),
-            p(&proj("value.weight")),
-        ],
-        0,
-    );
-    let b_qkv = s.qkv_bias.then(|| {
-        let b = ["query", "key", "value"].map(|n| p(&proj(&format!("{n}.bias"))));
-        ops::concat(t, &b, 0)
-    });
+    let proj = |name: &str| p(&format!("attention.attention.{name}"));
+    let w_qkv = ["query", "key", "value"].map(|n| proj(&format!("{n}.weight")));
+    let b_qkv = s
+        .qkv_bias
+        .then(|| ["query", "key", "value"].map(|n| proj(&format!("{n}.bias"))));
     let qkv = ops::layer_norm_linear(
         t,
         x,
@@ -81,9 +72,8 @@ pub fn transformer_layer(
         p("layernorm_before.bias"),
         s.layer_norm_eps,
         &w_qkv,
-        b_qkv.as_ref(),
+        b_qkv.as_ref().map(|b| &b[..]),
     );
-    drop((w_qkv, b_qkv));
     let cfg = AttentionConfig {
         num_heads: s.num_heads,
         dropout: s.attention_dropout,
@@ -106,8 +96,8 @@ pub fn transformer_layer(
         p("layernorm_after.weight"),
         p("layernorm_after.bias"),
         s.layer_norm_eps,
-        p("intermediate.dense.weight"),
-        Some(p("intermediate.dense.bias")),
+        &[p("intermediate.dense.weight")],
+        Some(&[p("intermediate.dense.bias")]),
     );
     // GELU + output projection as one node: gelu(h) is recomputed in backward
     // rather than kept (the largest activation of the layer).

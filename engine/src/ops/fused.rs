@@ -2,6 +2,7 @@
 
 use pixel_kernels::gelu;
 use pixel_kernels::layer_norm as ln_kernel;
+use pixel_kernels::layout;
 
 use super::device_of;
 use super::matmul::{bias_grad, linear_forward, linear_input_grad, linear_weight_grad};
@@ -87,23 +88,57 @@ fn layer_norm_of(
     [y, mean, rstd]
 }
 
-/// `y = layer_norm(x) W^T + b`: a pre-LN block's norm and the projection after
-/// it as one node. x (..., in), ln_w, ln_b (in), w (out, in), b (out) or None.
-/// Saves x and the per-row mean and rstd, not the normalised activation:
-/// backward recomputes it (one elementwise pass) for the weight gradient, so
+/// The rows of `parts` (each (rows_i, cols)) stacked into one (sum rows_i,
+/// cols) tensor.
+fn stack_rows(parts: &[&Tensor]) -> Tensor {
+    let cols = parts[0].shape()[1..].iter().product::<usize>();
+    let rows: usize = parts.iter().map(|p| p.numel() / cols.max(1)).sum();
+    let mut shape = parts[0].shape().to_vec();
+    shape[0] = rows;
+    let mut out = Tensor::zeros_on(&shape, parts[0].device());
+    let mut at = 0;
+    for p in parts {
+        layout::copy_2d(out.buffer_mut(), at, 0, p.buffer(), 0, 0, 1, p.numel());
+        at += p.numel();
+    }
+    out
+}
+
+/// `whole` (sum rows_i, ...) cut back into tensors of `shapes` (the inverse of
+/// [`stack_rows`]).
+fn split_rows(whole: &Tensor, shapes: &[Vec<usize>]) -> Vec<Tensor> {
+    let mut at = 0;
+    shapes
+        .iter()
+        .map(|shape| {
+            let mut part = Tensor::zeros_on(shape, whole.device());
+            let n = part.numel();
+            layout::copy_2d(part.buffer_mut(), 0, 0, whole.buffer(), at, 0, 1, n);
+            at += n;
+            part
+        })
+        .collect()
+}
+
+/// `y = layer_norm(x) [W_1; ...; W_k]^T + [b_1; ...; b_k]`: a pre-LN block's
+/// norm and the projections after it as one node, the projections' outputs
+/// side by side in the last dim (q, k and v of attention: one GEMM). x (...,
+/// in); ln_w, ln_b (in); each W_i (out_i, in), b_i (out_i) or no biases.
+/// Saves x, the per-row mean and rstd, and the weights themselves (their
+/// stack is rebuilt when needed, never kept): backward recomputes the
+/// normalised activation (one elementwise pass) for the weight gradients, so
 /// each pre-LN block keeps one (rows, in) activation fewer until backward.
-/// Same arithmetic as `layer_norm` followed by `linear`.
+/// Same arithmetic as `layer_norm` followed by `linear` on the stacked weights.
 pub fn layer_norm_linear(
     t: &mut Tape,
     x: &Var,
     ln_w: &Var,
     ln_b: &Var,
     eps: f32,
-    w: &Var,
-    b: Option<&Var>,
+    ws: &[&Var],
+    bs: Option<&[&Var]>,
 ) -> Var {
     let xs = x.shape().to_vec();
-    let ws = w.shape();
     let c = *xs
         .last()
         .expect("layer_norm_linear: input must have rank >= 1");
@@ -113,42 +148,73 @@ pub fn layer_norm_linear(
         ln_w.shape(),
         ln_b.shape()
     );
+    assert!(!ws.is_empty(), "layer_norm_linear: no projection weights");
+    for (i, w) in ws.iter().enumerate() {
+        let (wsh, b) = (w.shape(), bs.map(|bs| bs[i]));
+        assert!(
+            wsh.len() == 2 && wsh[1] == c && b.is_none_or(|b| b.shape() == [wsh[0]]),
+            "layer_norm_linear: input {xs:?} does not fit weight {i} {wsh:?} and bias {:?} (expected [out, {c}] and [out])",
+            b.map(|b| b.shape().to_vec())
+        );
+    }
     assert!(
-        ws.len() == 2 && ws[1] == c && b.is_none_or(|b| b.shape() == [ws[0]]),
-        "layer_norm_linear: input {xs:?} does not fit weight {ws:?} and bias {:?} (expected [out, {c}] and [out])",
-        b.map(|b| b.shape().to_vec())
+        bs.is_none_or(|bs| bs.len() == ws.len()),
+        "layer_norm_linear: {} weights but {} biases",
+        ws.len(),
+        bs.map_or(0, |b| b.len())
     );
-    let mut inputs = vec![x, ln_w, ln_b, w];
-    inputs.extend(b);
+    let mut inputs = vec![x, ln_w, ln_b];
+    inputs.extend(ws);
+    inputs.extend(bs.unwrap_or(&[]));
     let device = device_of("layer_norm_linear", &inputs);
-    let out_f = ws[0];
+    let w_shapes: Vec<Vec<usize>> = ws.iter().map(|w| w.shape().to_vec()).collect();
+    let out_f: usize = w_shapes.iter().map(|s| s[0]).sum();
     let rows = x.value().numel() / c.max(1);
     let mut ys = xs.clone();
     *ys.last_mut().unwrap() = out_f;
+    // One projection is used as it is; several are stacked for the call.
+    let stack = |vars: &[&Var]| {
+        (vars.len() > 1).then(|| stack_rows(&vars.iter().map(|v| v.value()).collect::<Vec<_>>()))
+    };
+    let (w_stack, b_stack) = (stack(ws), bs.and_then(stack));
+    let w = w_stack.as_ref().unwrap_or(ws[0].value());
+    let b = bs.map(|bs| b_stack.as_ref().unwrap_or(bs[0].value()));
     let [h, mean, rstd] = layer_norm_of(x.value(), ln_w.value(), ln_b.value(), rows, c, eps);
-    let y = linear_forward(&h, w.value(), b.map(|b| b.value()), rows, &ys);
+    let y = linear_forward(&h, w, b, rows, &ys);
+    drop((w_stack, b_stack));
     drop(h);
     if !t.needs_grad(&inputs) {
         return Var::constant(y);
     }
-    let (xv, gv, bv, wv) = (x.arc(), ln_w.arc(), ln_b.arc(), w.arc());
+    let (xv, gv, bv) = (x.arc(), ln_w.arc(), ln_b.arc());
+    let wvs: Vec<_> = ws.iter().map(|w| w.arc()).collect();
+    let k = ws.len();
+    let has_bias = bs.is_some();
     t.add_flops(2.0 * (rows * c * out_f) as f64);
     t.record(
         "layer_norm_linear",
         y,
         &inputs,
         Box::new(move |dy, needs| {
-            let dw = needs[3].then(|| {
+            let mut grads: Vec<Option<Tensor>> = vec![None; needs.len()];
+            if needs[3..3 + k].iter().any(|&n| n) {
                 let [h, _, _] = layer_norm_of(&xv, &gv, &bv, rows, c, eps); // recomputed
-                linear_weight_grad(&dy, &h, rows)
-            });
-            let db = needs
-                .get(4)
-                .copied()
-                .unwrap_or(false)
-                .then(|| bias_grad(&dy, rows, out_f));
-            let dh = linear_input_grad(&dy, &wv, xv.shape());
-            drop(dy);
+                let dw = linear_weight_grad(&dy, &h, rows); // (out_f, in)
+                for (i, g) in split_rows(&dw, &w_shapes).into_iter().enumerate() {
+                    grads[3 + i] = Some(g);
+                }
+            }
+            if has_bias {
+                let db = bias_grad(&dy, rows, out_f);
+                let b_shapes: Vec<Vec<usize>> = w_shapes.iter().map(|s| vec![s[0]]).collect();
+                for (i, g) in split_rows(&db, &b_shapes).into_iter().enumerate() {
+                    grads[3 + k + i] = Some(g);
+                }
+            }
+            let w_stack =
+                (k > 1).then(|| stack_rows(&wvs.iter().map(|w| &**w).collect::<Vec<_>>()));
+            let dh = linear_input_grad(&dy, w_stack.as_ref().unwrap_or(&wvs[0]), xv.shape());
+            drop((dy, w_stack));
             let mut dx = Tensor::zeros_on(xv.shape(), device);
             let mut dg = Tensor::zeros_on(&[c], device);
             let mut dbeta = Tensor::zeros_on(&[c], device);
@@ -164,10 +230,9 @@ pub fn layer_norm_linear(
                 rows,
                 c,
             );
-            let mut grads = vec![Some(dx), Some(dg), Some(dbeta), dw];
-            if needs.len() == 5 {
-                grads.push(db);
-            }
+            grads[0] = Some(dx);
+            grads[1] = Some(dg);
+            grads[2] = Some(dbeta);
             grads
         }),
     )
@@ -209,16 +274,16 @@ mod tests {
         let b = randn(&[4], &mut r);
         let all = vec![x.clone(), g.clone(), beta.clone(), w.clone(), b.clone()];
         check(all, |t, v| {
-            ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &v[3], Some(&v[4]))
+            ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &[&v[3]], Some(&[&v[4]]))
         });
         check(
             vec![x.clone(), g.clone(), beta.clone(), w.clone()],
-            |t, v| ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &v[3], None),
+            |t, v| ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &[&v[3]], None),
         );
         // Same values as the unfused pair.
         let mut t = Tape::no_grad();
         let [xv, gv, betav, wv, bv] = [x, g, beta, w, b].map(Var::constant);
-        let fused = ops::layer_norm_linear(&mut t, &xv, &gv, &betav, 1e-5, &wv, Some(&bv));
+        let fused = ops::layer_norm_linear(&mut t, &xv, &gv, &betav, 1e-5, &[&wv], Some(&[&bv]));
         let h = ops::layer_norm(&mut t, &xv, &gv, &betav, 1e-5);
         let plain = ops::linear(&mut t, &h, &wv, Some(&bv));
         for (a, b) in fused.data().iter().zip(plain.data()) {
@@ -226,10 +291,63 @@ mod tests {
         }
     }
 
+    #[test]
+    fn gradcheck_layer_norm_linear_stacked_projections() {
+        let mut r = rng();
+        let x = randn(&[2, 3, 6], &mut r);
+        let (g, beta) = (randn(&[6], &mut r), randn(&[6], &mut r));
+        let (w1, w2) = (randn(&[4, 6], &mut r), randn(&[2, 6], &mut r));
+        let (b1, b2) = (randn(&[4], &mut r), randn(&[2], &mut r));
+        let all = vec![
+            x.clone(),
+            g.clone(),
+            beta.clone(),
+            w1.clone(),
+            w2.clone(),
+            b1.clone(),
+            b2.clone(),
+        ];
+        check(all, |t, v| {
+            ops::layer_norm_linear(
+                t,
+                &v[0],
+                &v[1],
+                &v[2],
+                1e-5,
+                &[&v[3], &v[4]],
+                Some(&[&v[5], &v[6]]),
+            )
+        });
+        // The outputs side by side: the first 4 columns from W1, the last 2 from W2.
+        let mut t = Tape::no_grad();
+        let [xv, gv, betav, w1v, w2v, b1v, b2v] = [x, g, beta, w1, w2, b1, b2].map(Var::constant);
+        let both = ops::layer_norm_linear(
+            &mut t,
+            &xv,
+            &gv,
+            &betav,
+            1e-5,
+            &[&w1v, &w2v],
+            Some(&[&b1v, &b2v]),
+        );
+        let first = ops::layer_norm_linear(&mut t, &xv, &gv, &betav, 1e-5, &[&w1v], Some(&[&b1v]));
+        let second = ops::layer_norm_linear(&mut t, &xv, &gv, &betav, 1e-5, &[&w2v], Some(&[&b2v]));
+        for r in 0..6 {
+            assert_eq!(
+                &both.data()[r * 6..r * 6 + 4],
+                &first.data()[r * 4..r * 4 + 4]
+            );
+            assert_eq!(
+                &both.data()[r * 6 + 4..r * 6 + 6],
+                &second.data()[r * 2..r * 2 + 2]
+            );
+        }
+    }
+
     test_device!(layer_norm_linear, 1e-4, |d| {
         let x = inputs(&[&[2, 3, 5], &[5], &[5], &[4, 5], &[4]], 34);
         forward_backward(d, &x, 37, |t, v| {
-            ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &v[3], Some(&v[4]))
+            ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &[&v[3]], Some(&[&v[4]]))
         })
     });
 
