@@ -108,6 +108,15 @@ fn every_op() -> Vec<Entry> {
                 },
             )
         }),
+        ("layer_norm_mlp", |d| {
+            run(
+                d,
+                &[&[2, 3, 5], &[5], &[5], &[7, 5], &[7], &[4, 7], &[4]],
+                |t, v| {
+                    ops::layer_norm_mlp(t, &v[0], &v[1], &v[2], 1e-5, &v[3], &v[4], &v[5], &v[6])
+                },
+            )
+        }),
         ("cross_entropy", |d| {
             let labels = [2, ops::IGNORE_INDEX, 0, 4, 1, 3];
             run(d, &[&[6, 5]], move |t, v| {

@@ -2,6 +2,8 @@
 //! `vit.encoder.layer.{i}` and the decoder's `decoder.decoder_layers.{j}`
 //! (`PIXELLayer`: LN -> attention -> residual, LN -> MLP -> residual).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use pixel_engine::ops::{self, AttentionConfig};
 use pixel_engine::{Rng, Tape, Tensor, Var};
 
@@ -18,6 +20,22 @@ pub struct LayerSettings {
     pub hidden_dropout: f32,
     pub attention_dropout: f32,
     pub training: bool,
+    /// Recompute each MLP's hidden activation in backward instead of keeping
+    /// it (see [`set_recompute_mlp`]).
+    pub recompute_mlp: bool,
+}
+
+/// Activation checkpointing of the MLPs, process-wide and off by default.
+static RECOMPUTE_MLP: AtomicBool = AtomicBool::new(false);
+
+/// Whether layers built from now on keep their MLP's (tokens, intermediate)
+/// activation for backward (false, the default) or recompute it there from
+/// the MLP's input (true: about 10% more FLOPs per training step, and the
+/// largest activation of every layer off the step's peak memory). The
+/// gradients are the same bits either way. `--recompute-mlp` on `pixel
+/// pretrain` and `pixel bench`.
+pub fn set_recompute_mlp(on: bool) {
+    RECOMPUTE_MLP.store(on, Ordering::Relaxed);
 }
 
 impl LayerSettings {
@@ -30,6 +48,7 @@ impl LayerSettings {
             hidden_dropout: cfg.hidden_dropout_prob as f32,
             attention_dropout: cfg.attention_probs_dropout_prob as f32,
             training,
+            recompute_mlp: RECOMPUTE_MLP.load(Ordering::Relaxed),
         }
     }
 
@@ -89,19 +108,19 @@ pub fn transformer_layer(
     );
     let a = ops::dropout(t, &a, s.hidden_dropout, s.training, rng);
     let x1 = ops::add(t, x, &a);
-    // MLP half (the norm again fused with the projection after it).
-    let h = ops::layer_norm_linear(
-        t,
-        &x1,
-        p("layernorm_after.weight"),
-        p("layernorm_after.bias"),
-        s.layer_norm_eps,
-        &[p("intermediate.dense.weight")],
-        Some(&[p("intermediate.dense.bias")]),
-    );
-    // GELU + output projection as one node: gelu(h) is recomputed in backward
-    // rather than kept (the largest activation of the layer).
-    let y = ops::gelu_linear(t, &h, p("output.dense.weight"), p("output.dense.bias"));
+    // MLP half: the norm again fused with the projection after it, then
+    // GELU and the output projection as one node (gelu(h) is recomputed in
+    // backward rather than kept); or, recomputing, all of it as one node that
+    // keeps only its input.
+    let (ln_w, ln_b) = (p("layernorm_after.weight"), p("layernorm_after.bias"));
+    let (w1, b1) = (p("intermediate.dense.weight"), p("intermediate.dense.bias"));
+    let (w2, b2) = (p("output.dense.weight"), p("output.dense.bias"));
+    let y = if s.recompute_mlp {
+        ops::layer_norm_mlp(t, &x1, ln_w, ln_b, s.layer_norm_eps, w1, b1, w2, b2)
+    } else {
+        let h = ops::layer_norm_linear(t, &x1, ln_w, ln_b, s.layer_norm_eps, &[w1], Some(&[b1]));
+        ops::gelu_linear(t, &h, w2, b2)
+    };
     let y = ops::dropout(t, &y, s.hidden_dropout, s.training, rng);
     ops::add(t, &x1, &y)
 }

@@ -67,3 +67,49 @@ fn base_parameter_count_matches_spec() {
     assert_eq!(all, 112_334_080);
     assert_eq!(trainable, 111_655_680);
 }
+
+/// Loss and every gradient of one pass of the tiny model (dropout on, so the
+/// recomputed path must regenerate nothing random of its own).
+fn loss_and_grads(model: &PixelForPreTraining) -> (f32, Vec<Vec<f32>>) {
+    let l = model.config.num_patches();
+    let mut pixels = Tensor::zeros(&[2, 3, 16, 16 * l]);
+    Rng::new(1).fill_uniform(pixels.data_mut(), 0.0, 1.0);
+    let attn: Vec<f32> = (0..2 * l)
+        .map(|i| if i % l < 9 { 1.0 } else { 0.0 })
+        .collect();
+    let mut rng = Rng::new(2);
+    let masking = PatchMasking::controlled(&vec![0.0; 2 * l], 2, l, 0.25, &mut rng);
+    let mut tape = Tape::new();
+    let params = model.params.vars(&mut tape);
+    let x = tape.leaf(Arc::new(pixels));
+    let mode = ForwardMode {
+        training: true,
+        rng: &mut rng,
+    };
+    let out = model.forward(&mut tape, &params, &x, &attn, &masking, mode);
+    let loss = out.loss.value().item();
+    let mut grads = tape.backward(&out.loss);
+    let g = model.params.take_grads(&params, &mut grads);
+    (loss, g.into_iter().flatten().map(|t| t.data().to_vec()).collect())
+}
+
+#[test]
+fn recomputing_the_mlps_gives_the_same_bits() {
+    let mut cfg = PixelConfig::tiny(12);
+    cfg.hidden_dropout_prob = 0.1;
+    cfg.attention_probs_dropout_prob = 0.1;
+    let model = PixelForPreTraining::new(cfg, &mut Rng::new(0));
+    pixel_model::layer::set_recompute_mlp(false);
+    let kept = loss_and_grads(&model);
+    pixel_model::layer::set_recompute_mlp(true);
+    let recomputed = loss_and_grads(&model);
+    pixel_model::layer::set_recompute_mlp(false);
+    assert_eq!(kept.0.to_bits(), recomputed.0.to_bits(), "loss");
+    assert_eq!(kept.1.len(), recomputed.1.len());
+    for (i, (a, b)) in kept.1.iter().zip(&recomputed.1).enumerate() {
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "gradient {i} differs with the MLPs recomputed"
+        );
+    }
+}
