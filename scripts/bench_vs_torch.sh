@@ -7,7 +7,7 @@
 # Needs a virtual environment with torch and numpy: TORCH_VENV (default
 # .venv-torch; created with `python3 -m venv .venv-torch && .venv-torch/bin/pip
 # install torch numpy` when missing). Writes info.txt, gemm.txt, pixel.txt and
-# torch.md into OUT_DIR. About 10 minutes on 2 cores.
+# torch.md into OUT_DIR. About 12 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/bench-vs-torch}"
@@ -29,3 +29,6 @@ pixel=target/release/pixel
 # The same step again, so a load change during the PyTorch run shows up.
 "$pixel" bench --config base --max-seq-length 529 --forward-batches 8 --step-batch 8 --repeats 2 \
     | tee -a "$out/pixel.txt"
+# The step with the MLPs recomputed in backward (less memory, more FLOPs).
+"$pixel" bench --config base --max-seq-length 529 --forward-batches 1 --step-batch 8 --repeats 2 \
+    --recompute-mlp | tee -a "$out/pixel.txt"
