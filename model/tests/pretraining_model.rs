@@ -90,7 +90,10 @@ fn loss_and_grads(model: &PixelForPreTraining) -> (f32, Vec<Vec<f32>>) {
     let loss = out.loss.value().item();
     let mut grads = tape.backward(&out.loss);
     let g = model.params.take_grads(&params, &mut grads);
-    (loss, g.into_iter().flatten().map(|t| t.data().to_vec()).collect())
+    (
+        loss,
+        g.into_iter().flatten().map(|t| t.data().to_vec()).collect(),
+    )
 }
 
 #[test]
