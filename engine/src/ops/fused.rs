@@ -1,11 +1,11 @@
 //! Fused ops that trade a little recomputation for memory.
 
 use pixel_kernels::gelu;
-use pixel_kernels::layer_norm as ln_kernel;
 use pixel_kernels::layout;
 
 use super::device_of;
 use super::matmul::{bias_grad, linear_forward, linear_input_grad, linear_weight_grad};
+use super::norm::{layer_norm_grads, layer_norm_values};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -59,33 +59,6 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
             vec![dx, dw, db]
         }),
     )
-}
-
-/// LayerNorm of x (rows, c) into fresh tensors: (y, mean, rstd).
-fn layer_norm_of(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    rows: usize,
-    c: usize,
-    eps: f32,
-) -> [Tensor; 3] {
-    let device = x.device();
-    let mut y = Tensor::zeros_on(x.shape(), device);
-    let mut mean = Tensor::zeros_on(&[rows], device);
-    let mut rstd = Tensor::zeros_on(&[rows], device);
-    ln_kernel::forward(
-        y.buffer_mut(),
-        mean.buffer_mut(),
-        rstd.buffer_mut(),
-        x.buffer(),
-        w.buffer(),
-        b.buffer(),
-        rows,
-        c,
-        eps,
-    );
-    [y, mean, rstd]
 }
 
 /// The rows of `parts` (each (rows_i, cols)) stacked into one (sum rows_i,
@@ -166,7 +139,7 @@ pub fn layer_norm_linear(
     let mut inputs = vec![x, ln_w, ln_b];
     inputs.extend(ws);
     inputs.extend(bs.unwrap_or(&[]));
-    let device = device_of("layer_norm_linear", &inputs);
+    device_of("layer_norm_linear", &inputs); // one device for all, or a panic naming the op
     let w_shapes: Vec<Vec<usize>> = ws.iter().map(|w| w.shape().to_vec()).collect();
     let out_f: usize = w_shapes.iter().map(|s| s[0]).sum();
     let rows = x.value().numel() / c.max(1);
@@ -179,7 +152,7 @@ pub fn layer_norm_linear(
     let (w_stack, b_stack) = (stack(ws), bs.and_then(stack));
     let w = w_stack.as_ref().unwrap_or(ws[0].value());
     let b = bs.map(|bs| b_stack.as_ref().unwrap_or(bs[0].value()));
-    let [h, mean, rstd] = layer_norm_of(x.value(), ln_w.value(), ln_b.value(), rows, c, eps);
+    let [h, mean, rstd] = layer_norm_values(x.value(), ln_w.value(), ln_b.value(), rows, c, eps);
     let y = linear_forward(&h, w, b, rows, &ys);
     drop((w_stack, b_stack));
     drop(h);
@@ -198,7 +171,7 @@ pub fn layer_norm_linear(
         Box::new(move |dy, needs| {
             let mut grads: Vec<Option<Tensor>> = vec![None; needs.len()];
             if needs[3..3 + k].iter().any(|&n| n) {
-                let [h, _, _] = layer_norm_of(&xv, &gv, &bv, rows, c, eps); // recomputed
+                let [h, _, _] = layer_norm_values(&xv, &gv, &bv, rows, c, eps); // recomputed
                 let dw = linear_weight_grad(&dy, &h, rows); // (out_f, in)
                 for (i, g) in split_rows(&dw, &w_shapes).into_iter().enumerate() {
                     grads[3 + i] = Some(g);
@@ -215,21 +188,7 @@ pub fn layer_norm_linear(
                 (k > 1).then(|| stack_rows(&wvs.iter().map(|w| &**w).collect::<Vec<_>>()));
             let dh = linear_input_grad(&dy, w_stack.as_ref().unwrap_or(&wvs[0]), xv.shape());
             drop((dy, w_stack));
-            let mut dx = Tensor::zeros_on(xv.shape(), device);
-            let mut dg = Tensor::zeros_on(&[c], device);
-            let mut dbeta = Tensor::zeros_on(&[c], device);
-            ln_kernel::backward(
-                dx.buffer_mut(),
-                dg.buffer_mut(),
-                dbeta.buffer_mut(),
-                dh.buffer(),
-                xv.buffer(),
-                gv.buffer(),
-                mean.buffer(),
-                rstd.buffer(),
-                rows,
-                c,
-            );
+            let [dx, dg, dbeta] = layer_norm_grads(&dh, &xv, &gv, &mean, &rstd, rows, c);
             grads[0] = Some(dx);
             grads[1] = Some(dg);
             grads[2] = Some(dbeta);
@@ -290,7 +249,7 @@ pub fn layer_norm_mlp(
     let (us, ys) = (shape_with(hidden), shape_with(out_f));
     // The first projection's output u from x: (u, h, mean, rstd).
     let first = move |x: &Tensor, g: &Tensor, b: &Tensor, w1: &Tensor, b1: &Tensor| {
-        let [h, mean, rstd] = layer_norm_of(x, g, b, rows, c, eps);
+        let [h, mean, rstd] = layer_norm_values(x, g, b, rows, c, eps);
         let u = linear_forward(&h, w1, Some(b1), rows, &us);
         (u, h, mean, rstd)
     };
@@ -330,21 +289,7 @@ pub fn layer_norm_mlp(
             drop(h);
             let dh = linear_input_grad(&du, w1v, xv.shape());
             drop(du);
-            let mut dx = Tensor::zeros_on(xv.shape(), device);
-            let mut dgamma = Tensor::zeros_on(&[c], device);
-            let mut dbeta = Tensor::zeros_on(&[c], device);
-            ln_kernel::backward(
-                dx.buffer_mut(),
-                dgamma.buffer_mut(),
-                dbeta.buffer_mut(),
-                dh.buffer(),
-                xv.buffer(),
-                gv.buffer(),
-                mean.buffer(),
-                rstd.buffer(),
-                rows,
-                c,
-            );
+            let [dx, dgamma, dbeta] = layer_norm_grads(&dh, xv, gv, &mean, &rstd, rows, c);
             [dx, dgamma, dbeta, dw1, db1, dw2, db2].map(Some).to_vec()
         }),
     )

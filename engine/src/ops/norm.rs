@@ -18,22 +18,10 @@ pub fn layer_norm(t: &mut Tape, x: &Var, weight: &Var, bias: &Var, eps: f32) -> 
         weight.shape(),
         bias.shape()
     );
-    let device = device_of("layer_norm", &[x, weight, bias]);
+    device_of("layer_norm", &[x, weight, bias]); // one device for all, or a panic naming the op
     let rows = x.value().numel() / c.max(1);
-    let mut out = Tensor::zeros_on(&shape, device);
-    let mut mean = Tensor::zeros_on(&[rows], device);
-    let mut rstd = Tensor::zeros_on(&[rows], device);
-    kernel::forward(
-        out.buffer_mut(),
-        mean.buffer_mut(),
-        rstd.buffer_mut(),
-        x.value().buffer(),
-        weight.value().buffer(),
-        bias.value().buffer(),
-        rows,
-        c,
-        eps,
-    );
+    let [out, mean, rstd] =
+        layer_norm_values(x.value(), weight.value(), bias.value(), rows, c, eps);
     if !t.needs_grad(&[x, weight, bias]) {
         return Var::constant(out);
     }
@@ -43,24 +31,68 @@ pub fn layer_norm(t: &mut Tape, x: &Var, weight: &Var, bias: &Var, eps: f32) -> 
         out,
         &[x, weight, bias],
         Box::new(move |dy, _| {
-            let mut dx = Tensor::zeros_on(xv.shape(), device);
-            let mut dw = Tensor::zeros_on(&[c], device);
-            let mut db = Tensor::zeros_on(&[c], device);
-            kernel::backward(
-                dx.buffer_mut(),
-                dw.buffer_mut(),
-                db.buffer_mut(),
-                dy.buffer(),
-                xv.buffer(),
-                wv.buffer(),
-                mean.buffer(),
-                rstd.buffer(),
-                rows,
-                c,
-            );
-            vec![Some(dx), Some(dw), Some(db)]
+            layer_norm_grads(&dy, &xv, &wv, &mean, &rstd, rows, c)
+                .map(Some)
+                .to_vec()
         }),
     )
+}
+
+/// LayerNorm of `x` (rows, c) into fresh tensors on x's device: (y, mean, rstd).
+pub(crate) fn layer_norm_values(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    rows: usize,
+    c: usize,
+    eps: f32,
+) -> [Tensor; 3] {
+    let device = x.device();
+    let mut out = Tensor::zeros_on(x.shape(), device);
+    let mut mean = Tensor::zeros_on(&[rows], device);
+    let mut rstd = Tensor::zeros_on(&[rows], device);
+    kernel::forward(
+        out.buffer_mut(),
+        mean.buffer_mut(),
+        rstd.buffer_mut(),
+        x.buffer(),
+        weight.buffer(),
+        bias.buffer(),
+        rows,
+        c,
+        eps,
+    );
+    [out, mean, rstd]
+}
+
+/// Gradients of LayerNorm from `dy`: (dx, dweight, dbias), given its input,
+/// weight and the forward's per-row mean and rstd.
+pub(crate) fn layer_norm_grads(
+    dy: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    rows: usize,
+    c: usize,
+) -> [Tensor; 3] {
+    let device = x.device();
+    let mut dx = Tensor::zeros_on(x.shape(), device);
+    let mut dw = Tensor::zeros_on(&[c], device);
+    let mut db = Tensor::zeros_on(&[c], device);
+    kernel::backward(
+        dx.buffer_mut(),
+        dw.buffer_mut(),
+        db.buffer_mut(),
+        dy.buffer(),
+        x.buffer(),
+        weight.buffer(),
+        mean.buffer(),
+        rstd.buffer(),
+        rows,
+        c,
+    );
+    [dx, dw, db]
 }
 
 /// Per-row standardisation `(x - mean) / sqrt(var + eps)` over the last axis,
