@@ -78,17 +78,20 @@ fn recomputing_the_mlps_gives_the_same_bits() {
     cfg.hidden_dropout_prob = 0.1;
     cfg.attention_probs_dropout_prob = 0.1;
     let model = PixelForPreTraining::new(cfg, &mut Rng::new(0));
-    pixel_model::layer::set_recompute_mlp(false);
+    use pixel_model::layer::{set_recompute_mlp, RecomputeMlp};
+    set_recompute_mlp(RecomputeMlp::None);
     let kept = loss_and_grads(&model);
-    pixel_model::layer::set_recompute_mlp(true);
-    let recomputed = loss_and_grads(&model);
-    pixel_model::layer::set_recompute_mlp(false);
-    assert_eq!(kept.0.to_bits(), recomputed.0.to_bits(), "loss");
-    assert_eq!(kept.1.len(), recomputed.1.len());
-    for (i, (a, b)) in kept.1.iter().zip(&recomputed.1).enumerate() {
-        assert!(
-            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "gradient {i} differs with the MLPs recomputed"
-        );
+    for which in [RecomputeMlp::Decoder, RecomputeMlp::All] {
+        set_recompute_mlp(which);
+        let recomputed = loss_and_grads(&model);
+        set_recompute_mlp(RecomputeMlp::None);
+        assert_eq!(kept.0.to_bits(), recomputed.0.to_bits(), "loss, {which:?}");
+        assert_eq!(kept.1.len(), recomputed.1.len());
+        for (i, (a, b)) in kept.1.iter().zip(&recomputed.1).enumerate() {
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "gradient {i} differs with {which:?} MLPs recomputed"
+            );
+        }
     }
 }

@@ -53,10 +53,11 @@ pub struct BenchArgs {
     /// CUDA only: allow TF32 tensor-core matmuls (off: FP32, as the CPU).
     #[arg(long)]
     pub tf32: bool,
-    /// Recompute each MLP's hidden activation in backward instead of keeping it
-    /// (activation checkpointing: about 10% more FLOPs, a lower peak memory).
-    #[arg(long)]
-    pub recompute_mlp: bool,
+    /// Activation checkpointing: recompute the MLPs' hidden activations in
+    /// backward instead of keeping them (the same gradients; less memory, more
+    /// FLOPs). A bare `--recompute-mlp` means all.
+    #[arg(long, value_enum, default_value_t = super::RecomputeArg::None, num_args = 0..=1, default_missing_value = "all")]
+    pub recompute_mlp: super::RecomputeArg,
 }
 
 /// Resolve `--config`: a preset name or a config.json file, at sequence length `l`.
@@ -104,7 +105,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         return super::bench_gemm::run(args.repeats.max(3));
     }
     let mut cfg = resolve_config(&args.config, args.max_seq_length)?;
-    pixel_model::layer::set_recompute_mlp(args.recompute_mlp);
+    args.recompute_mlp.apply();
     anyhow::ensure!(
         (0.0..1.0).contains(&args.dropout),
         "--dropout must be in [0, 1)"
@@ -128,7 +129,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         cfg.decoder_hidden_size,
         cfg.decoder_num_hidden_layers,
         args.dropout,
-        if args.recompute_mlp { ", MLP recomputed in backward" } else { "" },
+        match args.recompute_mlp {
+            super::RecomputeArg::None => "",
+            super::RecomputeArg::Decoder => ", decoder MLPs recomputed in backward",
+            super::RecomputeArg::All => ", MLPs recomputed in backward",
+        },
         rayon::current_num_threads(),
         pixel_kernels::cpu::isa(),
         pixel_kernels::gemm::default_path().name(),

@@ -18,6 +18,32 @@ pub mod render;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
 
+use pixel_model::layer::RecomputeMlp;
+
+/// `--recompute-mlp` of `pixel pretrain` and `pixel bench`: which MLPs
+/// recompute their hidden activation in backward instead of keeping it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecomputeArg {
+    /// Keep every MLP's activation.
+    #[default]
+    None,
+    /// The decoder's MLPs (its activations are about a third of the step's).
+    Decoder,
+    /// Every MLP (PIXEL-base step: about 10% more FLOPs, 0.64 GiB less memory).
+    All,
+}
+
+impl RecomputeArg {
+    /// Sets it for the layers built from now on.
+    pub fn apply(self) {
+        pixel_model::layer::set_recompute_mlp(match self {
+            RecomputeArg::None => RecomputeMlp::None,
+            RecomputeArg::Decoder => RecomputeMlp::Decoder,
+            RecomputeArg::All => RecomputeMlp::All,
+        });
+    }
+}
+
 /// Set by the first SIGINT (Ctrl-C) or SIGTERM (schedulers, `mpirun`,
 /// `timeout`): the run finishes its step, saves and stops.
 static STOP: AtomicBool = AtomicBool::new(false);

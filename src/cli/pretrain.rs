@@ -56,11 +56,11 @@ pub struct PretrainArgs {
     /// uses 0.25). Lower is an easier reconstruction task with more context.
     #[arg(long)]
     pub mask_ratio: Option<f64>,
-    /// Recompute each MLP's hidden activation in backward instead of keeping it
-    /// (activation checkpointing: about 10% more FLOPs, a lower peak memory;
-    /// the same gradients).
-    #[arg(long)]
-    pub recompute_mlp: bool,
+    /// Activation checkpointing: recompute the MLPs' hidden activations in
+    /// backward instead of keeping them (the same gradients; less memory, more
+    /// FLOPs). A bare `--recompute-mlp` means all.
+    #[arg(long, value_enum, default_value_t = super::RecomputeArg::None, num_args = 0..=1, default_missing_value = "all")]
+    pub recompute_mlp: super::RecomputeArg,
     /// Seed of everything random: init, data order, masks, dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -108,7 +108,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let lead = parallel.rank() == 0;
     let device = args.device.open()?;
     let mut config = resolve_config(&args.config, args.max_seq_length)?;
-    pixel_model::layer::set_recompute_mlp(args.recompute_mlp);
+    args.recompute_mlp.apply();
     if let Some(p) = args.dropout {
         anyhow::ensure!(
             (0.0..1.0).contains(&p),
