@@ -13,6 +13,7 @@
 
 use crate::buffer::Buffer;
 
+mod columns;
 mod cpu;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! (B, N, 3 C) buffers, against a plain f64 per-head reference (scores, masked softmax, dropout, P V and their gradients), on
 //! sizes that leave ragged query blocks, key slivers and head dims.
 
+use super::columns;
 use super::cpu::{self, Head};
 use super::AttentionShape;
 use crate::cpu::Isa;
@@ -174,12 +175,12 @@ fn column_softmax_vector_paths_match_scalar() {
         for w in [1, 7, 16, 33, 40] {
             let x = values(rows * stride, w as u64);
             let (mut got, mut want) = (x.clone(), x.clone());
-            cpu::softmax_columns(isa, &mut got, stride, rows, w, Some(&mask));
-            cpu::softmax_columns_scalar(&mut want, stride, rows, w, Some(&mask));
+            columns::softmax_columns(isa, &mut got, stride, rows, w, Some(&mask));
+            columns::softmax_columns_scalar(&mut want, stride, rows, w, Some(&mask));
             let g = values(rows * stride, 99);
             let (mut dgot, mut dwant) = (g.clone(), g);
-            cpu::softmax_columns_backward(isa, &mut dgot, &want, stride, rows, w);
-            cpu::softmax_columns_backward_scalar(&mut dwant, &want, stride, rows, w);
+            columns::softmax_columns_backward(isa, &mut dgot, &want, stride, rows, w);
+            columns::softmax_columns_backward_scalar(&mut dwant, &want, stride, rows, w);
             for r in 0..rows {
                 for j in 0..stride {
                     let i = r * stride + j;
