@@ -103,10 +103,11 @@ pub fn transformer_layer(
     // recomputed in backward rather than kept), then attention on the packed
     // (B, N, 3 C) result.
     let proj = |name: &str| p(&format!("attention.attention.{name}"));
-    let w_qkv = ["query", "key", "value"].map(|n| proj(&format!("{n}.weight")));
+    let names = ["query", "key", "value"];
+    let w_qkv = names.map(|n| proj(&format!("{n}.weight")));
     let b_qkv = s
         .qkv_bias
-        .then(|| ["query", "key", "value"].map(|n| proj(&format!("{n}.bias"))));
+        .then(|| names.map(|n| proj(&format!("{n}.bias"))));
     let qkv = ops::layer_norm_linear(
         t,
         x,

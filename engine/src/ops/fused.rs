@@ -77,6 +77,16 @@ fn stack_rows(parts: &[&Tensor]) -> Tensor {
     out
 }
 
+/// [`stack_rows`] of several tensors; None for one, which is used as it is.
+fn stack_if_several(parts: &[&Tensor]) -> Option<Tensor> {
+    (parts.len() > 1).then(|| stack_rows(parts))
+}
+
+/// The values of `vars`.
+fn values<'a>(vars: &[&'a Var]) -> Vec<&'a Tensor> {
+    vars.iter().map(|v| v.value()).collect()
+}
+
 /// `whole` (sum rows_i, ...) cut back into tensors of `shapes` (the inverse of
 /// [`stack_rows`]).
 fn split_rows(whole: &Tensor, shapes: &[Vec<usize>]) -> Vec<Tensor> {
@@ -145,11 +155,8 @@ pub fn layer_norm_linear(
     let rows = x.value().numel() / c.max(1);
     let mut ys = xs.clone();
     *ys.last_mut().unwrap() = out_f;
-    // One projection is used as it is; several are stacked for the call.
-    let stack = |vars: &[&Var]| {
-        (vars.len() > 1).then(|| stack_rows(&vars.iter().map(|v| v.value()).collect::<Vec<_>>()))
-    };
-    let (w_stack, b_stack) = (stack(ws), bs.and_then(stack));
+    let w_stack = stack_if_several(&values(ws));
+    let b_stack = bs.and_then(|bs| stack_if_several(&values(bs)));
     let w = w_stack.as_ref().unwrap_or(ws[0].value());
     let b = bs.map(|bs| b_stack.as_ref().unwrap_or(bs[0].value()));
     let [h, mean, rstd] = layer_norm_values(x.value(), ln_w.value(), ln_b.value(), rows, c, eps);
@@ -184,8 +191,7 @@ pub fn layer_norm_linear(
                     grads[3 + k + i] = Some(g);
                 }
             }
-            let w_stack =
-                (k > 1).then(|| stack_rows(&wvs.iter().map(|w| &**w).collect::<Vec<_>>()));
+            let w_stack = stack_if_several(&wvs.iter().map(|w| &**w).collect::<Vec<_>>());
             let dh = linear_input_grad(&dy, w_stack.as_ref().unwrap_or(&wvs[0]), xv.shape());
             drop((dy, w_stack));
             let [dx, dg, dbeta] = layer_norm_grads(&dh, &xv, &gv, &mean, &rstd, rows, c);

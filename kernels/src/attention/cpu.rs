@@ -224,24 +224,18 @@ thread_local! {
 /// each starting on a 64-byte boundary (so a sliver's vector loads never
 /// split a cache line). Contents are left from earlier use.
 fn with_scratch<R, const K: usize>(lens: [usize; K], f: impl FnOnce([&mut [f32]; K]) -> R) -> R {
-    let padded = lens.map(|l| l.next_multiple_of(16));
-    let total: usize = padded.iter().sum::<usize>() + 16;
+    let total: usize = lens.iter().map(|l| l.next_multiple_of(16)).sum::<usize>() + 16;
     let run = |buf: &mut Vec<f32>| {
         if buf.len() < total {
             buf.resize(total, 0.0);
         }
         let off = buf.as_ptr().align_offset(64).min(16);
         let mut rest = &mut buf[off..];
-        let parts = padded.map(|l| {
-            let (part, tail) = std::mem::take(&mut rest).split_at_mut(l);
+        f(lens.map(|len| {
+            // Each part starts 16 values (64 bytes) after a boundary.
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(len.next_multiple_of(16));
             rest = tail;
-            part
-        });
-        let mut i = 0;
-        f(parts.map(|p| {
-            let len = lens[i];
-            i += 1;
-            &mut p[..len]
+            &mut part[..len]
         }))
     };
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -273,29 +267,12 @@ fn forward_head(isa: Isa, h: Head<'_>, ctx: HeadOut, s: AttentionShape) {
                 dropout_columns(p_t, qb, n, w, seed, p, (h.head * n + q0) * n, n);
             }
             pack_panel(p_a, p_t, 0, 0, n, w, mk.mr, qb, 1);
-            // SAFETY: ctx_blk holds w rows of d values.
-            unsafe {
-                multiply_packed(
-                    &mk,
-                    n,
-                    p_a,
-                    w,
-                    v_b,
-                    d,
-                    ctx_blk.as_mut_ptr(),
-                    d,
-                    1.0,
-                    0.0,
-                    NO_BIAS,
-                )
-            };
+            product(&mk, n, p_a, w, v_b, d, ctx_blk, d, 1.0, 0.0);
             // SAFETY: rows q0..q0 + w of the head's output (caller).
             unsafe { ctx.write_rows(q0, ctx_blk, w, d) };
         }
     });
 }
-
-const NO_BIAS: *const f32 = std::ptr::null();
 
 /// One head's gradients (at `dq`, `dk`, `dv`) from `dctx` (its rows of d
 /// values, `ld_ctx` apart), recomputing the probabilities block by block.
@@ -342,23 +319,7 @@ fn backward_head(
                 probabilities_t(isa, &mk, h, k_a, blk_t, p_t, q0, w, s);
                 // dP^T (n, w) = V dC_blk^T
                 pack_panel(blk_t, dctx, 0, q0, d, w, mk.nr, 1, ld_ctx);
-                // SAFETY (every multiply_packed below): C is scratch holding
-                // the m x n block written.
-                unsafe {
-                    multiply_packed(
-                        &mk,
-                        d,
-                        v_a,
-                        n,
-                        blk_t,
-                        w,
-                        ds_t.as_mut_ptr(),
-                        qb,
-                        1.0,
-                        0.0,
-                        NO_BIAS,
-                    )
-                };
+                product(&mk, d, v_a, n, blk_t, w, ds_t, qb, 1.0, 0.0);
                 // dV += P_used^T dC_blk, P_used = dropout(P); the same mask
                 // takes dP back through the dropout.
                 match s.dropout {
@@ -375,60 +336,17 @@ fn backward_head(
                     None => pack_panel(keys_by_q, p_t, 0, 0, w, n, mk.mr, 1, qb),
                 }
                 pack_panel(dims_by_q, dctx, q0, 0, w, d, mk.nr, ld_ctx, 1);
-                // SAFETY: as above.
-                unsafe {
-                    multiply_packed(
-                        &mk,
-                        w,
-                        keys_by_q,
-                        n,
-                        dims_by_q,
-                        d,
-                        dv_sum.as_mut_ptr(),
-                        d,
-                        1.0,
-                        beta_kv,
-                        NO_BIAS,
-                    )
-                };
+                product(&mk, w, keys_by_q, n, dims_by_q, d, dv_sum, d, 1.0, beta_kv);
                 softmax_columns_backward(isa, ds_t, p_t, qb, n, w);
                 // dK += scale dS^T Q_blk
                 pack_panel(keys_by_q, ds_t, 0, 0, w, n, mk.mr, 1, qb);
                 pack_panel(dims_by_q, h.q, q0, 0, w, d, mk.nr, ld, 1);
-                // SAFETY: as above.
-                unsafe {
-                    multiply_packed(
-                        &mk,
-                        w,
-                        keys_by_q,
-                        n,
-                        dims_by_q,
-                        d,
-                        dk_sum.as_mut_ptr(),
-                        d,
-                        s.scale,
-                        beta_kv,
-                        NO_BIAS,
-                    )
-                };
+                product(
+                    &mk, w, keys_by_q, n, dims_by_q, d, dk_sum, d, s.scale, beta_kv,
+                );
                 // dQ_blk = scale dS_blk K
                 pack_panel(ds_a, ds_t, 0, 0, n, w, mk.mr, qb, 1);
-                // SAFETY: as above.
-                unsafe {
-                    multiply_packed(
-                        &mk,
-                        n,
-                        ds_a,
-                        w,
-                        k_b,
-                        d,
-                        dq_blk.as_mut_ptr(),
-                        d,
-                        s.scale,
-                        0.0,
-                        NO_BIAS,
-                    )
-                };
+                product(&mk, n, ds_a, w, k_b, d, dq_blk, d, s.scale, 0.0);
                 // SAFETY: rows q0..q0 + w of the head's dq (caller).
                 unsafe { dq.write_rows(q0, dq_blk, w, d) };
             }
@@ -439,6 +357,41 @@ fn backward_head(
             }
         },
     );
+}
+
+/// `c = alpha A B + beta c` for packed A (m rows, depth kc) and B (n
+/// columns), `c` a scratch block of m rows `ldc` apart: [`multiply_packed`]
+/// with the bounds of C checked, so the products need no unsafe.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    mk: &MicroKernel,
+    kc: usize,
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    assert!(m == 0 || (n <= ldc && c.len() >= (m - 1) * ldc + n));
+    // SAFETY: c holds the m x n block (asserted) and is borrowed mutably.
+    unsafe {
+        multiply_packed(
+            mk,
+            kc,
+            a,
+            m,
+            b,
+            n,
+            c.as_mut_ptr(),
+            ldc,
+            alpha,
+            beta,
+            std::ptr::null(),
+        )
+    };
 }
 
 /// `P^T (n, QB)` of queries `q0 .. q0 + w` into `p_t`: `S^T = scale K Q_blk^T`
@@ -459,22 +412,7 @@ fn probabilities_t(
     let (n, d) = (s.seq, s.head_dim);
     let qb = p_t.len() / n;
     pack_panel(q_b, h.q, 0, q0, d, w, mk.nr, 1, h.ld);
-    // SAFETY: p_t holds n rows of qb >= w values.
-    unsafe {
-        multiply_packed(
-            mk,
-            d,
-            k_a,
-            n,
-            q_b,
-            w,
-            p_t.as_mut_ptr(),
-            qb,
-            s.scale,
-            0.0,
-            NO_BIAS,
-        )
-    };
+    product(mk, d, k_a, n, q_b, w, p_t, qb, s.scale, 0.0);
     softmax_columns(isa, p_t, qb, n, w, h.mask);
 }
 
