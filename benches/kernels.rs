@@ -234,7 +234,7 @@ fn bench_attention_kernel(c: &mut Criterion) {
         let mut dqkv = qkv.clone();
         group.throughput(Throughput::Elements(10 * per_head));
         group.bench_function(format!("{name}_backward"), |bench| {
-            bench.iter(|| attention::backward(&mut dqkv, &dctx, &qkv, Some(&mask), s))
+            bench.iter(|| attention::backward(&mut dqkv, None, &dctx, &qkv, Some(&mask), s))
         });
     }
     group.finish();

@@ -1,6 +1,8 @@
-//! Tape ops at PIXEL-base shapes: fused attention forward and forward+backward
-//! for the encoder (B 8, N 397, 12 heads of 64) and decoder (B 8, N 530, 16 heads
-//! of 32). Throughput is matmul FLOPs (elements = FLOPs).
+//! Tape ops at PIXEL-base shapes, forward and forward+backward: fused
+//! attention for the encoder (B 8, N 397, 12 heads of 64) and decoder (B 8,
+//! N 530, 16 heads of 32); the MLP's second half `gelu_linear` (encoder 3072
+//! -> 768, decoder 2048 -> 512, same rows). Throughput is matmul FLOPs
+//! (elements = FLOPs).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -53,5 +55,37 @@ fn bench_attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_attention);
+fn bench_gelu_linear(c: &mut Criterion) {
+    pixel::keep_freed_memory();
+    let mut group = c.benchmark_group("gelu_linear");
+    group.sample_size(10);
+    for (name, rows, inner, width) in [("encoder", 8 * 397, 3072, 768), ("decoder", 8 * 530, 2048, 512)] {
+        let mut rng = Rng::new(1);
+        let x = Arc::new(random(&[rows, inner], &mut rng));
+        let w = Arc::new(random(&[width, inner], &mut rng));
+        let b = Arc::new(random(&[width], &mut rng));
+        let flops = 2.0 * (rows * inner * width) as f64;
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(format!("{name}_forward"), |bench| {
+            bench.iter(|| {
+                let mut t = Tape::no_grad();
+                let [x, w, b] = [&x, &w, &b].map(|v| t.leaf((*v).clone()));
+                black_box(ops::gelu_linear(&mut t, &x, &w, &b));
+            })
+        });
+        group.throughput(Throughput::Elements((3.0 * flops) as u64));
+        group.bench_function(format!("{name}_forward_backward"), |bench| {
+            bench.iter(|| {
+                let mut t = Tape::new();
+                let [x, w, b] = [&x, &w, &b].map(|v| t.leaf((*v).clone()));
+                let out = ops::gelu_linear(&mut t, &x, &w, &b);
+                let dout = Tensor::full(out.shape(), 1e-3);
+                black_box(t.backward_with(&out, dout));
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_attention, bench_gelu_linear);
 criterion_main!(benches);

@@ -87,6 +87,17 @@ fn every_op() -> Vec<Entry> {
                 ops::attention(t, &v[0], Some(&mask), cfg, &mut Rng::new(2))
             })
         }),
+        ("attention_linear", |d| {
+            let cfg = AttentionConfig {
+                num_heads: 2,
+                dropout: 0.2,
+                training: true,
+            };
+            run(d, &[&[2, 5, 24], &[6, 8], &[6]], |t, v| {
+                let (mask, rng) = (key_mask(2, 5), &mut Rng::new(2));
+                ops::attention_linear(t, &v[0], Some(&mask), cfg, &v[1], &v[2], rng)
+            })
+        }),
         ("softmax", |d| {
             run(d, &[&[4, 3, 6]], |t, v| {
                 ops::softmax(t, &v[0], Some(&key_mask(2, 6)))

@@ -85,19 +85,17 @@ pub fn decode(
         y = transformer_layer(t, params, &prefix, &y, Some(&key_mask), settings, rng);
     }
 
+    // CLS dropped first (its prediction is never used; norm and projection
+    // are per row), then the norm and the projection as one node.
     t.set_scope("decoder.norm+pred");
-    let y = ops::layer_norm(
+    let y = ops::narrow(t, &y, 1, 1, l); // (B, L, Dd)
+    ops::layer_norm_linear(
         t,
         &y,
         params.get("decoder.decoder_norm.weight"),
         params.get("decoder.decoder_norm.bias"),
         DECODER_NORM_EPS as f32,
-    );
-    let y = ops::linear(
-        t,
-        &y,
-        params.get("decoder.decoder_pred.weight"),
-        Some(params.get("decoder.decoder_pred.bias")),
-    ); // (B, 1 + L, P*P*C)
-    ops::narrow(t, &y, 1, 1, l) // drop CLS: (B, L, P*P*C)
+        &[params.get("decoder.decoder_pred.weight")],
+        Some(&[params.get("decoder.decoder_pred.bias")]),
+    ) // (B, L, P*P*C)
 }

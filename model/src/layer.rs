@@ -122,14 +122,15 @@ pub fn transformer_layer(
         dropout: s.attention_dropout,
         training: s.training,
     };
-    let ctx = ops::attention(t, &qkv, key_mask, cfg, rng);
-    drop(qkv);
-    let a = ops::linear(
-        t,
-        &ctx,
+    // Attention and its output projection as one node: the context is
+    // recomputed in backward (from the probabilities the attention backward
+    // recomputes anyway) rather than kept.
+    let (w_o, b_o) = (
         p("attention.output.dense.weight"),
-        Some(p("attention.output.dense.bias")),
+        p("attention.output.dense.bias"),
     );
+    let a = ops::attention_linear(t, &qkv, key_mask, cfg, w_o, b_o, rng);
+    drop(qkv);
     let a = ops::dropout(t, &a, s.hidden_dropout, s.training, rng);
     let x1 = ops::add(t, x, &a);
     // MLP half: the norm again fused with the projection after it, then

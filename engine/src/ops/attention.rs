@@ -4,6 +4,7 @@
 use pixel_kernels::attention::{self as attention_kernel, AttentionShape};
 use pixel_kernels::softmax as softmax_kernel;
 
+use super::matmul::{bias_grad, linear_forward, linear_input_grad, linear_weight_grad};
 use super::{constant_on, device_of};
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};
@@ -64,6 +65,48 @@ pub struct AttentionConfig {
     pub training: bool,
 }
 
+/// The kernel's shape of an attention call on `qkv` (B, N, 3 C), after
+/// checking it, its device and `key_mask` (moved there), with a dropout seed
+/// drawn from `rng` when dropout applies. `op` names the caller in errors.
+fn attention_call(
+    op: &str,
+    qkv: &Var,
+    key_mask: Option<&Tensor>,
+    cfg: AttentionConfig,
+    rng: &mut Rng,
+) -> (AttentionShape, Option<Tensor>) {
+    let shape = qkv.shape();
+    assert!(
+        shape.len() == 3 && shape[2].is_multiple_of(3),
+        "{op}: qkv must be (B, N, 3 C), got {shape:?}"
+    );
+    let (b, n, c) = (shape[0], shape[1], shape[2] / 3);
+    let h = cfg.num_heads;
+    assert!(
+        h > 0 && c % h == 0,
+        "{op}: width {c} not divisible by {h} heads"
+    );
+    let d = c / h;
+    if let Some(m) = key_mask {
+        assert!(
+            m.numel() == b * n,
+            "{op}: key mask shape {:?} does not match (B, N) = ({b}, {n})",
+            m.shape()
+        );
+    }
+    let device = qkv.value().device();
+    let mask = key_mask.map(|m| constant_on(op, m, device)); // (B, N)
+    let s = AttentionShape {
+        batch: b,
+        heads: h,
+        seq: n,
+        head_dim: d,
+        scale: 1.0 / (d as f32).sqrt(),
+        dropout: (cfg.training && cfg.dropout > 0.0).then(|| (rng.next_u64(), cfg.dropout)),
+    };
+    (s, mask)
+}
+
 /// Multi-head self-attention on the packed projections `qkv` (B, N, 3 C):
 /// each row holds the token's query, key and value side by side (one linear
 /// layer with the three weights stacked writes it), each with its heads
@@ -79,35 +122,10 @@ pub fn attention(
     cfg: AttentionConfig,
     rng: &mut Rng,
 ) -> Var {
-    let shape = qkv.shape().to_vec();
-    assert!(
-        shape.len() == 3 && shape[2].is_multiple_of(3),
-        "attention: qkv must be (B, N, 3 C), got {shape:?}"
-    );
-    let (b, n, c) = (shape[0], shape[1], shape[2] / 3);
-    let h = cfg.num_heads;
-    assert!(
-        h > 0 && c % h == 0,
-        "attention: width {c} not divisible by {h} heads"
-    );
-    let d = c / h;
-    if let Some(m) = key_mask {
-        assert!(
-            m.numel() == b * n,
-            "attention: key mask shape {:?} does not match (B, N) = ({b}, {n})",
-            m.shape()
-        );
-    }
     let device = device_of("attention", &[qkv]);
-    let mask = key_mask.map(|m| constant_on("attention", m, device)); // (B, N)
-    let s = AttentionShape {
-        batch: b,
-        heads: h,
-        seq: n,
-        head_dim: d,
-        scale: 1.0 / (d as f32).sqrt(),
-        dropout: (cfg.training && cfg.dropout > 0.0).then(|| (rng.next_u64(), cfg.dropout)),
-    };
+    let (s, mask) = attention_call("attention", qkv, key_mask, cfg, rng);
+    let shape = qkv.shape().to_vec();
+    let (b, n, c) = (s.batch, s.seq, shape[2] / 3);
     let mut out = Tensor::zeros_on(&[b, n, c], device);
     let qkv_value = qkv.arc();
     let mask_buf = mask.as_ref().map(|m| m.buffer());
@@ -115,7 +133,7 @@ pub fn attention(
     if !t.needs_grad(&[qkv]) {
         return Var::constant(out);
     }
-    t.add_flops(4.0 * (b * h * n * n * d) as f64);
+    t.add_flops(4.0 * (b * s.heads * n * n * s.head_dim) as f64);
     t.record(
         "attention",
         out,
@@ -125,12 +143,79 @@ pub fn attention(
             let mask_buf = mask.as_ref().map(|m| m.buffer());
             attention_kernel::backward(
                 dqkv.buffer_mut(),
+                None,
                 dout.buffer(),
                 qkv_value.buffer(),
                 mask_buf,
                 s,
             );
             vec![Some(dqkv)]
+        }),
+    )
+}
+
+/// `y = attention(qkv) W^T + b`: [`attention`] and the output projection
+/// after it as one node that saves only qkv (and the weight). Backward gets
+/// the context back from the attention backward, which recomputes the
+/// probabilities anyway (one more product per head, about 2 N^2 D FLOPs),
+/// instead of keeping the (B, N, C) context alive from forward to backward
+/// for the weight gradient. The same values and gradients as the two ops.
+/// w (out, C), b (out).
+pub fn attention_linear(
+    t: &mut Tape,
+    qkv: &Var,
+    key_mask: Option<&Tensor>,
+    cfg: AttentionConfig,
+    w: &Var,
+    b: &Var,
+    rng: &mut Rng,
+) -> Var {
+    let device = device_of("attention_linear", &[qkv, w, b]);
+    let (s, mask) = attention_call("attention_linear", qkv, key_mask, cfg, rng);
+    let qkv_shape = qkv.shape().to_vec();
+    let (batch, n, c) = (s.batch, s.seq, qkv_shape[2] / 3);
+    let ws = w.shape();
+    assert!(
+        ws.len() == 2 && ws[1] == c && b.shape() == [ws[0]],
+        "attention_linear: context width {c} does not fit weight {ws:?} and bias {:?} (expected [out, {c}] and [out])",
+        b.shape()
+    );
+    let (rows, out_f) = (batch * n, ws[0]);
+    let ctx_shape = [batch, n, c];
+    let mut ctx = Tensor::zeros_on(&ctx_shape, device);
+    let mask_buf = mask.as_ref().map(|m| m.buffer());
+    attention_kernel::forward(ctx.buffer_mut(), qkv.value().buffer(), mask_buf, s);
+    let y = linear_forward(&ctx, w.value(), Some(b.value()), rows, &[batch, n, out_f]);
+    drop(ctx);
+    if !t.needs_grad(&[qkv, w, b]) {
+        return Var::constant(y);
+    }
+    let (qkv_value, wv) = (qkv.arc(), w.arc());
+    t.add_flops(4.0 * (batch * s.heads * n * n * s.head_dim) as f64);
+    t.add_flops(2.0 * (rows * c * out_f) as f64);
+    t.record(
+        "attention_linear",
+        y,
+        &[qkv, w, b],
+        Box::new(move |dy, needs| {
+            let db = needs[2].then(|| bias_grad(&dy, rows, out_f));
+            let dctx = linear_input_grad(&dy, &wv, &ctx_shape);
+            // The context again, from the attention backward (which runs
+            // even when qkv needs no gradient, for the weight's).
+            let mut dqkv = Tensor::zeros_on(&qkv_shape, device);
+            let mut ctx = needs[1].then(|| Tensor::zeros_on(&ctx_shape, device));
+            let mask_buf = mask.as_ref().map(|m| m.buffer());
+            attention_kernel::backward(
+                dqkv.buffer_mut(),
+                ctx.as_mut().map(|c| c.buffer_mut()),
+                dctx.buffer(),
+                qkv_value.buffer(),
+                mask_buf,
+                s,
+            );
+            drop(dctx);
+            let dw = ctx.map(|ctx| linear_weight_grad(&dy, &ctx, rows));
+            vec![needs[0].then_some(dqkv), dw, db]
         }),
     )
 }
@@ -198,6 +283,88 @@ mod tests {
         mask.data_mut()[299] = -10000.0;
         mask.data_mut()[300] = -10000.0;
         forward_backward(d, &s, 64, move |t, v| ops::softmax(t, &v[0], Some(&mask)))
+    });
+
+    #[test]
+    fn gradcheck_attention_linear_with_mask_and_dropout() {
+        let mut r = rng();
+        let (b, n, c, out) = (2, 5, 8, 6);
+        let (qkv, w, bias) = (
+            randn(&[b, n, 3 * c], &mut r),
+            randn(&[out, c], &mut r),
+            randn(&[out], &mut r),
+        );
+        let mut mask = Tensor::zeros(&[b, n]);
+        mask.data_mut()[n - 1] = -10000.0;
+        for dropout in [0.0, 0.25] {
+            let m = mask.clone();
+            check(vec![qkv.clone(), w.clone(), bias.clone()], move |t, vs| {
+                let cfg = AttentionConfig {
+                    num_heads: 2,
+                    dropout,
+                    training: true,
+                };
+                let rng = &mut Rng::new(7);
+                ops::attention_linear(t, &vs[0], Some(&m), cfg, &vs[1], &vs[2], rng)
+            });
+        }
+    }
+
+    /// The fused node gives the bits of attention then linear: its backward
+    /// gets the same context back from the attention kernel.
+    #[test]
+    fn attention_linear_matches_the_unfused_pair_bit_for_bit() {
+        let mut r = rng();
+        let values = [&[2, 7, 24][..], &[5, 8], &[5]].map(|s| randn(s, &mut r));
+        let mut mask = Tensor::zeros(&[2, 7]);
+        mask.data_mut()[3] = -10000.0;
+        let cfg = AttentionConfig {
+            num_heads: 2,
+            dropout: 0.2,
+            training: true,
+        };
+        let run = |fused: bool| {
+            let mut t = crate::Tape::new();
+            let v: Vec<_> = values.iter().map(|x| t.leaf_tensor(x.clone())).collect();
+            let rng = &mut Rng::new(3);
+            let y = if fused {
+                ops::attention_linear(&mut t, &v[0], Some(&mask), cfg, &v[1], &v[2], rng)
+            } else {
+                let ctx = ops::attention(&mut t, &v[0], Some(&mask), cfg, rng);
+                ops::linear(&mut t, &ctx, &v[1], Some(&v[2]))
+            };
+            let dy = randn(y.shape(), &mut Rng::new(5));
+            let g = t.backward_with(&y, dy);
+            let mut out = vec![y.data().to_vec()];
+            out.extend(
+                v.iter()
+                    .map(|v| g.get(v).expect("gradient").data().to_vec()),
+            );
+            out
+        };
+        let (fused, plain) = (run(true), run(false));
+        for (i, (a, b)) in fused.iter().zip(&plain).enumerate() {
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same,
+                "attention_linear differs from the unfused pair in tensor {i}"
+            );
+        }
+    }
+
+    test_device!(attention_linear, 1e-4, |d| {
+        let x = inputs(&[&[2, 5, 24], &[6, 8], &[6]], 47);
+        let mut mask = Tensor::zeros(&[2, 5]);
+        mask.data_mut()[4] = -10000.0;
+        let cfg = AttentionConfig {
+            num_heads: 2,
+            dropout: 0.2,
+            training: true,
+        };
+        forward_backward(d, &x, 48, move |t, v| {
+            let rng = &mut Rng::new(2);
+            ops::attention_linear(t, &v[0], Some(&mask), cfg, &v[1], &v[2], rng)
+        })
     });
 
     test_device!(attention_with_key_mask, 1e-4, |d| {

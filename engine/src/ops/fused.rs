@@ -16,6 +16,16 @@ fn gelu_of(x: &Tensor) -> Tensor {
     g
 }
 
+/// `gelu(x) W^T + b` into a tensor of `shape` (x (rows, in)), without ever
+/// holding gelu(x) whole ([`gelu::forward_linear`]).
+fn gelu_linear_values(x: &Tensor, w: &Tensor, b: &Tensor, rows: usize, shape: &[usize]) -> Tensor {
+    let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+    let mut y = Tensor::zeros_on(shape, x.device());
+    let (xb, wb, bb) = (x.buffer(), w.buffer(), b.buffer());
+    gelu::forward_linear(y.buffer_mut(), xb, wb, bb, rows, in_f, out_f);
+    y
+}
+
 /// `y = gelu(x) W^T + b`: the second half of a transformer MLP as one node.
 /// x (..., in), w (out, in), b (out). Only `x` is saved: backward recomputes
 /// gelu(x) (one cheap elementwise pass) instead of keeping a second (..., in)
@@ -30,14 +40,12 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
         b.shape(),
         xs.last().copied().unwrap_or(0)
     );
-    let device = device_of("gelu_linear", &[x, w, b]);
+    device_of("gelu_linear", &[x, w, b]); // one device for all, or a panic naming the op
     let (out_f, in_f) = (ws[0], ws[1]);
     let rows = x.value().numel() / in_f;
     let mut ys = xs.clone();
     *ys.last_mut().unwrap() = out_f;
-    let g = gelu_of(x.value()); // (rows, in), dropped after use
-    let y = linear_forward(&g, w.value(), Some(b.value()), rows, &ys);
-    drop(g);
+    let y = gelu_linear_values(x.value(), w.value(), b.value(), rows, &ys);
     if !t.needs_grad(&[x, w, b]) {
         return Var::constant(y);
     }
@@ -51,9 +59,8 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
             let dw = needs[1].then(|| linear_weight_grad(&dy, &gelu_of(&xv), rows)); // gelu recomputed
             let db = needs[2].then(|| bias_grad(&dy, rows, out_f));
             let dx = needs[0].then(|| {
-                let dg = linear_input_grad(&dy, &wv, xv.shape());
-                let mut dx = Tensor::zeros_on(xv.shape(), device);
-                gelu::backward(dx.buffer_mut(), dg.buffer(), xv.buffer(), xv.numel());
+                let mut dx = linear_input_grad(&dy, &wv, xv.shape()); // d gelu(x), then dx
+                gelu::backward_in_place(dx.buffer_mut(), xv.buffer(), xv.numel());
                 dx
             });
             vec![dx, dw, db]
@@ -244,7 +251,7 @@ pub fn layer_norm_mlp(
         b2.shape()
     );
     let inputs = [x, ln_w, ln_b, w1, b1, w2, b2];
-    let device = device_of("layer_norm_mlp", &inputs);
+    device_of("layer_norm_mlp", &inputs); // one device for all, or a panic naming the op
     let (hidden, out_f) = (s1[0], s2[0]);
     let rows = x.value().numel() / c.max(1);
     let shape_with = |last: usize| {
@@ -267,10 +274,8 @@ pub fn layer_norm_mlp(
         b1.value(),
     );
     drop(h);
-    let g = gelu_of(&u);
+    let y = gelu_linear_values(&u, w2.value(), b2.value(), rows, &ys);
     drop(u);
-    let y = linear_forward(&g, w2.value(), Some(b2.value()), rows, &ys);
-    drop(g);
     if !t.needs_grad(&inputs) {
         return Var::constant(y);
     }
@@ -285,11 +290,10 @@ pub fn layer_norm_mlp(
             let (u, h, _, _) = first(xv, gv, bv, w1v, b1v); // recomputed
             let dw2 = linear_weight_grad(&dy, &gelu_of(&u), rows);
             let db2 = bias_grad(&dy, rows, out_f);
-            let dg = linear_input_grad(&dy, w2v, u.shape());
+            let mut du = linear_input_grad(&dy, w2v, u.shape()); // d gelu(u), then du
             drop(dy);
-            let mut du = Tensor::zeros_on(u.shape(), device);
-            gelu::backward(du.buffer_mut(), dg.buffer(), u.buffer(), u.numel());
-            drop((dg, u));
+            gelu::backward_in_place(du.buffer_mut(), u.buffer(), u.numel());
+            drop(u);
             let dw1 = linear_weight_grad(&du, &h, rows);
             let db1 = bias_grad(&du, rows, hidden);
             drop(h);

@@ -15,7 +15,7 @@ pub mod shape;
 
 pub use activation::{dropout, gelu, relu, tanh};
 pub use arith::{add, mean_all, mean_axis, mul, scale, sub, sum_all, sum_axis};
-pub use attention::{attention, softmax, AttentionConfig};
+pub use attention::{attention, attention_linear, softmax, AttentionConfig};
 pub use fused::{gelu_linear, layer_norm_linear, layer_norm_mlp};
 pub use loss::{cross_entropy, masked_mse, IGNORE_INDEX};
 pub use matmul::{linear, matmul};

@@ -169,39 +169,54 @@ pub(crate) fn forward(
     });
 }
 
-/// `dqkv (B, N, 3 C)` of [`forward`] from `dctx (B, N, C)`.
+/// `dqkv (B, N, 3 C)` of [`forward`] from `dctx (B, N, C)`; with `ctx`, also
+/// the forward's output again (the same bits), from the probabilities that
+/// backward recomputes anyway.
 pub(crate) fn backward(
     isa: Isa,
     dqkv: &mut [f32],
+    ctx: Option<&mut [f32]>,
     dctx: &[f32],
     qkv: &[f32],
     mask: Option<&[f32]>,
     s: AttentionShape,
 ) {
+    let ctx_len = ctx.as_ref().map_or(usize::MAX, |c| c.len());
     check_lengths(
         "attention backward",
-        &[dctx.len()],
+        &[dctx.len(), ctx_len],
         &[dqkv.len(), qkv.len()],
         mask,
         s,
     );
     let out = SharedOut(dqkv.as_mut_ptr());
+    let ctx_out = ctx.map(|c| SharedOut(c.as_mut_ptr()));
     let c = s.heads * s.head_dim;
     (0..s.batch * s.heads).into_par_iter().for_each(|i| {
         let (off_ctx, off) = head_offsets(i, s);
         // SAFETY: as in forward: head i's own columns of its own rows.
         let [dq, dk, dv] = [0, c, 2 * c].map(|o| unsafe { out.head(off + o, 3 * c) });
+        let grads = HeadGrads { dq, dk, dv };
+        // SAFETY: as in forward.
+        let ctx = ctx_out.map(|o| unsafe { o.head(off_ctx, c) });
         backward_head(
             isa,
             head(qkv, mask, i, s),
             &dctx[off_ctx..],
             c,
-            dq,
-            dk,
-            dv,
+            grads,
+            ctx,
             s,
         );
     });
+}
+
+/// Where one head's gradients go.
+#[derive(Clone, Copy)]
+struct HeadGrads {
+    dq: HeadOut,
+    dk: HeadOut,
+    dv: HeadOut,
 }
 
 /// Queries per block for a micro-kernel: lcm(MR, NR).
@@ -266,25 +281,22 @@ fn forward_head(isa: Isa, h: Head<'_>, ctx: HeadOut, s: AttentionShape) {
             if let Some((seed, p)) = s.dropout {
                 dropout_columns(p_t, qb, n, w, seed, p, (h.head * n + q0) * n, n);
             }
-            pack_panel(p_a, p_t, 0, 0, n, w, mk.mr, qb, 1);
-            product(&mk, n, p_a, w, v_b, d, ctx_blk, d, 1.0, 0.0);
-            // SAFETY: rows q0..q0 + w of the head's output (caller).
-            unsafe { ctx.write_rows(q0, ctx_blk, w, d) };
+            context_rows(&mk, p_t, p_a, v_b, ctx_blk, ctx, q0, w, s);
         }
     });
 }
 
-/// One head's gradients (at `dq`, `dk`, `dv`) from `dctx` (its rows of d
-/// values, `ld_ctx` apart), recomputing the probabilities block by block.
-#[allow(clippy::too_many_arguments)]
+/// One head's gradients from `dctx` (its rows of d values, `ld_ctx` apart),
+/// recomputing the probabilities block by block; with `ctx`, also its
+/// context rows as [`forward_head`] computes them (the same packing and
+/// products, so the same bits).
 fn backward_head(
     isa: Isa,
     h: Head<'_>,
     dctx: &[f32],
     ld_ctx: usize,
-    dq: HeadOut,
-    dk: HeadOut,
-    dv: HeadOut,
+    HeadGrads { dq, dk, dv }: HeadGrads,
+    ctx: Option<HeadOut>,
     s: AttentionShape,
 ) {
     let mk = micro_kernel(isa);
@@ -292,26 +304,32 @@ fn backward_head(
     let qb = query_block(&mk);
     let keys_a = n.div_ceil(mk.mr) * mk.mr;
     let dims_b = d.div_ceil(mk.nr) * mk.nr;
+    let with_ctx = usize::from(ctx.is_some());
     let lens = [
-        keys_a * d,  // K as A slivers
-        keys_a * d,  // V as A slivers
-        dims_b * n,  // K as B slivers (columns = dims, depth = keys)
-        qb * d,      // Q_blk^T, then dC_blk^T, as B slivers
-        n * qb,      // S^T, then P^T: (n, QB)
-        n * qb,      // dP^T, then dS^T: (n, QB)
-        keys_a * qb, // P^T or dS^T as A slivers (rows = keys, depth = queries)
-        dims_b * qb, // dC_blk or Q_blk as B slivers (depth = queries)
-        qb * n,      // dS as A slivers (rows = queries, depth = keys)
-        n * d,       // dK (n, d), summed over the blocks
-        n * d,       // dV (n, d), summed over the blocks
-        qb * d,      // the block's dQ rows (QB, d)
+        with_ctx * dims_b * n, // V as B slivers (for ctx only)
+        with_ctx * qb * n,     // P_used as A slivers (for ctx only)
+        keys_a * d,            // K as A slivers
+        keys_a * d,            // V as A slivers
+        dims_b * n,            // K as B slivers (columns = dims, depth = keys)
+        qb * d,                // Q_blk^T, then dC_blk^T, as B slivers
+        n * qb,                // S^T, then P^T: (n, QB)
+        n * qb,                // dP^T, then dS^T: (n, QB)
+        keys_a * qb,           // P^T or dS^T as A slivers (rows = keys, depth = queries)
+        dims_b * qb,           // dC_blk or Q_blk as B slivers (depth = queries)
+        qb * n,                // dS as A slivers (rows = queries, depth = keys)
+        n * d,                 // dK (n, d), summed over the blocks
+        n * d,                 // dV (n, d), summed over the blocks
+        qb * d,                // the block's dQ rows (QB, d)
     ];
     with_scratch(
         lens,
-        |[k_a, v_a, k_b, blk_t, p_t, ds_t, keys_by_q, dims_by_q, ds_a, dk_sum, dv_sum, dq_blk]| {
+        |[v_b, p_a, k_a, v_a, k_b, blk_t, p_t, ds_t, keys_by_q, dims_by_q, ds_a, dk_sum, dv_sum, dq_blk]| {
             pack_panel(k_a, h.k, 0, 0, d, n, mk.mr, 1, ld);
             pack_panel(v_a, h.v, 0, 0, d, n, mk.mr, 1, ld);
             pack_panel(k_b, h.k, 0, 0, n, d, mk.nr, ld, 1);
+            if ctx.is_some() {
+                pack_panel(v_b, h.v, 0, 0, n, d, mk.nr, ld, 1);
+            }
             for q0 in (0..n).step_by(qb) {
                 let w = qb.min(n - q0);
                 // dK and dV: the first block writes, later ones add.
@@ -332,8 +350,16 @@ fn backward_head(
                         used.copy_from_slice(&p_t[..n * qb]);
                         dropout_columns(used, qb, n, w, seed, p, start, n);
                         pack_panel(keys_by_q, used, 0, 0, w, n, mk.mr, 1, qb);
+                        if let Some(ctx) = ctx {
+                            context_rows(&mk, used, p_a, v_b, dq_blk, ctx, q0, w, s);
+                        }
                     }
-                    None => pack_panel(keys_by_q, p_t, 0, 0, w, n, mk.mr, 1, qb),
+                    None => {
+                        pack_panel(keys_by_q, p_t, 0, 0, w, n, mk.mr, 1, qb);
+                        if let Some(ctx) = ctx {
+                            context_rows(&mk, p_t, p_a, v_b, dq_blk, ctx, q0, w, s);
+                        }
+                    }
                 }
                 pack_panel(dims_by_q, dctx, q0, 0, w, d, mk.nr, ld_ctx, 1);
                 product(&mk, w, keys_by_q, n, dims_by_q, d, dv_sum, d, 1.0, beta_kv);
@@ -357,6 +383,29 @@ fn backward_head(
             }
         },
     );
+}
+
+/// Context rows `q0 .. q0 + w` of a head into `ctx`, `ctx = P_used V`, from
+/// `p_t` (n, QB), the block's probabilities after dropout, and V packed as B
+/// slivers: the forward's last product (`p_a` and `rows` are scratch).
+#[allow(clippy::too_many_arguments)]
+fn context_rows(
+    mk: &MicroKernel,
+    p_t: &[f32],
+    p_a: &mut [f32],
+    v_b: &[f32],
+    rows: &mut [f32],
+    ctx: HeadOut,
+    q0: usize,
+    w: usize,
+    s: AttentionShape,
+) {
+    let (n, d) = (s.seq, s.head_dim);
+    let qb = p_a.len() / n;
+    pack_panel(p_a, p_t, 0, 0, n, w, mk.mr, qb, 1);
+    product(mk, n, p_a, w, v_b, d, rows, d, 1.0, 0.0);
+    // SAFETY: rows q0..q0 + w of the head's context (caller).
+    unsafe { ctx.write_rows(q0, rows, w, d) };
 }
 
 /// `c = alpha A B + beta c` for packed A (m rows, depth kc) and B (n

@@ -98,6 +98,7 @@ pub(super) fn forward(
 
 pub(super) fn backward(
     dqkv: &mut DeviceBuffer,
+    ctx: Option<&mut DeviceBuffer>,
     dctx: &DeviceBuffer,
     qkv: &DeviceBuffer,
     mask: Option<&DeviceBuffer>,
@@ -117,6 +118,11 @@ pub(super) fn backward(
     let mut used = p.clone();
     dropout(&mut used, bh * n * n, s);
     product_into(&mut grads, 2 * len, pt_dc, bh, 1.0, (&used, 0), dctx);
+    if let Some(ctx) = ctx {
+        // The forward's output again: probs_used v, (B, H, N, D) -> (B, N, H, D).
+        let heads_ctx = product(GemmShape::nn(n, d, n), bh, 1.0, (&used, 0), v);
+        crate::layout::cuda::permute(ctx, &heads_ctx, &[b, h, n, d], &[0, 2, 1, 3]);
+    }
     drop(used);
     // dprobs = dctx v^T, through the dropout mask, then softmax backward.
     let mut ds = product(GemmShape::nt(n, n, d), bh, 1.0, dctx, v);

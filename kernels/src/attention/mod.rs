@@ -51,9 +51,14 @@ pub fn forward(ctx: &mut Buffer, qkv: &Buffer, key_mask: Option<&Buffer>, s: Att
     }
 }
 
-/// `dqkv (B, N, 3 C)`, the gradient of [`forward`] w.r.t. qkv, from `dctx (B, N, C)`.
+/// `dqkv (B, N, 3 C)`, the gradient of [`forward`] w.r.t. qkv, from `dctx (B,
+/// N, C)`. With `ctx`, also writes [`forward`]'s output there again, from
+/// the probabilities backward recomputes anyway (one more product per head
+/// instead of keeping ctx alive from forward to backward): the same bits on
+/// the CPU.
 pub fn backward(
     dqkv: &mut Buffer,
+    ctx: Option<&mut Buffer>,
     dctx: &Buffer,
     qkv: &Buffer,
     key_mask: Option<&Buffer>,
@@ -63,11 +68,28 @@ pub fn backward(
     match dqkv {
         Buffer::Cpu(dqkv) => {
             let mask = key_mask.map(|m| m.host(K));
-            cpu::backward(crate::cpu::isa(), dqkv, dctx.host(K), qkv.host(K), mask, s)
+            let ctx = ctx.map(|c| c.host_mut(K));
+            cpu::backward(
+                crate::cpu::isa(),
+                dqkv,
+                ctx,
+                dctx.host(K),
+                qkv.host(K),
+                mask,
+                s,
+            )
         }
         #[cfg(feature = "cuda")]
         Buffer::Cuda(d) => {
-            cuda::backward(d, dctx.cuda(K), qkv.cuda(K), key_mask.map(|m| m.cuda(K)), s)
+            let ctx = ctx.map(|c| c.cuda_mut(K));
+            cuda::backward(
+                d,
+                ctx,
+                dctx.cuda(K),
+                qkv.cuda(K),
+                key_mask.map(|m| m.cuda(K)),
+                s,
+            )
         }
     }
 }

@@ -122,7 +122,20 @@ fn blocked_attention_matches_f64_reference_on_every_isa() {
                 let mut ctx = vec![f32::NAN; len];
                 cpu::forward(isa, &mut ctx, &qkv, mask, s);
                 let mut dqkv = vec![f32::NAN; 3 * len];
-                cpu::backward(isa, &mut dqkv, &dctx, &qkv, mask, s);
+                cpu::backward(isa, &mut dqkv, None, &dctx, &qkv, mask, s);
+                // Backward asked for the context too: the forward's bits,
+                // and the same gradients.
+                let (mut again, mut dqkv_too) = (vec![f32::NAN; len], vec![f32::NAN; 3 * len]);
+                cpu::backward(isa, &mut dqkv_too, Some(&mut again), &dctx, &qkv, mask, s);
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert!(
+                    bits(&again) == bits(&ctx),
+                    "{what}: ctx from backward differs"
+                );
+                assert!(
+                    bits(&dqkv_too) == bits(&dqkv),
+                    "{what}: dqkv differs with ctx"
+                );
                 for i in 0..batch * heads {
                     // Head i's (n, d) values at column `col` of a buffer with
                     // rows of `width` values.
