@@ -16,16 +16,6 @@ fn gelu_of(x: &Tensor) -> Tensor {
     g
 }
 
-/// `gelu(x) W^T + b` into a tensor of `shape` (x (rows, in)), without ever
-/// holding gelu(x) whole ([`gelu::forward_linear`]).
-fn gelu_linear_values(x: &Tensor, w: &Tensor, b: &Tensor, rows: usize, shape: &[usize]) -> Tensor {
-    let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
-    let mut y = Tensor::zeros_on(shape, x.device());
-    let (xb, wb, bb) = (x.buffer(), w.buffer(), b.buffer());
-    gelu::forward_linear(y.buffer_mut(), xb, wb, bb, rows, in_f, out_f);
-    y
-}
-
 /// `y = gelu(x) W^T + b`: the second half of a transformer MLP as one node.
 /// x (..., in), w (out, in), b (out). Only `x` is saved: backward recomputes
 /// gelu(x) (one cheap elementwise pass) instead of keeping a second (..., in)
@@ -45,7 +35,9 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
     let rows = x.value().numel() / in_f;
     let mut ys = xs.clone();
     *ys.last_mut().unwrap() = out_f;
-    let y = gelu_linear_values(x.value(), w.value(), b.value(), rows, &ys);
+    let g = gelu_of(x.value()); // (rows, in), dropped after use
+    let y = linear_forward(&g, w.value(), Some(b.value()), rows, &ys);
+    drop(g);
     if !t.needs_grad(&[x, w, b]) {
         return Var::constant(y);
     }
@@ -274,8 +266,10 @@ pub fn layer_norm_mlp(
         b1.value(),
     );
     drop(h);
-    let y = gelu_linear_values(&u, w2.value(), b2.value(), rows, &ys);
+    let g = gelu_of(&u);
     drop(u);
+    let y = linear_forward(&g, w2.value(), Some(b2.value()), rows, &ys);
+    drop(g);
     if !t.needs_grad(&inputs) {
         return Var::constant(y);
     }

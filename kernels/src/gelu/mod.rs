@@ -215,69 +215,6 @@ pub fn backward_in_place(d: &mut Buffer, x: &Buffer, n: usize) {
     }
 }
 
-/// Values of gelu(x) that [`forward_linear`] makes at a time on the CPU
-/// (8 MiB): the whole (rows, in) activation never exists at once.
-const LINEAR_CHUNK_VALUES: usize = 2 << 20;
-
-/// `y (rows, out) = gelu(x) W^T + b` for x (rows, in), w (out, in), b (out),
-/// the second half of a transformer MLP. On the CPU gelu(x) is made a block
-/// of rows at a time, each block followed by its rows of the product: the
-/// same values as the two steps on whole tensors (a row of the product does
-/// not depend on how many rows go with it), without the (rows, in)
-/// temporary, which was the peak of PIXEL's training step.
-pub fn forward_linear(
-    y: &mut Buffer,
-    x: &Buffer,
-    w: &Buffer,
-    b: &Buffer,
-    rows: usize,
-    in_f: usize,
-    out_f: usize,
-) {
-    const K: &str = "gelu_forward_linear";
-    match y {
-        Buffer::Cpu(yv) => {
-            let (x, w, b) = (x.host(K), w.host(K), b.host(K));
-            let chunk = (LINEAR_CHUNK_VALUES / in_f.max(1)).max(1);
-            gelu_linear_in_blocks(yv, x, w, b, [rows, in_f, out_f], chunk);
-        }
-        #[cfg(feature = "cuda")]
-        Buffer::Cuda(_) => {
-            // A GPU has the memory: gelu(x) whole, then one product.
-            let mut g = Buffer::zeros(x.device(), rows * in_f);
-            forward(&mut g, x, rows * in_f);
-            let s = crate::gemm::GemmShape::nt(rows, out_f, in_f);
-            let (go, wo) = (
-                crate::gemm::Operand::new(&g, 0),
-                crate::gemm::Operand::new(w, 0),
-            );
-            crate::gemm::gemm_bias(s, go, wo, b, y);
-        }
-    }
-}
-
-/// [`forward_linear`] on the CPU, `block` rows of gelu(x) at a time;
-/// `[rows, in, out]` the sizes.
-fn gelu_linear_in_blocks(
-    y: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    [rows, in_f, out_f]: [usize; 3],
-    block: usize,
-) {
-    let block = block.clamp(1, rows.max(1));
-    let mut g = vec![0.0f32; block * in_f]; // (block, in)
-    for r0 in (0..rows).step_by(block) {
-        let n = block.min(rows - r0);
-        let g = &mut g[..n * in_f];
-        gelu_forward(g, &x[r0 * in_f..(r0 + n) * in_f]);
-        let s = crate::gemm::GemmShape::nt(n, out_f, in_f);
-        let y_rows = &mut y[r0 * out_f..(r0 + n) * out_f];
-        crate::gemm::sgemm_bias(s, g, &w[..out_f * in_f], &b[..out_f], y_rows);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,39 +226,6 @@ mod tests {
                 (h >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
             })
             .collect()
-    }
-
-    #[test]
-    fn gelu_linear_in_blocks_gives_the_bits_of_the_two_steps() {
-        // Blocks of 1, 7 (ragged) and all rows; widths not multiples of a sliver.
-        let (rows, in_f, out_f) = (53, 37, 29);
-        let (x, w, b) = (
-            values(rows * in_f, 1),
-            values(out_f * in_f, 2),
-            values(out_f, 3),
-        );
-        let mut g = vec![0.0; rows * in_f];
-        gelu_forward(&mut g, &x);
-        let mut want = vec![0.0; rows * out_f];
-        crate::gemm::sgemm_bias(
-            crate::gemm::GemmShape::nt(rows, out_f, in_f),
-            &g,
-            &w,
-            &b,
-            &mut want,
-        );
-        for block in [1, 7, rows, 1000] {
-            let mut got = vec![f32::NAN; rows * out_f];
-            gelu_linear_in_blocks(&mut got, &x, &w, &b, [rows, in_f, out_f], block);
-            let same = got
-                .iter()
-                .zip(&want)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(
-                same,
-                "blocks of {block} rows differ from gelu then the product"
-            );
-        }
     }
 
     #[test]
