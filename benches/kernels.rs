@@ -236,6 +236,15 @@ fn bench_attention_kernel(c: &mut Criterion) {
         group.bench_function(format!("{name}_backward"), |bench| {
             bench.iter(|| attention::backward(&mut dqkv, None, &dctx, &qkv, Some(&mask), s))
         });
+        // Backward that also gives the context back (attention_linear's):
+        // one more product, 2 n^2 d.
+        group.throughput(Throughput::Elements(12 * per_head));
+        group.bench_function(format!("{name}_backward_with_context"), |bench| {
+            bench.iter(|| {
+                let ctx = Some(&mut ctx);
+                attention::backward(&mut dqkv, ctx, &dctx, &qkv, Some(&mask), s)
+            })
+        });
     }
     group.finish();
 }

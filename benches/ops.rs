@@ -59,7 +59,10 @@ fn bench_gelu_linear(c: &mut Criterion) {
     pixel::keep_freed_memory();
     let mut group = c.benchmark_group("gelu_linear");
     group.sample_size(10);
-    for (name, rows, inner, width) in [("encoder", 8 * 397, 3072, 768), ("decoder", 8 * 530, 2048, 512)] {
+    for (name, rows, inner, width) in [
+        ("encoder", 8 * 397, 3072, 768),
+        ("decoder", 8 * 530, 2048, 512),
+    ] {
         let mut rng = Rng::new(1);
         let x = Arc::new(random(&[rows, inner], &mut rng));
         let w = Arc::new(random(&[width, inner], &mut rng));

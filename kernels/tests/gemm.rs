@@ -3,7 +3,7 @@
 
 use pixel_kernels::gemm::{
     blocking_for, sgemm, sgemm_batched, sgemm_bias, sgemm_on, sgemm_reference, sgemm_serial,
-    sgemm_with_bias_on, GemmPath, GemmShape,
+    sgemm_with_bias_on, GeluOperand, GemmPath, GemmShape,
 };
 use pixel_kernels::Isa;
 
@@ -212,7 +212,19 @@ fn bias_epilogue_matches_reference_plus_bias() {
             for &path in &paths {
                 for parallel in [false, true] {
                     let mut got = vec![f32::NAN; m * n];
-                    sgemm_with_bias_on(path, parallel, s, 1.0, &a, &b, 0.0, &mut got, Some(&bias));
+                    let (c, no_gelu) = (&mut got, GeluOperand::Neither);
+                    sgemm_with_bias_on(
+                        path,
+                        parallel,
+                        s,
+                        1.0,
+                        &a,
+                        &b,
+                        0.0,
+                        c,
+                        Some(&bias),
+                        no_gelu,
+                    );
                     let what = format!("bias {} parallel={parallel} {s:?}", path.name());
                     assert_close(&what, &got, &want, k);
                 }
@@ -220,6 +232,56 @@ fn bias_epilogue_matches_reference_plus_bias() {
             let mut got = vec![f32::NAN; m * n];
             sgemm_bias(s, &a, &b, &bias, &mut got);
             assert_close(&format!("sgemm_bias {s:?}"), &got, &want, k);
+        }
+    }
+}
+
+/// An operand read through GELU ([`GeluOperand`]) on every path, layout and
+/// operand, serial and parallel, with and without bias, over one and several
+/// depth blocks and column panels: the bits of GELU on the whole operand
+/// followed by the plain product on the same path.
+#[test]
+fn gelu_operand_gives_the_bits_of_gelu_then_the_product() {
+    let mut paths: Vec<GemmPath> = Isa::available().into_iter().map(GemmPath::Packed).collect();
+    paths.push(GemmPath::Matrixmultiply);
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for (m, k, n) in [(1, 3, 5), (37, 64, 70), (300, 1537, 33), (130, 200, 4200)] {
+        for (trans_a, trans_b) in [(false, true), (true, false), (false, false)] {
+            let s = GemmShape::new(m, n, k, trans_a, trans_b);
+            // Values in [-4, 4): GELU's curved part.
+            let scaled = |n, seed| values(n, seed).iter().map(|v| 4.0 * v).collect::<Vec<_>>();
+            let (a, b, bias) = (scaled(m * k, 31), scaled(k * n, 32), values(n, 33));
+            for which in [GeluOperand::A, GeluOperand::B] {
+                for &path in &paths {
+                    // GELU with the code the path runs: the packed path's
+                    // ISA, elsewhere the process's.
+                    let isa = match path {
+                        GemmPath::Packed(isa) => isa,
+                        GemmPath::Matrixmultiply => pixel_kernels::cpu::isa(),
+                    };
+                    let (mut ga, mut gb) = (a.clone(), b.clone());
+                    match which {
+                        GeluOperand::A => pixel_kernels::gelu::gelu_forward_with(isa, &mut ga, &a),
+                        _ => pixel_kernels::gelu::gelu_forward_with(isa, &mut gb, &b),
+                    }
+                    for (parallel, bias) in [(false, None), (true, Some(&bias[..]))] {
+                        let mut want = vec![0.0; m * n];
+                        let no_gelu = GeluOperand::Neither;
+                        sgemm_with_bias_on(
+                            path, parallel, s, 1.0, &ga, &gb, 0.0, &mut want, bias, no_gelu,
+                        );
+                        let mut got = vec![f32::NAN; m * n];
+                        sgemm_with_bias_on(
+                            path, parallel, s, 1.0, &a, &b, 0.0, &mut got, bias, which,
+                        );
+                        assert!(
+                            bits(&got) == bits(&want),
+                            "gelu on {which:?}, {} parallel={parallel} {s:?}",
+                            path.name()
+                        );
+                    }
+                }
+            }
         }
     }
 }

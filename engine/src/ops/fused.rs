@@ -1,6 +1,7 @@
 //! Fused ops that trade a little recomputation for memory.
 
 use pixel_kernels::gelu;
+use pixel_kernels::gemm::{gemm_gelu, GeluOperand, GemmShape, Operand};
 use pixel_kernels::layout;
 
 use super::device_of;
@@ -9,18 +10,33 @@ use super::norm::{layer_norm_grads, layer_norm_values};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
-/// gelu(x), a fresh tensor.
-fn gelu_of(x: &Tensor) -> Tensor {
-    let mut g = Tensor::zeros_on(x.shape(), x.device());
-    gelu::forward(g.buffer_mut(), x.buffer(), x.numel());
-    g
+/// `gelu(x) W^T + b` for x (rows, in), w (out, in), b (out), into a tensor of
+/// `shape`: GELU applied as the GEMM packs x, so gelu(x) is never in memory.
+fn gelu_linear_values(x: &Tensor, w: &Tensor, b: &Tensor, rows: usize, shape: &[usize]) -> Tensor {
+    let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+    let mut y = Tensor::zeros_on(shape, x.device());
+    let (xo, wo) = (Operand::new(x.buffer(), 0), Operand::new(w.buffer(), 0));
+    let s = GemmShape::nt(rows, out_f, in_f);
+    gemm_gelu(s, xo, wo, Some(b.buffer()), y.buffer_mut(), GeluOperand::A);
+    y
+}
+
+/// `dW = dy^T gelu(x)` (out, in) for dy (rows, out), x (rows, in): the weight
+/// gradient of [`gelu_linear_values`], gelu(x) again made while packing.
+fn gelu_linear_weight_grad(dy: &Tensor, x: &Tensor, rows: usize) -> Tensor {
+    let (out_f, in_f) = (dy.numel() / rows, x.numel() / rows);
+    let mut dw = Tensor::zeros_on(&[out_f, in_f], dy.device());
+    let (dyo, xo) = (Operand::new(dy.buffer(), 0), Operand::new(x.buffer(), 0));
+    let s = GemmShape::tn(out_f, in_f, rows);
+    gemm_gelu(s, dyo, xo, None, dw.buffer_mut(), GeluOperand::B);
+    dw
 }
 
 /// `y = gelu(x) W^T + b`: the second half of a transformer MLP as one node.
-/// x (..., in), w (out, in), b (out). Only `x` is saved: backward recomputes
-/// gelu(x) (one cheap elementwise pass) instead of keeping a second (..., in)
-/// activation alive until backward, which for PIXEL's FFN is the largest buffer
-/// of every layer.
+/// x (..., in), w (out, in), b (out). gelu(x) is never in memory: the GEMM
+/// applies GELU to x as it packs it, in forward and again for the weight
+/// gradient in backward, so only `x` is saved, and no (..., in) temporary
+/// (for PIXEL's MLP the largest buffer of every layer) is made either.
 pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
     let xs = x.shape().to_vec();
     let ws = w.shape();
@@ -35,9 +51,7 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
     let rows = x.value().numel() / in_f;
     let mut ys = xs.clone();
     *ys.last_mut().unwrap() = out_f;
-    let g = gelu_of(x.value()); // (rows, in), dropped after use
-    let y = linear_forward(&g, w.value(), Some(b.value()), rows, &ys);
-    drop(g);
+    let y = gelu_linear_values(x.value(), w.value(), b.value(), rows, &ys);
     if !t.needs_grad(&[x, w, b]) {
         return Var::constant(y);
     }
@@ -48,7 +62,7 @@ pub fn gelu_linear(t: &mut Tape, x: &Var, w: &Var, b: &Var) -> Var {
         y,
         &[x, w, b],
         Box::new(move |dy, needs| {
-            let dw = needs[1].then(|| linear_weight_grad(&dy, &gelu_of(&xv), rows)); // gelu recomputed
+            let dw = needs[1].then(|| gelu_linear_weight_grad(&dy, &xv, rows)); // gelu recomputed
             let db = needs[2].then(|| bias_grad(&dy, rows, out_f));
             let dx = needs[0].then(|| {
                 let mut dx = linear_input_grad(&dy, &wv, xv.shape()); // d gelu(x), then dx
@@ -266,10 +280,8 @@ pub fn layer_norm_mlp(
         b1.value(),
     );
     drop(h);
-    let g = gelu_of(&u);
+    let y = gelu_linear_values(&u, w2.value(), b2.value(), rows, &ys);
     drop(u);
-    let y = linear_forward(&g, w2.value(), Some(b2.value()), rows, &ys);
-    drop(g);
     if !t.needs_grad(&inputs) {
         return Var::constant(y);
     }
@@ -282,7 +294,7 @@ pub fn layer_norm_mlp(
         Box::new(move |dy, _| {
             let [xv, gv, bv, w1v, b1v, w2v, _] = &saved;
             let (u, h, _, _) = first(xv, gv, bv, w1v, b1v); // recomputed
-            let dw2 = linear_weight_grad(&dy, &gelu_of(&u), rows);
+            let dw2 = gelu_linear_weight_grad(&dy, &u, rows);
             let db2 = bias_grad(&dy, rows, out_f);
             let mut du = linear_input_grad(&dy, w2v, u.shape()); // d gelu(u), then du
             drop(dy);

@@ -69,6 +69,18 @@ pub fn gelu_backward_with(isa: Isa, dinp: &mut [f32], dout: &[f32], inp: &[f32])
     )
 }
 
+/// `x = gelu(x)` in place on the calling thread with `isa`'s code, in
+/// blocks copied aside (in L1): the same values as [`gelu_forward_with`].
+/// The packed GEMM runs it on packed operands ([`crate::gemm::GeluOperand`]).
+pub fn gelu_in_place_with(isa: Isa, x: &mut [f32]) {
+    let mut block = [0.0f32; 256];
+    for part in x.chunks_mut(block.len()) {
+        let copy = &mut block[..part.len()];
+        copy.copy_from_slice(part);
+        gelu_forward_with(isa, part, copy);
+    }
+}
+
 /// Scalar reference of [`gelu_backward`].
 pub fn gelu_backward_scalar(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
     for ((dx, &dy), &x) in dinp.iter_mut().zip(dout).zip(inp) {

@@ -99,6 +99,20 @@ pub fn default_path() -> GemmPath {
     })
 }
 
+/// Which operand of a product is read through the exact GELU: `C = gelu(op(A))
+/// op(B)` or `op(A) gelu(op(B))`, GELU applied to the operand's elements as
+/// the packed GEMM packs them (each once when op(B) fits one column panel),
+/// elsewhere into a temporary first. A transformer MLP's `gelu(X) W^T` and
+/// `dY^T gelu(X)` without a (rows, hidden) gelu(X) in memory: the same bits
+/// as GELU on the whole operand, then the product.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GeluOperand {
+    #[default]
+    Neither,
+    A,
+    B,
+}
+
 /// `C = alpha * op(A) @ op(B) + beta * C` for one product, on the rayon pool
 /// when it is large enough.
 pub fn sgemm(s: GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
@@ -117,17 +131,41 @@ pub fn sgemm_on(
     beta: f32,
     c: &mut [f32],
 ) {
-    sgemm_with_bias_on(path, parallel, s, alpha, a, b, beta, c, None);
+    sgemm_with_bias_on(
+        path,
+        parallel,
+        s,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        None,
+        GeluOperand::Neither,
+    );
 }
 
 /// `C = op(A) @ op(B) + bias` (bias (n,) added to every row) on the pool: the
 /// forward of a linear layer. The packed GEMM adds the bias as it writes C
 /// (one pass over C fewer), rounded as `(A B) + bias` like a separate add.
 pub fn sgemm_bias(s: GemmShape, a: &[f32], b: &[f32], bias: &[f32], c: &mut [f32]) {
-    sgemm_with_bias_on(default_path(), true, s, 1.0, a, b, 0.0, c, Some(bias));
+    let no_gelu = GeluOperand::Neither;
+    sgemm_with_bias_on(
+        default_path(),
+        true,
+        s,
+        1.0,
+        a,
+        b,
+        0.0,
+        c,
+        Some(bias),
+        no_gelu,
+    );
 }
 
-/// [`sgemm_on`] with an optional bias epilogue.
+/// [`sgemm_on`] with an optional bias epilogue and an operand read through
+/// GELU ([`GeluOperand`]).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm_with_bias_on(
     path: GemmPath,
@@ -139,8 +177,33 @@ pub fn sgemm_with_bias_on(
     beta: f32,
     c: &mut [f32],
     bias: Option<&[f32]>,
+    gelu: GeluOperand,
 ) {
     check_lengths(&s, a, b, c);
+    if gelu != GeluOperand::Neither && !matches!(path, GemmPath::Packed(_)) {
+        // Other paths cannot transform while packing: GELU into a copy.
+        let (a, b) = (&a[..s.m * s.k], &b[..s.k * s.n]);
+        let mut g = vec![
+            0.0;
+            if gelu == GeluOperand::A {
+                a.len()
+            } else {
+                b.len()
+            }
+        ];
+        let (a, b) = match gelu {
+            GeluOperand::A => {
+                crate::gelu::gelu_forward(&mut g, a);
+                (&g[..], b)
+            }
+            _ => {
+                crate::gelu::gelu_forward(&mut g, b);
+                (a, &g[..])
+            }
+        };
+        let no_gelu = GeluOperand::Neither;
+        return sgemm_with_bias_on(path, parallel, s, alpha, a, b, beta, c, bias, no_gelu);
+    }
     if let Some(bias) = bias {
         assert!(
             bias.len() == s.n,
@@ -158,7 +221,8 @@ pub fn sgemm_with_bias_on(
             assert!(isa.is_available(), "sgemm: this CPU has no {isa}");
             // SAFETY: lengths checked above; `c` is borrowed mutably for the call.
             unsafe {
-                packed::sgemm_packed(isa, s, alpha, a, b, beta, c.as_mut_ptr(), bias, parallel)
+                let c = c.as_mut_ptr();
+                packed::sgemm_packed(isa, s, alpha, a, b, beta, c, bias, gelu, parallel)
             }
         }
         GemmPath::Matrixmultiply => {
@@ -443,6 +507,63 @@ pub fn gemm_bias(s: GemmShape, a: Operand<'_>, b: Operand<'_>, bias: &Buffer, c:
         Buffer::Cuda(_) => {
             gemm(s, 1, 1.0, a, b, 0.0, c, 0);
             crate::elementwise::add_row(c, bias, s.m * s.n, s.n);
+        }
+    }
+}
+
+/// `C = op(A) op(B) (+ bias)` with one operand read through GELU
+/// ([`GeluOperand`]): `gelu(X) W^T + b` and `dY^T gelu(X)` of an MLP without
+/// gelu(X) in memory on the CPU (the GPU makes it in a temporary first).
+pub fn gemm_gelu(
+    s: GemmShape,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    bias: Option<&Buffer>,
+    c: &mut Buffer,
+    gelu: GeluOperand,
+) {
+    const K: &str = "gemm_gelu";
+    if s.m == 0 || s.n == 0 {
+        return;
+    }
+    match c {
+        Buffer::Cpu(cv) => sgemm_with_bias_on(
+            default_path(),
+            true,
+            s,
+            1.0,
+            &a.buf.host(K)[a.offset..a.offset + s.m * s.k],
+            &b.buf.host(K)[b.offset..b.offset + s.k * s.n],
+            0.0,
+            &mut cv[..s.m * s.n],
+            bias.map(|b| &b.host(K)[..s.n]),
+            gelu,
+        ),
+        #[cfg(feature = "cuda")]
+        Buffer::Cuda(_) => {
+            let of = |x: Operand<'_>, len: usize| {
+                let mut g = Buffer::zeros(x.buf.device(), len);
+                let mut whole = Buffer::zeros(x.buf.device(), len);
+                crate::layout::copy_2d(&mut whole, 0, 0, x.buf, x.offset, 0, 1, len);
+                crate::gelu::forward(&mut g, &whole, len);
+                g
+            };
+            let (ga, gb);
+            let (a, b) = match gelu {
+                GeluOperand::A => {
+                    ga = of(a, s.m * s.k);
+                    (Operand::new(&ga, 0), b)
+                }
+                GeluOperand::B => {
+                    gb = of(b, s.k * s.n);
+                    (a, Operand::new(&gb, 0))
+                }
+                GeluOperand::Neither => (a, b),
+            };
+            match bias {
+                Some(bias) => gemm_bias(s, a, b, bias, c),
+                None => gemm(s, 1, 1.0, a, b, 0.0, c, 0),
+            }
         }
     }
 }

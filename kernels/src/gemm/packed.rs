@@ -15,7 +15,7 @@
 //! caches the OS reports ([`crate::cpu::caches`]; see [`Blocking`]).
 
 use super::microkernel::{self, MicroKernel};
-use super::GemmShape;
+use super::{GeluOperand, GemmShape};
 use crate::cpu::{caches, Caches, Isa};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -121,8 +121,9 @@ unsafe impl Sync for CPtr {}
 /// `C (m, n) = alpha op(A) op(B) + beta C (+ bias)` with the `isa`
 /// micro-kernel; C is row-major with row stride `s.n` and starts at `c`;
 /// `bias` (n,), added to every row after the last depth block, so the sum is
-/// rounded as `(A B) + bias`. `parallel`: use the rayon pool (the B panel is
-/// packed once and read by every thread).
+/// rounded as `(A B) + bias`. `gelu`: the operand whose packed copy gets
+/// GELU applied (see [`GeluOperand`]). `parallel`: use the rayon pool (the
+/// B panel is packed once and read by every thread).
 ///
 /// # Safety
 /// `a` and `b` hold op(A) and op(B) of `s`; `c` is valid for `s.m * s.n`
@@ -137,6 +138,7 @@ pub(crate) unsafe fn sgemm_packed(
     beta: f32,
     c: *mut f32,
     bias: Option<&[f32]>,
+    gelu: GeluOperand,
     parallel: bool,
 ) {
     let mk = microkernel::for_isa(isa);
@@ -177,6 +179,10 @@ pub(crate) unsafe fn sgemm_packed(
                     let j0 = jc + g * group * mk.nr;
                     let lines = (group * mk.nr).min(jc + nc - j0);
                     pack_panel(slivers, b, pc, j0, kc, lines, mk.nr, rsb, csb);
+                    if gelu == GeluOperand::B {
+                        let packed = lines.div_ceil(mk.nr) * kc * mk.nr;
+                        crate::gelu::gelu_in_place_with(isa, &mut slivers[..packed]);
+                    }
                 };
                 if threads > 1 && slivers_b > 1 {
                     packed_b
@@ -187,6 +193,7 @@ pub(crate) unsafe fn sgemm_packed(
                     pack((0, packed_b));
                 }
                 let packed_b: &[f32] = packed_b;
+                let gelu_a = (gelu == GeluOperand::A).then_some(isa);
                 let tasks = Tasks::new(s.m, slivers_b, threads, &mk, &bl);
                 let run = |t: usize| {
                     let (rows, slivers) = tasks.get(t);
@@ -194,7 +201,7 @@ pub(crate) unsafe fn sgemm_packed(
                     unsafe {
                         block_task(
                             &mk, s, alpha, beta, a, rsa, csa, packed_b, c, bias, rows, slivers, jc,
-                            pc, kc,
+                            pc, kc, gelu_a,
                         )
                     };
                 };
@@ -263,8 +270,8 @@ impl Tasks {
     }
 }
 
-/// One task: packs its rows of op(A) for this depth block and runs the
-/// micro-kernel over its tiles.
+/// One task: packs its rows of op(A) for this depth block (through GELU
+/// with `gelu_a`'s code when given) and runs the micro-kernel over its tiles.
 ///
 /// # Safety
 /// As [`sgemm_packed`]; `rows` and `slivers` are this task's own tiles.
@@ -285,11 +292,15 @@ unsafe fn block_task(
     jc: usize,
     pc: usize,
     kc: usize,
+    gelu_a: Option<Isa>,
 ) {
     let slivers_a = rows.len().div_ceil(mk.mr);
     with_buffer(false, slivers_a * kc * mk.mr, |packed_a| {
         // (slivers_a, kc, MR)
         pack_panel(packed_a, a, pc, rows.start, kc, rows.len(), mk.mr, csa, rsa);
+        if let Some(isa) = gelu_a {
+            crate::gelu::gelu_in_place_with(isa, packed_a);
+        }
         let j0 = jc + slivers.start * mk.nr;
         let cols = (slivers.len() * mk.nr).min(s.n - j0);
         // SAFETY: the task's tiles (rows x cols at j0) lie inside C and belong
