@@ -27,7 +27,7 @@ fn batch(cfg: &PixelConfig, seed: u64) -> PretrainBatch {
         }
     }
     PretrainBatch {
-        pixel_values: pixels,
+        pixel_values: std::sync::Arc::new(pixels),
         attention_mask,
         masking: PatchMasking::explicit(&mask, B, L).expect("equal rows"),
     }
@@ -48,7 +48,8 @@ fn train(device: Device) -> (Vec<f32>, Vec<Tensor>) {
         let micro: Vec<PretrainBatch> = (0..2u64)
             .map(|m| {
                 let mut b = batch(&cfg, 10 * step + m);
-                b.pixel_values = b.pixel_values.to_device(device).expect("pixels to device");
+                let on_device = b.pixel_values.to_device(device).expect("pixels to device");
+                b.pixel_values = std::sync::Arc::new(on_device);
                 b
             })
             .collect();

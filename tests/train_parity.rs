@@ -70,7 +70,7 @@ fn reference_steps_match_losses_and_final_weights() {
         let (b, l) = (attention_mask.shape()[0], attention_mask.shape()[1]);
         let masking = PatchMasking::explicit(npy("patch_mask").data(), b, l).expect("mask");
         let batch = PretrainBatch {
-            pixel_values,
+            pixel_values: std::sync::Arc::new(pixel_values),
             attention_mask: attention_mask.data().to_vec(),
             masking,
         };

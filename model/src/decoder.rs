@@ -53,10 +53,47 @@ pub fn decode(
     attention_mask: &[f32],
     mode: ForwardMode<'_>,
 ) -> Var {
-    let (b, l, k) = (masking.batch, masking.num_patches, masking.len_keep);
+    let (b, l) = (masking.batch, masking.num_patches);
     let ForwardMode { training, rng } = mode;
 
-    // Embed, put mask tokens back in patch order, prepend CLS.
+    // Embed, put mask tokens back in patch order, prepend CLS. In a function
+    // of its own, so its intermediates (none saved) are freed before the
+    // layers run rather than held to the end of the decoder.
+    let mut y = embed(t, params, last_hidden_state, masking); // (B, 1 + L, Dd)
+
+    let key_mask = decoder_key_mask(attention_mask, b, last_hidden_state.value().device()); // (B, 1 + L)
+    let settings = LayerSettings::decoder(cfg, training);
+    for j in 0..cfg.decoder_num_hidden_layers {
+        let prefix = format!("decoder.decoder_layers.{j}");
+        y = transformer_layer(t, params, &prefix, &y, Some(&key_mask), settings, rng);
+    }
+
+    // CLS dropped first (its prediction is never used; norm and projection
+    // are per row), then the norm and the projection as one node.
+    t.set_scope("decoder.norm+pred");
+    let patches = ops::narrow(t, &y, 1, 1, l); // (B, L, Dd)
+    drop(y); // not saved: free it before the projection's output exists
+    ops::layer_norm_linear(
+        t,
+        &patches,
+        params.get("decoder.decoder_norm.weight"),
+        params.get("decoder.decoder_norm.bias"),
+        DECODER_NORM_EPS as f32,
+        &[params.get("decoder.decoder_pred.weight")],
+        Some(&[params.get("decoder.decoder_pred.bias")]),
+    ) // (B, L, P*P*C)
+}
+
+/// The decoder's input (B, 1 + L, Dd) from the encoder's `last_hidden_state`
+/// (B, 1 + K, hidden): `decoder_embed`, the mask token at every removed
+/// patch (patch order restored), CLS in front, plus `decoder_pos_embed`.
+fn embed(
+    t: &mut Tape,
+    params: &ParamVars<'_>,
+    last_hidden_state: &Var,
+    masking: &PatchMasking,
+) -> Var {
+    let (b, l, k) = (masking.batch, masking.num_patches, masking.len_keep);
     t.set_scope("decoder.embed");
     let y = ops::linear(
         t,
@@ -76,26 +113,5 @@ pub fn decode(
         .collect();
     let y_patches = ops::gather_rows(t, &pool, &restore, l); // (B, L, Dd)
     let y = ops::concat(t, &[&y_cls, &y_patches], 1); // (B, 1 + L, Dd)
-    let mut y = ops::add(t, &y, params.get("decoder.decoder_pos_embed"));
-
-    let key_mask = decoder_key_mask(attention_mask, b, last_hidden_state.value().device()); // (B, 1 + L)
-    let settings = LayerSettings::decoder(cfg, training);
-    for j in 0..cfg.decoder_num_hidden_layers {
-        let prefix = format!("decoder.decoder_layers.{j}");
-        y = transformer_layer(t, params, &prefix, &y, Some(&key_mask), settings, rng);
-    }
-
-    // CLS dropped first (its prediction is never used; norm and projection
-    // are per row), then the norm and the projection as one node.
-    t.set_scope("decoder.norm+pred");
-    let y = ops::narrow(t, &y, 1, 1, l); // (B, L, Dd)
-    ops::layer_norm_linear(
-        t,
-        &y,
-        params.get("decoder.decoder_norm.weight"),
-        params.get("decoder.decoder_norm.bias"),
-        DECODER_NORM_EPS as f32,
-        &[params.get("decoder.decoder_pred.weight")],
-        Some(&[params.get("decoder.decoder_pred.bias")]),
-    ) // (B, L, P*P*C)
+    ops::add(t, &y, params.get("decoder.decoder_pos_embed"))
 }

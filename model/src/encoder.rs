@@ -69,8 +69,9 @@ pub fn encode(
     };
 
     t.set_scope("vit.embeddings");
-    let x = embeddings::embed(t, params, cfg, pixel_values, masking); // (B, 1 + K, D)
-    let mut x = ops::dropout(t, &x, embedding_dropout, training, rng);
+    let embedded = embeddings::embed(t, params, cfg, pixel_values, masking); // (B, 1 + K, D)
+    let mut x = ops::dropout(t, &embedded, embedding_dropout, training, rng);
+    drop(embedded); // not saved by dropout: not held through the layers
 
     let key_mask = encoder_key_mask(attention_mask, masking, b, pixel_values.value().device()); // (B, 1 + K)
     let settings = LayerSettings::encoder(cfg, training);

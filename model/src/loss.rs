@@ -13,9 +13,15 @@ use crate::masking::PatchMasking;
 pub fn patch_target(t: &mut Tape, cfg: &PixelConfig, pixel_values: &Var) -> Var {
     let s = pixel_values.shape().to_vec();
     let (b, c, p, l) = (s[0], s[1], s[2], s[3] / s[2]);
-    let x = ops::reshape(t, pixel_values, &[b, c, p, l, p]);
-    let x = ops::permute(t, &x, &[0, 3, 2, 4, 1]); // (B, L, P, P, C)
-    let x = ops::reshape(t, &x, &[b, l, p * p * c]);
+    // Each step copies; the blocks free each copy once the next exists (this
+    // runs at the end of the forward pass, the step's highest memory).
+    let x = {
+        let permuted = {
+            let x = ops::reshape(t, pixel_values, &[b, c, p, l, p]);
+            ops::permute(t, &x, &[0, 3, 2, 4, 1]) // (B, L, P, P, C)
+        };
+        ops::reshape(t, &permuted, &[b, l, p * p * c])
+    };
     if cfg.norm_pix_loss {
         ops::normalize_rows_unbiased(t, &x, 1e-6)
     } else {

@@ -46,8 +46,8 @@ impl HasParams for PixelForFinetuning {
 /// One micro-batch of pretraining input.
 #[derive(Clone)]
 pub struct PretrainBatch {
-    /// (B, C, P, P*L) in [0, 1].
-    pub pixel_values: Tensor,
+    /// (B, C, P, P*L) in [0, 1]; shared, so the step reads it without a copy.
+    pub pixel_values: Arc<Tensor>,
     /// (B*L) 0/1.
     pub attention_mask: Vec<f32>,
     pub masking: PatchMasking,
@@ -299,7 +299,7 @@ pub fn pretraining_loss(
     training: bool,
     rng: &mut Rng,
 ) -> Var {
-    let pixels = Var::constant_arc(Arc::new(batch.pixel_values.clone()));
+    let pixels = Var::constant_arc(batch.pixel_values.clone());
     let mode = ForwardMode { training, rng };
     model
         .forward(

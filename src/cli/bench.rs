@@ -89,7 +89,7 @@ pub(super) fn synthetic_batch(
     let patch_mask = generator.generate_batch(&text, rng);
     let masking = PatchMasking::controlled(&patch_mask, b, l, cfg.mask_ratio, rng);
     PretrainBatch {
-        pixel_values: pixels,
+        pixel_values: std::sync::Arc::new(pixels),
         attention_mask: mask,
         masking,
     }

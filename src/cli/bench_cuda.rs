@@ -56,10 +56,8 @@ pub fn run(args: &BenchArgs, cfg: PixelConfig) -> anyhow::Result<()> {
     // the gradient norm.
     let next_batch = |rng: &mut Rng| -> anyhow::Result<PretrainBatch> {
         let mut batch = synthetic_batch(&cfg, b, &generator, rng);
-        batch.pixel_values = batch
-            .pixel_values
-            .to_device(device)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let on_device = batch.pixel_values.to_device(device);
+        batch.pixel_values = std::sync::Arc::new(on_device.map_err(|e| anyhow::anyhow!("{e}"))?);
         Ok(batch)
     };
     let step = |trainer: &mut Trainer, batch: &PretrainBatch, rng: &mut Rng| {

@@ -123,7 +123,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         PatchMasking::random(&attention, 1, l, config.mask_ratio, &mut rng)
     };
     let batch = PretrainBatch {
-        pixel_values: Tensor::new(&[1, 3, 16, 16 * l], r.pixel_values()),
+        pixel_values: std::sync::Arc::new(Tensor::new(&[1, 3, 16, 16 * l], r.pixel_values())),
         attention_mask: attention,
         masking,
     };

@@ -294,7 +294,7 @@ impl BatchMaker {
         let patch_mask = self.generator.generate_batch(&text_plus_eos, rng);
         let masking = PatchMasking::controlled(&patch_mask, b, l, self.mask_ratio, rng);
         PretrainBatch {
-            pixel_values: Tensor::new(&[b, c, p, p * l], pixels),
+            pixel_values: Arc::new(Tensor::new(&[b, c, p, p * l], pixels)),
             attention_mask: attention,
             masking,
         }

@@ -443,7 +443,7 @@ impl TrainingTask for Pretraining<'_> {
 
 /// A pretraining batch with its pixels on `device`.
 pub fn batch_to_device(mut batch: PretrainBatch, device: Device) -> anyhow::Result<PretrainBatch> {
-    batch.pixel_values = to_device(batch.pixel_values, device)?;
+    batch.pixel_values = Arc::new(to_device(Arc::unwrap_or_clone(batch.pixel_values), device)?);
     Ok(batch)
 }
 
@@ -453,7 +453,7 @@ fn infer_on_model_device(
     model: &PixelForPreTraining,
     batch: &PretrainBatch,
 ) -> anyhow::Result<(f32, Tensor)> {
-    let pixel_values = to_device(batch.pixel_values.clone(), model.params.device())?;
+    let pixel_values = to_device((*batch.pixel_values).clone(), model.params.device())?;
     let (loss, logits) = model.infer(&pixel_values, &batch.attention_mask, &batch.masking);
     Ok((loss, logits.to_host()))
 }
@@ -476,7 +476,7 @@ pub fn constant_baseline(model: &PixelForPreTraining, batches: &[PretrainBatch])
     let mut targets: Vec<f32> = Vec::new(); // (loss patches, dim)
     for b in batches {
         let mut tape = Tape::no_grad();
-        let pixels = Var::constant(b.pixel_values.clone());
+        let pixels = Var::constant_arc(b.pixel_values.clone());
         let target = pixel_model::loss::patch_target(&mut tape, &model.config, &pixels);
         for (row, (m, a)) in target
             .data()
