@@ -29,6 +29,9 @@ pixel=target/release/pixel
 # The same step again, so a load change during the PyTorch run shows up.
 "$pixel" bench --config base --max-seq-length 529 --forward-batches 8 --step-batch 8 --repeats 2 \
     | tee -a "$out/pixel.txt"
-# The step with the MLPs recomputed in backward (less memory, more FLOPs).
-"$pixel" bench --config base --max-seq-length 529 --forward-batches 1 --step-batch 8 --repeats 2 \
-    --recompute-mlp | tee -a "$out/pixel.txt"
+# The step with the MLPs recomputed in backward (less memory, more FLOPs):
+# the decoder's, then all.
+for which in decoder all; do
+    "$pixel" bench --config base --max-seq-length 529 --forward-batches 1 --step-batch 8 --repeats 2 \
+        --recompute-mlp "$which" | tee -a "$out/pixel.txt"
+done
