@@ -141,3 +141,35 @@ pub fn check_some(inputs: Vec<Tensor>, diff: &[bool], f: impl Fn(&mut Tape, &[Va
         Err(e) => panic!("gradcheck failed: {e}"),
     }
 }
+
+/// Asserts that `fused` and `plain` (two graphs of the same function) give the
+/// same bits: the output and every input's gradient under one random output
+/// gradient. For fused ops that promise the arithmetic of the ops they fuse.
+pub fn assert_same_bits(
+    what: &str,
+    inputs: &[Tensor],
+    fused: impl Fn(&mut Tape, &[Var]) -> Var,
+    plain: impl Fn(&mut Tape, &[Var]) -> Var,
+) {
+    let run = |f: &dyn Fn(&mut Tape, &[Var]) -> Var| {
+        let mut t = Tape::new();
+        let v: Vec<_> = inputs.iter().map(|x| t.leaf_tensor(x.clone())).collect();
+        let y = f(&mut t, &v);
+        let dy = randn(y.shape(), &mut Rng::new(5));
+        let g = t.backward_with(&y, dy);
+        let mut out = vec![y.data().to_vec()];
+        out.extend(
+            v.iter()
+                .map(|v| g.get(v).expect("gradient").data().to_vec()),
+        );
+        out
+    };
+    let (a, b) = (run(&fused), run(&plain));
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(
+            same,
+            "{what} differs from the unfused ops in tensor {i} (0: output)"
+        );
+    }
+}

@@ -224,7 +224,9 @@ pub fn attention_linear(
 mod tests {
     use crate::gradcheck::randn;
     use crate::ops::{self, AttentionConfig};
-    use crate::test_support::{check, forward_backward, inputs, on, rng, test_device};
+    use crate::test_support::{
+        assert_same_bits, check, forward_backward, inputs, on, rng, test_device,
+    };
     use crate::{Rng, Tape, Tensor};
 
     #[test]
@@ -323,33 +325,16 @@ mod tests {
             dropout: 0.2,
             training: true,
         };
-        let run = |fused: bool| {
-            let mut t = crate::Tape::new();
-            let v: Vec<_> = values.iter().map(|x| t.leaf_tensor(x.clone())).collect();
-            let rng = &mut Rng::new(3);
-            let y = if fused {
-                ops::attention_linear(&mut t, &v[0], Some(&mask), cfg, &v[1], &v[2], rng)
-            } else {
-                let ctx = ops::attention(&mut t, &v[0], Some(&mask), cfg, rng);
-                ops::linear(&mut t, &ctx, &v[1], Some(&v[2]))
-            };
-            let dy = randn(y.shape(), &mut Rng::new(5));
-            let g = t.backward_with(&y, dy);
-            let mut out = vec![y.data().to_vec()];
-            out.extend(
-                v.iter()
-                    .map(|v| g.get(v).expect("gradient").data().to_vec()),
-            );
-            out
-        };
-        let (fused, plain) = (run(true), run(false));
-        for (i, (a, b)) in fused.iter().zip(&plain).enumerate() {
-            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-            assert!(
-                same,
-                "attention_linear differs from the unfused pair in tensor {i}"
-            );
-        }
+        let rng = || Rng::new(3);
+        assert_same_bits(
+            "attention_linear",
+            &values,
+            |t, v| ops::attention_linear(t, &v[0], Some(&mask), cfg, &v[1], &v[2], &mut rng()),
+            |t, v| {
+                let ctx = ops::attention(t, &v[0], Some(&mask), cfg, &mut rng());
+                ops::linear(t, &ctx, &v[1], Some(&v[2]))
+            },
+        );
     }
 
     test_device!(attention_linear, 1e-4, |d| {

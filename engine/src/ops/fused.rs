@@ -315,7 +315,9 @@ pub fn layer_norm_mlp(
 mod tests {
     use crate::gradcheck::randn;
     use crate::ops;
-    use crate::test_support::{check, forward_backward, inputs, rng, test_device};
+    use crate::test_support::{
+        assert_same_bits, check, forward_backward, inputs, rng, test_device,
+    };
     use crate::{Tape, Var};
 
     #[test]
@@ -425,42 +427,16 @@ mod tests {
         check(values.clone(), |t, v| {
             ops::layer_norm_mlp(t, &v[0], &v[1], &v[2], 1e-5, &v[3], &v[4], &v[5], &v[6])
         });
-        let run = |fused: bool| {
-            let mut t = Tape::new();
-            let v: Vec<_> = values.iter().map(|x| t.leaf_tensor(x.clone())).collect();
-            let y = if fused {
-                ops::layer_norm_mlp(
-                    &mut t, &v[0], &v[1], &v[2], 1e-5, &v[3], &v[4], &v[5], &v[6],
-                )
-            } else {
-                let u = ops::layer_norm_linear(
-                    &mut t,
-                    &v[0],
-                    &v[1],
-                    &v[2],
-                    1e-5,
-                    &[&v[3]],
-                    Some(&[&v[4]]),
-                );
-                ops::gelu_linear(&mut t, &u, &v[5], &v[6])
-            };
-            let dy = randn(y.shape(), &mut crate::Rng::new(5));
-            let g = t.backward_with(&y, dy);
-            let mut out = vec![y.data().to_vec()];
-            out.extend(
-                v.iter()
-                    .map(|v| g.get(v).expect("gradient").data().to_vec()),
-            );
-            out
-        };
-        let (fused, plain) = (run(true), run(false));
-        for (i, (a, b)) in fused.iter().zip(&plain).enumerate() {
-            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-            assert!(
-                same,
-                "layer_norm_mlp differs from the unfused pair in tensor {i}"
-            );
-        }
+        assert_same_bits(
+            "layer_norm_mlp",
+            &values,
+            |t, v| ops::layer_norm_mlp(t, &v[0], &v[1], &v[2], 1e-5, &v[3], &v[4], &v[5], &v[6]),
+            |t, v| {
+                let (w1, b1) = ([&v[3]], [&v[4]]);
+                let u = ops::layer_norm_linear(t, &v[0], &v[1], &v[2], 1e-5, &w1, Some(&b1));
+                ops::gelu_linear(t, &u, &v[5], &v[6])
+            },
+        );
     }
 
     test_device!(layer_norm_mlp, 1e-4, |d| {
