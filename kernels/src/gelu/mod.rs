@@ -81,6 +81,18 @@ pub fn gelu_in_place_with(isa: Isa, x: &mut [f32]) {
     }
 }
 
+/// `d = d * gelu'(x)` in place on the calling thread with `isa`'s code, in
+/// blocks of `d` copied aside (in L1): the same values as
+/// [`gelu_backward_with`].
+pub fn gelu_backward_in_place_with(isa: Isa, d: &mut [f32], x: &[f32]) {
+    let mut block = [0.0f32; 256];
+    for (part, x) in d.chunks_mut(block.len()).zip(x.chunks(block.len())) {
+        let dy = &mut block[..part.len()];
+        dy.copy_from_slice(part);
+        gelu_backward_with(isa, part, dy, x);
+    }
+}
+
 /// Scalar reference of [`gelu_backward`].
 pub fn gelu_backward_scalar(dinp: &mut [f32], dout: &[f32], inp: &[f32]) {
     for ((dx, &dy), &x) in dinp.iter_mut().zip(dout).zip(inp) {
@@ -203,9 +215,8 @@ pub fn backward(dx: &mut Buffer, dy: &Buffer, x: &Buffer, n: usize) {
 }
 
 /// `d = d * gelu'(x)` over n values, in place: the gradient through GELU
-/// without a second buffer of its size (on the CPU each block of the
-/// incoming gradient is copied aside, 64 KiB, and [`gelu_backward`]'s code
-/// runs on it; the same values).
+/// without a second buffer of its size (on the CPU
+/// [`gelu_backward_in_place_with`] per chunk; the same values).
 pub fn backward_in_place(d: &mut Buffer, x: &Buffer, n: usize) {
     const K: &str = "gelu_backward_in_place";
     match d {
@@ -214,10 +225,7 @@ pub fn backward_in_place(d: &mut Buffer, x: &Buffer, n: usize) {
             dv[..n]
                 .par_chunks_mut(CHUNK)
                 .zip(x.par_chunks(CHUNK))
-                .for_each(|(d, x)| {
-                    let dy = d.to_vec();
-                    gelu_backward_with(crate::cpu::isa(), d, &dy, x)
-                });
+                .for_each(|(d, x)| gelu_backward_in_place_with(crate::cpu::isa(), d, x));
         }
         #[cfg(feature = "cuda")]
         Buffer::Cuda(dv) => {

@@ -543,9 +543,14 @@ pub fn gemm_gelu(
         Buffer::Cuda(_) => {
             let of = |x: Operand<'_>, len: usize| {
                 let mut g = Buffer::zeros(x.buf.device(), len);
-                let mut whole = Buffer::zeros(x.buf.device(), len);
-                crate::layout::copy_2d(&mut whole, 0, 0, x.buf, x.offset, 0, 1, len);
-                crate::gelu::forward(&mut g, &whole, len);
+                if x.offset == 0 {
+                    crate::gelu::forward(&mut g, x.buf, len);
+                } else {
+                    // The GELU kernel reads from the start of its input.
+                    let mut part = Buffer::zeros(x.buf.device(), len);
+                    crate::layout::copy_2d(&mut part, 0, 0, x.buf, x.offset, 0, 1, len);
+                    crate::gelu::forward(&mut g, &part, len);
+                }
                 g
             };
             let (ga, gb);
